@@ -1,0 +1,1 @@
+"""The lab fleet: hosts made of network namespaces with their own sshd and dockerd."""
