@@ -6,7 +6,8 @@ FleetError                      root; the CLI prints its message and exits non-z
 └── HostError                   one host failed (carries the host name)
     ├── ConnectError            SSH connection or authentication failed
     ├── HostKeyError            the host's key is unknown or has changed
-    └── DockerError             the Docker Engine API answered with an error
+    └── DockerError             the Docker Engine API answered with an error (or not at all)
+        └── DockerNotFoundError the container, image or exec does not exist (HTTP 404)
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ class DockerError(HostError):
     def __init__(self, host: str, message: str, status: int = 0) -> None:
         super().__init__(host, message)
         self.status = status
+
+
+class DockerNotFoundError(DockerError):
+    """The container, image or exec instance named in the call does not exist (HTTP 404)."""

@@ -1,0 +1,181 @@
+"""HTTP over SSH channels: httpx on top of httpcore, whose "sockets" are SSH channels.
+
+Each HTTP connection httpcore opens is a direct-streamlocal channel to the daemon's unix
+socket on the host (`open_unix_connection`), multiplexed on the host's one SSH connection:
+no local socket files, no `docker system dial-stdio`, no docker CLI needed on the host.
+httpcore's pool bounds the channels (sshd's MaxSessions defaults to 10) and keeps idle ones
+alive for reuse; h11 does the HTTP parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import asyncssh
+import httpcore
+import httpx
+
+MAX_CHANNELS = 8
+KEEPALIVE_EXPIRY = 60.0
+_T = TypeVar("_T")
+
+
+async def _within(awaitable: Awaitable[_T], timeout: float | None,
+                  timeout_error: type[Exception]) -> _T:
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError as exc:
+        raise timeout_error(f"no answer within {timeout:g}s") from exc
+
+
+class SSHChannelStream(httpcore.AsyncNetworkStream):
+    """One SSH channel, seen by httpcore as a connected socket."""
+
+    def __init__(self, reader: asyncssh.SSHReader[bytes],
+                 writer: asyncssh.SSHWriter[bytes]) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return await _within(self._reader.read(max_bytes), timeout, httpcore.ReadTimeout)
+        except (asyncssh.Error, OSError) as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            await _within(self._writer.drain(), timeout, httpcore.WriteTimeout)
+        except (asyncssh.Error, OSError) as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        # Closing sends the channel close; the SSH connection itself stays up.
+        self._writer.close()
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # Asked of idle pooled connections: EOF means the daemon hung up, so don't reuse.
+            return self._reader.at_eof() or self._writer.is_closing()
+        return None
+
+
+class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
+    """Every connect opens a channel to `socket_path` on the far side of `ssh`."""
+
+    def __init__(self, ssh: asyncssh.SSHClientConnection, socket_path: str) -> None:
+        self._ssh = ssh
+        self._socket_path = socket_path
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> SSHChannelStream:
+        return await self._open_channel(timeout)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None
+                                  ) -> SSHChannelStream:
+        return await self._open_channel(timeout)
+
+    async def _open_channel(self, timeout: float | None) -> SSHChannelStream:
+        try:
+            reader, writer = await _within(self._ssh.open_unix_connection(self._socket_path),
+                                           timeout, httpcore.ConnectTimeout)
+        except asyncssh.ChannelOpenError as exc:
+            raise httpcore.ConnectError(
+                f"the SSH server would not open a channel to {self._socket_path}: {exc.reason}"
+            ) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+        return SSHChannelStream(reader, writer)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+_HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    # most specific first
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpcore's exceptions as httpx's, so callers handle one family (as httpx itself does)."""
+    try:
+        yield
+    except Exception as exc:
+        for core_type, httpx_type in _HTTPCORE_TO_HTTPX:
+            if isinstance(exc, core_type):
+                raise httpx_type(str(exc)) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, core_stream: AsyncIterable[bytes]) -> None:
+        self._core_stream = core_stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for part in self._core_stream:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._core_stream, "aclose", None)
+        if close is not None:
+            with _httpx_errors():
+                await close()
+
+
+class SSHChannelTransport(httpx.AsyncBaseTransport):
+    """httpx transport sending every request over a pooled SSH channel to a unix socket."""
+
+    def __init__(self, ssh: asyncssh.SSHClientConnection, socket_path: str, *,
+                 max_channels: int = MAX_CHANNELS,
+                 keepalive_expiry: float = KEEPALIVE_EXPIRY) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=SSHStreamlocalBackend(ssh, socket_path),
+            max_connections=max_channels,
+            max_keepalive_connections=max_channels,
+            keepalive_expiry=keepalive_expiry,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                             port=request.url.port, target=request.url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            core_response = await self._pool.handle_async_request(core_request)
+        assert isinstance(core_response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()

@@ -1,0 +1,261 @@
+"""SSH connections to fleet hosts: one asyncssh connection per host, reused for a whole run.
+
+    target = SSHTarget(name="web-1", address="198.18.1.11", user="root", ...)
+    async with ConnectionPool([target], forks=50) as pool:
+        for name, error in pool.failed.items(): ...
+        docker = pool.connected["web-1"].docker
+        await docker.list_containers()
+
+Raises (always with the host name): ConnectError, HostKeyError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncssh
+
+from fleet.errors import ConnectError, HostError
+from fleet.transport.docker_api import DockerClient
+from fleet.transport.host_keys import (
+    HostKeyChecking,
+    HostKeyVerifier,
+    default_known_hosts_path,
+    load_known_hosts,
+)
+from fleet.transport.ssh_errors import CONNECT_FAILURES, describe_connect_failure
+
+DEFAULT_FORKS = 50
+DEFAULT_KEEPALIVE_INTERVAL = 15.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to reach one host."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    host_key_checking: HostKeyChecking = "strict"
+    jump: str | None = None  # "[user@]host[:port]", verified like any host
+    docker_socket: str = "/var/run/docker.sock"
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        if self.known_hosts:
+            return Path(self.known_hosts).expanduser()
+        return default_known_hosts_path()
+
+    def jump_target(self) -> SSHTarget | None:
+        """The bastion as a target of its own: same key, known_hosts and checking."""
+        if not self.jump:
+            return None
+        user, _, host_port = self.jump.rpartition("@")
+        address, port = host_port, 22
+        if host_port.startswith("["):  # [IPv6]:port
+            address, _, rest = host_port[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 22
+        elif host_port.count(":") == 1:
+            address, _, port_text = host_port.partition(":")
+            port = int(port_text)
+        return SSHTarget(
+            name=f"{self.name} (jump host {self.jump})", address=address, port=port,
+            user=user or self.user, ssh_key=self.ssh_key, known_hosts=self.known_hosts,
+            host_key_checking=self.host_key_checking, connect_timeout=self.connect_timeout,
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _load_client_key(path: str) -> asyncssh.SSHKey:
+    """Private keys are parsed once per run, not once per host."""
+    return asyncssh.read_private_key(Path(path).expanduser())
+
+
+async def _connect(target: SSHTarget, *, keepalive_interval: float,
+                   tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
+    """Open and authenticate one SSH connection, verifying the host key."""
+    try:
+        known_hosts = load_known_hosts(target.known_hosts_path)
+    except (OSError, ValueError) as exc:
+        raise ConnectError(
+            target.name, f"cannot read known_hosts file {target.known_hosts_path}: {exc}"
+        ) from exc
+    verifier = HostKeyVerifier(known_hosts, target.known_hosts_path, target.host_key_checking)
+    options: dict[str, Any] = {
+        "port": target.port,
+        "known_hosts": known_hosts,
+        "client_factory": lambda: verifier,
+        "connect_timeout": target.connect_timeout,
+        "keepalive_interval": keepalive_interval,
+        "keepalive_count_max": 3,
+        # config=() (the default) reads ~/.ssh/config when it exists and is fine without it.
+    }
+    if target.user:
+        options["username"] = target.user
+    if tunnel is not None:
+        options["tunnel"] = tunnel
+    try:
+        if target.ssh_key:
+            options["client_keys"] = [_load_client_key(target.ssh_key)]
+        connection = await asyncssh.connect(target.address, **options)
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise verifier.refusal_error(target.name, exc.reason) from exc
+    except CONNECT_FAILURES as exc:
+        message = describe_connect_failure(exc, endpoint=target.endpoint, user=target.user,
+                                           timeout=target.connect_timeout)
+        raise ConnectError(target.name, message) from exc
+    try:
+        await asyncio.to_thread(verifier.record_accepted_key, target.name)
+    except HostError:
+        connection.close()
+        raise
+    return connection
+
+
+class HostConnection:
+    """One authenticated SSH connection to a host, and its Docker API client."""
+
+    def __init__(self, target: SSHTarget, ssh: asyncssh.SSHClientConnection) -> None:
+        self.target = target
+        self.ssh = ssh
+        self._docker: DockerClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @classmethod
+    async def open(cls, target: SSHTarget, *,
+                   keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+                   tunnel: asyncssh.SSHClientConnection | None = None) -> HostConnection:
+        """Connect to `target` (through `tunnel` when given: an open jump-host connection).
+
+        Raises ConnectError, or HostKeyError when the host key is unknown (strict) or changed.
+        """
+        ssh = await _connect(target, keepalive_interval=keepalive_interval, tunnel=tunnel)
+        return cls(target, ssh)
+
+    @property
+    def docker(self) -> DockerClient:
+        """The Docker Engine API of this host, over this connection (created on first use)."""
+        if self._docker is None:
+            self._docker = DockerClient.over_ssh(self.name, self.ssh, self.target.docker_socket)
+        return self._docker
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.aclose()
+        self.ssh.close()
+        await self.ssh.wait_closed()
+
+    async def __aenter__(self) -> HostConnection:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+ResultCallback = Callable[[str, "HostConnection | HostError"], None]
+
+
+class ConnectionPool:
+    """Connections to many hosts, opened concurrently (at most `forks` handshakes at once).
+
+    One unreachable host never fails the others: each host ends up either in `connected`
+    or in `failed`. Jump hosts are connected once and shared by the hosts behind them.
+    Every connection is closed on exit.
+    """
+
+    def __init__(self, targets: Sequence[SSHTarget], *, forks: int = DEFAULT_FORKS,
+                 keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+                 on_result: ResultCallback | None = None) -> None:
+        names = [target.name for target in targets]
+        if len(set(names)) != len(names):
+            raise ValueError("host names in a ConnectionPool must be unique")
+        self.targets = list(targets)
+        self.connected: dict[str, HostConnection] = {}
+        self.failed: dict[str, HostError] = {}
+        self._forks = asyncio.Semaphore(max(1, forks))
+        self._keepalive_interval = keepalive_interval
+        self._on_result = on_result
+        self._jumps: dict[tuple[str | None, str, int], asyncio.Task[asyncssh.SSHClientConnection]]
+        self._jumps = {}
+
+    @property
+    def results(self) -> dict[str, HostConnection | HostError]:
+        """Per host, in target order: its connection or why there is none."""
+        merged: dict[str, HostConnection | HostError] = {}
+        for target in self.targets:
+            merged[target.name] = self.connected.get(target.name) or self.failed[target.name]
+        return merged
+
+    async def open(self) -> None:
+        await asyncio.gather(*(self._open_one(target) for target in self.targets))
+
+    async def _open_one(self, target: SSHTarget) -> None:
+        result: HostConnection | HostError
+        try:
+            async with self._forks:
+                tunnel = await self._jump_connection(target)
+                result = await HostConnection.open(
+                    target, keepalive_interval=self._keepalive_interval, tunnel=tunnel)
+        except HostError as exc:
+            result = exc
+        if isinstance(result, HostConnection):
+            self.connected[target.name] = result
+        else:
+            self.failed[target.name] = result
+        if self._on_result is not None:
+            self._on_result(target.name, result)
+
+    async def _jump_connection(self, target: SSHTarget) -> asyncssh.SSHClientConnection | None:
+        jump = target.jump_target()
+        if jump is None:
+            return None
+        key = (jump.user, jump.address, jump.port)
+        if key not in self._jumps:
+            self._jumps[key] = asyncio.ensure_future(
+                _connect(jump, keepalive_interval=self._keepalive_interval, tunnel=None))
+        try:
+            # shield: one host's cancellation must not cancel the bastion the others share
+            return await asyncio.shield(self._jumps[key])
+        except HostError as exc:
+            raise ConnectError(target.name, f"via jump host {target.jump}: {exc.reason}") from exc
+
+    async def close(self) -> None:
+        await asyncio.gather(*(connection.close() for connection in self.connected.values()),
+                             return_exceptions=True)
+        for task in self._jumps.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().close()
+            elif not task.done():
+                task.cancel()
+        self.connected.clear()
+
+    async def __aenter__(self) -> ConnectionPool:
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
