@@ -38,9 +38,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from fleet.commands.config_cmds import render, schema, validate
     from fleet.lab.cli import lab
 
-    cli.add_command(lab)
+    for command in (validate, render, schema, lab):
+        cli.add_command(command)
 
 
 _register_subcommands()

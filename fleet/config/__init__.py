@@ -1,0 +1,1 @@
+"""Configuration: inventories and playbooks, parsed, validated and rendered per host."""

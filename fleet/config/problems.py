@@ -1,0 +1,68 @@
+"""Problems found in input files, each with its file, line, column and key path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from fleet.errors import FleetError
+
+KeyPath = tuple[str | int, ...]
+Severity = Literal["error", "warning"]
+
+
+def format_key_path(path: KeyPath) -> str:
+    """`services.web.ports[0]`: the path as a user would write it."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    path: KeyPath
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        key = f" {format_key_path(self.path)}:" if self.path else ""
+        label = "" if self.severity == "error" else "warning: "
+        return f"{where}:{key} {label}{self.message}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "key": format_key_path(self.path),
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+def errors_in(problems: Iterable[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+class ConfigError(FleetError):
+    """The input is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = sorted(set(problems), key=_sort_key)
+        errors = errors_in(self.problems)
+        lines = [str(p) for p in self.problems]
+        count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+        super().__init__("\n".join([*lines, f"{count}; nothing was changed on any host."]))
+
+
+def _sort_key(problem: Problem) -> tuple[str, int, int, str]:
+    return (problem.file, problem.line, problem.column, problem.message)

@@ -1,0 +1,100 @@
+"""Secrets: looked up by name, carried through rendering as opaque tokens.
+
+`secret('NAME')` renders to a token, never to the value. The token is swapped for the
+real value only when a container is created (`reveal`), for a keyed digest when a spec
+is hashed (`digest_secrets`), and for a redaction mark wherever fleet shows a spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.config.compose_syntax import parse_env_file
+
+_TOKEN = re.compile(r"⟦secret:([A-Za-z_][A-Za-z0-9_.-]*)⟧")
+REDACTED = "<redacted:{name}>"
+
+
+def token(name: str) -> str:
+    return f"⟦secret:{name}⟧"
+
+
+class SecretMissing(LookupError):
+    pass
+
+
+@dataclass
+class SecretStore:
+    """Secret values from the controller's environment, over those of a secrets file."""
+
+    project: str
+    file_values: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def value(self, name: str) -> str:
+        if name in self.environ:
+            return self.environ[name]
+        if name in self.file_values:
+            return self.file_values[name]
+        where = f"the controller's environment or {self.source}" if self.source else (
+            "the controller's environment (no secrets_file is set)")
+        raise SecretMissing(f"secret '{name}' is not set in {where}")
+
+    def digest(self, name: str) -> str:
+        key = hashlib.sha256(f"fleet.secret\0{self.project}\0{name}".encode()).digest()
+        return hmac.new(key, self.value(name).encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def load_secrets_file(path: Path) -> dict[str, str]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yml", ".yaml", ".json"):
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a secrets file must be a mapping of names to values")
+        return {str(k): str(v) for k, v in data.items()}
+    return parse_env_file(text, str(path))
+
+
+def secret_names(value: Any) -> set[str]:
+    found: set[str] = set()
+
+    def collect(text: str) -> str:
+        found.update(_TOKEN.findall(text))
+        return text
+
+    _map_strings(value, collect)
+    return found
+
+
+def _map_strings(value: Any, func: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return func(value)
+    if isinstance(value, dict):
+        return {k: _map_strings(v, func) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, func) for v in value]
+    return value
+
+
+def redact(value: Any) -> Any:
+    return _map_strings(value, lambda s: _TOKEN.sub(lambda m: REDACTED.format(name=m[1]), s))
+
+
+def reveal(value: Any, store: SecretStore) -> Any:
+    return _map_strings(value, lambda s: _TOKEN.sub(lambda m: store.value(m[1]), s))
+
+
+def digest_secrets(value: Any, store: SecretStore) -> Any:
+    return _map_strings(
+        value, lambda s: _TOKEN.sub(lambda m: f"<secret:{m[1]}:{store.digest(m[1])}>", s)
+    )

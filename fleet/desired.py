@@ -1,0 +1,297 @@
+"""The desired state per host: every container fleet should run, fully rendered and hashed.
+
+configuration -> DesiredState is pure: the same files and environment always give the
+same containers and hashes, and nothing here touches a host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.config.compose_syntax import parse_env_file
+from fleet.config.inventory import Host, Inventory
+from fleet.config.patterns import PatternError, select_hosts
+from fleet.config.playbook import LoadedPlaybook, PlaybookSet
+from fleet.config.problems import KeyPath, Problem
+from fleet.config.secrets import SecretStore, digest_secrets, load_secrets_file, redact
+from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
+from fleet.config.templating import TemplateError, base_context, contains_template, render_value
+from fleet.config.validation import lookup, problems_from
+
+SPEC_HASH_VERSION = "1"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def container_name(project: str, service: str, replica: int) -> str:
+    return f"{project}-{service}-{replica}"
+
+
+@dataclass(frozen=True)
+class DesiredContainer:
+    host: str
+    project: str
+    service: str
+    replica: int
+    options: Mapping[str, Any]  # normalized Compose fields; secrets as tokens
+    spec_hash: str
+
+    @property
+    def name(self) -> str:
+        return container_name(self.project, self.service, self.replica)
+
+    def redacted_options(self) -> Any:
+        return redact(dict(self.options))
+
+
+@dataclass(frozen=True)
+class ServicePlacement:
+    name: str
+    hosts: tuple[str, ...]
+    replicas: int
+    update: UpdatePolicy
+
+
+@dataclass
+class DesiredState:
+    project: str
+    inventory: Inventory
+    targeted_hosts: list[Host]
+    containers: dict[str, list[DesiredContainer]]  # host name -> containers, sorted
+    services: dict[str, ServicePlacement]
+    secrets: SecretStore
+    problems: list[Problem] = field(default_factory=list)
+
+
+def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
+    """SHA-256 of the normalized spec; secrets enter only as keyed digests."""
+    payload = canonical_json({"v": SPEC_HASH_VERSION, "spec": digest_secrets(dict(options),
+                                                                             secrets)})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _secret_store(playbooks: PlaybookSet) -> tuple[SecretStore, list[Problem]]:
+    for pb in playbooks.playbooks:
+        if pb.header.secrets_file:
+            path = pb.base / pb.header.secrets_file
+            try:
+                values = load_secrets_file(path)
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return SecretStore(playbooks.project), [
+                    pb.doc.problem(("secrets_file",), f"cannot read secrets file {path}: {reason}")
+                ]
+            return SecretStore(playbooks.project, values, str(path)), []
+    return SecretStore(playbooks.project), []
+
+
+def _host_context(host: Host, playbook_vars: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**playbook_vars, **host.vars}
+    return {
+        "host": {"name": host.name, "address": host.address, "labels": dict(host.labels),
+                 "vars": merged, "groups": list(host.groups)},
+        "vars": merged,
+    }
+
+
+class _EnvFiles:
+    """env_file contents, read once per path."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Path, dict[str, str]] = {}
+
+    def read(self, path: Path) -> dict[str, str]:
+        if path not in self.cache:
+            self.cache[path] = parse_env_file(path.read_text(encoding="utf-8"), str(path))
+        return self.cache[path]
+
+
+def _finish_environment(service: Service, base: Path, env_files: _EnvFiles,
+                        environ: Mapping[str, str]) -> Service:
+    """Merge env_file under environment; a bare `KEY` takes the controller's value (Compose)."""
+    merged: dict[str, str] = {}
+    for name in service.env_file:
+        merged.update(env_files.read(base / name))
+    for key, value in service.environment.items():
+        if value is not None:
+            merged[key] = value
+        elif key in environ:
+            merged[key] = environ[key]
+    return service.model_copy(update={"environment": dict(sorted(merged.items()))})
+
+
+class _Collector:
+    """Problems found for many hosts, reported once per location with the hosts named."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, int, int, KeyPath, str], list[str]] = {}
+
+    def add(self, problem: Problem, service: str, host: str) -> None:
+        message = f"{problem.message} (service {service}; "
+        key = (problem.file, problem.line, problem.column, problem.path, message)
+        self.by_key.setdefault(key, []).append(host)
+
+    def problems(self) -> list[Problem]:
+        result = []
+        for (file, line, column, path, message), hosts in self.by_key.items():
+            shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+            noun = "host" if len(hosts) == 1 else "hosts"
+            result.append(Problem(file, line, column, path, f"{message}{noun} {shown})"))
+        return result
+
+
+def compile_desired_state(
+    playbooks: PlaybookSet,
+    inventory: Inventory,
+    limit: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DesiredState:
+    import os
+
+    environ = dict(os.environ) if environ is None else environ
+    problems: list[Problem] = []
+    secrets, found = _secret_store(playbooks)
+    secrets.environ = environ
+    problems.extend(found)
+    project = playbooks.project
+    targeted = inventory.hosts
+    if limit:
+        try:
+            targeted = tuple(inventory.select(limit))
+        except PatternError as exc:
+            problems.append(Problem("--limit", 0, 0, (), str(exc)))
+        if not targeted:
+            problems.append(Problem("--limit", 0, 0, (), f"'{limit}' matches no host",
+                                    "warning"))
+    targeted_names = {h.name for h in targeted}
+    containers: dict[str, list[DesiredContainer]] = {h.name: [] for h in targeted}
+    services: dict[str, ServicePlacement] = {}
+    context = base_context(project, secrets)
+    env_files = _EnvFiles()
+    per_host = _Collector()
+    for name, pb in playbooks.services():
+        raw = pb.raw_service(name)
+        base: KeyPath = ("services", name)
+        placement = _check_structure(name, raw, pb, inventory, problems)
+        if placement is None:
+            continue
+        services[name] = placement
+        for host in inventory.hosts:
+            if host.name not in placement.hosts or host.name not in targeted_names:
+                continue
+            ctx = {**context, **_host_context(host, pb.header.vars), "service": name}
+            try:
+                rendered = {k: v if k in HOST_INDEPENDENT_KEYS else render_value(v, ctx, (k,))
+                            for k, v in raw.items()}
+            except TemplateError as exc:
+                per_host.add(pb.doc.problem((*base, *exc.path), str(exc)), name, host.name)
+                continue
+            try:
+                service = Service.model_validate(rendered)
+                service = _finish_environment(service, pb.base, env_files, environ)
+            except ValidationError as exc:
+                for problem in problems_from(exc, Service, rendered, pb.doc, base):
+                    per_host.add(problem, name, host.name)
+                continue
+            except (OSError, ValueError) as exc:
+                per_host.add(pb.doc.problem((*base, "env_file"), f"cannot read env_file: {exc}"),
+                             name, host.name)
+                continue
+            options = service.container_options()
+            digest = spec_hash(options, secrets)
+            for replica in range(1, service.replicas + 1):
+                containers[host.name].append(
+                    DesiredContainer(host.name, project, name, replica, options, digest))
+    problems.extend(per_host.problems())
+    for host_containers in containers.values():
+        host_containers.sort(key=lambda c: (c.service, c.replica))
+    problems.extend(_port_conflicts(containers, playbooks))
+    return DesiredState(project, inventory, list(targeted), containers, services, secrets,
+                        problems)
+
+
+def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,
+                     problems: list[Problem]) -> ServicePlacement | None:
+    """Host-independent checks: what does not depend on templates is reported once."""
+    base: KeyPath = ("services", name)
+    try:
+        service = Service.model_validate(raw)
+    except ValidationError as exc:
+        found = [p for p in problems_from(exc, Service, raw, pb.doc, base)
+                 if not contains_template(lookup(raw, p.path[len(base):]))]
+        problems.extend(found)
+        if any(p.path[len(base):][:1] in (("hosts",), ("update",), ("replicas",)) for p in found):
+            return None
+        hosts_pattern = raw.get("hosts", "all")
+        update_raw = raw.get("update") or {}
+        replicas = raw.get("replicas", 1)
+        try:
+            update: UpdatePolicy | None = UpdatePolicy.model_validate(update_raw)
+        except ValidationError:
+            return None
+    else:
+        hosts_pattern, update, replicas = service.hosts, service.update, service.replicas
+    if "update" not in raw:  # the playbook's top-level `update:` gives the default
+        update = pb.header.update
+    try:
+        result = select_hosts(str(hosts_pattern), inventory.hosts, inventory.groups)
+    except PatternError as exc:
+        problems.append(pb.doc.problem((*base, "hosts"), str(exc)))
+        return None
+    for term in result.empty_terms:
+        problems.append(pb.doc.problem((*base, "hosts"), f"'{term}' matches no host",
+                                       severity="warning"))
+    replica_count = replicas if isinstance(replicas, int) else 1
+    if replica_count > 1:
+        for index, port in enumerate(_fixed_ports(raw)):
+            problems.append(pb.doc.problem(
+                (*base, "ports", index),
+                f"{replica_count} replicas on one host cannot all publish host port {port}; "
+                "leave the host port out for an ephemeral one, or use 1 replica"))
+    return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy())
+
+
+def _fixed_ports(raw: dict[str, Any]) -> list[int]:
+    try:
+        service = Service.model_validate({**raw, "replicas": 1})
+    except ValidationError:
+        return []
+    return [p.published for p in service.ports if p.published]
+
+
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def _port_conflicts(containers: Mapping[str, list[DesiredContainer]],
+                    playbooks: PlaybookSet) -> list[Problem]:
+    problems: list[Problem] = []
+    docs = {name: pb for name, pb in playbooks.services()}
+    for host, items in containers.items():
+        taken: dict[tuple[int, str], list[tuple[str, str]]] = {}
+        for container in items:
+            if container.replica != 1:
+                continue
+            for port in container.options.get("ports", []):
+                if not port["published"]:
+                    continue
+                key = (port["published"], port["protocol"])
+                for ip, other in taken.get(key, []):
+                    if other != container.service and (
+                        ip in _WILDCARDS or port["host_ip"] in _WILDCARDS or ip == port["host_ip"]
+                    ):
+                        pb = docs[container.service]
+                        problems.append(pb.doc.problem(
+                            ("services", container.service, "ports"),
+                            f"host port {key[0]}/{key[1]} on host {host} is also published by "
+                            f"service '{other}'"))
+                taken.setdefault(key, []).append((port["host_ip"], container.service))
+    return problems
