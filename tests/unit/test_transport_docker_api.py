@@ -1,0 +1,199 @@
+"""DockerClient against httpx.MockTransport: URLs, headers, error mapping, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet.errors import DockerError, DockerNotFoundError
+from fleet.transport.docker_api import DockerClient
+
+Handler = Callable[[httpx.Request], httpx.Response]
+VERSION = {"ApiVersion": "1.43", "MinAPIVersion": "1.12", "Version": "24.0.0"}
+
+
+def run(handler: Handler, scenario: Callable[[DockerClient], Any], *,
+        timeout: float = 5.0) -> Any:
+    async def main() -> Any:
+        client = DockerClient("web-1", httpx.MockTransport(handler), timeout=timeout)
+        try:
+            return await scenario(client)
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def daemon(routes: dict[str, Handler], seen: list[httpx.Request] | None = None) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        if request.url.path == "/version":
+            return httpx.Response(200, json=VERSION)
+        route = routes.get(f"{request.method} {request.url.path}")
+        if route is None:
+            return httpx.Response(404, json={"message": f"page not found: {request.url.path}"})
+        return route(request)
+    return handle
+
+
+def test_versioned_prefix_is_negotiated_once() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({"GET /v1.41/containers/json": lambda r: httpx.Response(200, json=[])},
+                     seen)
+
+    async def scenario(client: DockerClient) -> None:
+        await asyncio.gather(*(client.list_containers() for _ in range(5)))
+
+    run(handler, scenario)
+    paths = [request.url.path for request in seen]
+    assert paths.count("/version") == 1
+    assert paths.count("/v1.41/containers/json") == 5
+
+
+def test_list_containers_sends_label_filters() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({"GET /v1.41/containers/json": lambda r: httpx.Response(200, json=[])},
+                     seen)
+    run(handler, lambda c: c.list_containers(labels={"fleet.project": "demo"}))
+    query = seen[-1].url.params
+    assert query["all"] == "true"
+    assert json.loads(query["filters"]) == {"label": ["fleet.project=demo"]}
+
+
+def test_not_found_is_docker_not_found_with_daemon_message() -> None:
+    handler = daemon({"GET /v1.41/containers/web/json": lambda r: httpx.Response(
+        404, json={"message": "No such container: web"})})
+    with pytest.raises(DockerNotFoundError) as caught:
+        run(handler, lambda c: c.inspect_container("web"))
+    assert caught.value.status == 404
+    assert caught.value.host == "web-1"
+    assert "No such container: web" in str(caught.value)
+
+
+def test_server_error_is_docker_error() -> None:
+    handler = daemon({"POST /v1.41/containers/create": lambda r: httpx.Response(
+        409, json={"message": 'Conflict. The container name "/web" is already in use'})})
+    with pytest.raises(DockerError) as caught:
+        run(handler, lambda c: c.create_container("web", {"Image": "demo/web:v1"}))
+    assert caught.value.status == 409
+    assert "already in use" in caught.value.reason
+
+
+def test_create_sends_name_and_body() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({"POST /v1.41/containers/create": lambda r: httpx.Response(
+        201, json={"Id": "abc", "Warnings": []})}, seen)
+    result = run(handler, lambda c: c.create_container("web-1", {"Image": "demo/web:v1"}))
+    assert result["Id"] == "abc"
+    assert seen[-1].url.params["name"] == "web-1"
+    assert json.loads(seen[-1].content) == {"Image": "demo/web:v1"}
+
+
+def test_start_already_started_is_fine() -> None:
+    handler = daemon({"POST /v1.41/containers/web/start": lambda r: httpx.Response(304)})
+    run(handler, lambda c: c.start_container("web"))
+
+
+def test_pull_streams_progress_and_sends_auth() -> None:
+    seen: list[httpx.Request] = []
+    lines = [{"status": "Pulling from demo/web", "id": "v1"},
+             {"status": "Digest: sha256:abc"}, {"status": "Status: Downloaded newer image"}]
+    body = "\r\n".join(json.dumps(line) for line in lines).encode()
+    handler = daemon({"POST /v1.41/images/create": lambda r: httpx.Response(200, content=body)},
+                     seen)
+    events: list[dict[str, Any]] = []
+    auth = {"username": "u", "password": "p", "serveraddress": "reg:5000"}
+    digest = run(handler, lambda c: c.pull_image("reg:5000/demo/web:v1", auth=auth,
+                                                 progress=events.append))
+    assert digest == "sha256:abc"
+    assert events == lines
+    request = seen[-1]
+    assert request.url.params["fromImage"] == "reg:5000/demo/web"
+    assert request.url.params["tag"] == "v1"
+    assert json.loads(base64.urlsafe_b64decode(request.headers["X-Registry-Auth"])) == auth
+
+
+def test_pull_error_line_raises() -> None:
+    body = b'{"status":"Pulling"}\n{"errorDetail":{"message":"manifest unknown"},"error":"x"}\n'
+    handler = daemon({"POST /v1.41/images/create": lambda r: httpx.Response(200, content=body)})
+    with pytest.raises(DockerError, match="pull reg/demo/web:v9: manifest unknown"):
+        run(handler, lambda c: c.pull_image("reg/demo/web:v9"))
+
+
+def test_distribution_inspect_returns_digest() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({"GET /v1.41/distribution/reg:5000/demo/web:v1/json": lambda r:
+                      httpx.Response(200, json={"Descriptor": {"digest": "sha256:d1"}})}, seen)
+    assert run(handler, lambda c: c.distribution_inspect("reg:5000/demo/web:v1")) == "sha256:d1"
+    assert "X-Registry-Auth" not in seen[-1].headers
+
+
+def multiplexed(*frames: tuple[int, bytes]) -> bytes:
+    return b"".join(struct.pack(">BxxxL", sid, len(data)) + data for sid, data in frames)
+
+
+def test_logs_on_api_141_asks_the_container_for_tty() -> None:
+    routes: dict[str, Handler] = {
+        "GET /v1.41/containers/web/logs": lambda r: httpx.Response(
+            200, content=multiplexed((1, b"up\n"), (2, b"warn\n")),
+            headers={"content-type": "application/vnd.docker.raw-stream"}),
+        "GET /v1.41/containers/web/json": lambda r: httpx.Response(
+            200, json={"Config": {"Tty": False}}),
+    }
+    output = run(daemon(routes), lambda c: c.container_logs("web", tail=10))
+    assert output.stdout == "up\n"
+    assert output.stderr == "warn\n"
+
+
+def test_exec_run_returns_exit_code_and_output() -> None:
+    seen: list[httpx.Request] = []
+    routes: dict[str, Handler] = {
+        "POST /v1.41/containers/web/exec": lambda r: httpx.Response(201, json={"Id": "e1"}),
+        "POST /v1.41/exec/e1/start": lambda r: httpx.Response(
+            200, content=multiplexed((1, b"healthy\n"))),
+        "GET /v1.41/exec/e1/json": lambda r: httpx.Response(200, json={"ExitCode": 3}),
+    }
+    result = run(daemon(routes, seen), lambda c: c.exec_run("web", ["probe", "--x", "a b"]))
+    assert result.exit_code == 3
+    assert result.output.stdout == "healthy\n"
+    assert json.loads(seen[1].content)["Cmd"] == ["probe", "--x", "a b"]
+
+
+def test_call_timeout_is_docker_error() -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/version":
+            return httpx.Response(200, json=VERSION)
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={})
+
+    async def main() -> None:
+        client = DockerClient("web-1", httpx.MockTransport(slow), timeout=0.2)
+        with pytest.raises(DockerError, match=r"no answer within 0\.2s"):
+            await client.info()
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_unreachable_daemon_is_docker_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("channel open refused")
+
+    with pytest.raises(DockerError, match="cannot talk to the Docker daemon") as caught:
+        run(refuse, lambda c: c.ping())
+    assert caught.value.status == 0
+
+
+def test_container_ids_are_one_path_segment() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({}, seen)
+    with pytest.raises(DockerNotFoundError):
+        run(handler, lambda c: c.remove_container("../../images/x", force=True))
+    assert seen[-1].url.raw_path.startswith(b"/v1.41/containers/..%2F..%2Fimages%2Fx?")

@@ -1,0 +1,283 @@
+"""SSH plumbing against a real asyncssh server on loopback (no Docker, no network).
+
+The server accepts direct-streamlocal channels to a unix socket served by a tiny stdlib HTTP
+server standing in for dockerd; it also forwards TCP, so it can act as a jump host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socketserver
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from fleet.errors import ConnectError, DockerError, HostKeyError
+from fleet.transport import ConnectionPool, HostConnection, SSHTarget
+
+
+@dataclass
+class FakeDockerd:
+    """Counts concurrent HTTP connections (one per SSH channel)."""
+
+    socket_path: Path
+    open_connections: int = 0
+    max_open_connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def serve(self) -> socketserver.ThreadingUnixStreamServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as dockerd
+
+            def setup(self) -> None:
+                super().setup()
+                with fake.lock:
+                    fake.open_connections += 1
+                    fake.max_open_connections = max(fake.max_open_connections,
+                                                    fake.open_connections)
+
+            def finish(self) -> None:
+                super().finish()
+                with fake.lock:
+                    fake.open_connections -= 1
+
+            def do_GET(self) -> None:
+                if self.path == "/_ping":
+                    self.reply(b"OK", "text/plain")
+                elif self.path == "/version":
+                    self.reply(json.dumps({"ApiVersion": "1.41"}).encode())
+                elif self.path.startswith("/v1.41/containers/json"):
+                    time.sleep(0.05)  # long enough for concurrent calls to overlap
+                    self.reply(b"[]")
+                else:
+                    self.send_error(404)
+
+            def reply(self, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = socketserver.ThreadingUnixStreamServer(str(self.socket_path), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        return server
+
+
+class ForwardingServer(asyncssh.SSHServer):
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        return True
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:
+        return True
+
+
+@dataclass
+class Lab:
+    tmp: Path
+    client_key: Path
+    known_hosts: Path
+    docker_socket: Path
+    fake: FakeDockerd
+    host_keys: dict[int, asyncssh.SSHKey] = field(default_factory=dict)
+
+    def target(self, port: int, **changes: Any) -> SSHTarget:
+        base = SSHTarget(name=f"host-{port}", address="127.0.0.1", port=port, user="fleet",
+                         ssh_key=str(self.client_key), known_hosts=str(self.known_hosts),
+                         docker_socket=str(self.docker_socket), connect_timeout=5)
+        return replace(base, **changes)
+
+    def trust(self, port: int, key: asyncssh.SSHKey | None = None) -> None:
+        key_text = (key or self.host_keys[port]).export_public_key().decode().split()
+        with self.known_hosts.open("a") as known:
+            known.write(f"[127.0.0.1]:{port} {key_text[0]} {key_text[1]}\n")
+
+    @contextlib.asynccontextmanager
+    async def sshd(self) -> AsyncIterator[int]:
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        authorized = asyncssh.import_authorized_keys(
+            self.client_key.with_suffix(".pub").read_text())
+        server = await asyncssh.create_server(
+            ForwardingServer, "127.0.0.1", 0, server_host_keys=[host_key],
+            authorized_client_keys=authorized, allow_pty=False)
+        port = server.sockets[0].getsockname()[1]
+        self.host_keys[port] = host_key
+        try:
+            yield port
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Any:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key = tmp_path / "id_ed25519"
+    key.write_private_key(client_key)
+    key.write_public_key(client_key.with_suffix(".pub"))
+    fake = FakeDockerd(tmp_path / "docker.sock")
+    server = fake.serve()
+    yield Lab(tmp_path, client_key, tmp_path / "known_hosts", fake.socket_path, fake)
+    server.shutdown()
+    server.server_close()
+
+
+def test_strict_known_key_connects_and_speaks_http(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port)
+            async with await HostConnection.open(lab.target(port)) as host:
+                assert await host.docker.ping() == "OK"
+                assert await host.docker.api_version() == "1.41"
+                assert await host.docker.list_containers() == []
+
+    asyncio.run(main())
+
+
+def test_strict_unknown_key_is_refused_with_advice(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            with pytest.raises(HostKeyError) as caught:
+                await HostConnection.open(lab.target(port))
+            message = str(caught.value)
+            assert f"host-{port}: unknown host key for [127.0.0.1]:{port}" in message
+            assert str(lab.known_hosts) in message
+            assert "accept-new" in message
+
+    asyncio.run(main())
+    assert not lab.known_hosts.exists()  # strict never writes
+
+
+@pytest.mark.parametrize("checking", ["strict", "accept-new"])
+def test_changed_key_is_refused(lab: Lab, checking: str) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port, asyncssh.generate_private_key("ssh-ed25519"))
+            with pytest.raises(HostKeyError, match="HOST KEY CHANGED") as caught:
+                await HostConnection.open(lab.target(port, host_key_checking=checking))
+            assert "ssh-keygen -R" in str(caught.value)
+
+    asyncio.run(main())
+
+
+def test_accept_new_records_once_under_concurrency(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            target = lab.target(port, host_key_checking="accept-new")
+            hosts = await asyncio.gather(*(HostConnection.open(target) for _ in range(8)))
+            await asyncio.gather(*(host.close() for host in hosts))
+            # the recorded key is now trusted under strict checking too
+            async with await HostConnection.open(lab.target(port)) as host:
+                assert await host.docker.ping() == "OK"
+
+    asyncio.run(main())
+    lines = lab.known_hosts.read_text().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("[127.0.0.1]:")
+
+
+def test_accept_new_appends_to_existing_file(lab: Lab) -> None:
+    lab.known_hosts.write_text("# managed by hand\nother.example ssh-ed25519 AAAA")
+
+    async def main() -> None:
+        async with lab.sshd() as port:
+            target = lab.target(port, host_key_checking="accept-new")
+            async with await HostConnection.open(target):
+                pass
+
+    asyncio.run(main())
+    lines = lab.known_hosts.read_text().splitlines()
+    assert lines[:2] == ["# managed by hand", "other.example ssh-ed25519 AAAA"]
+    assert len(lines) == 3
+
+
+def test_wrong_client_key_is_auth_failure(lab: Lab) -> None:
+    other = lab.tmp / "other_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(other)
+
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port)
+            with pytest.raises(ConnectError, match="authentication failed as fleet"):
+                await HostConnection.open(lab.target(port, ssh_key=str(other)))
+
+    asyncio.run(main())
+
+
+def test_silent_server_times_out(lab: Lab) -> None:
+    async def main() -> None:
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ConnectError, match=r"timed out after 0\.5s"):
+            await HostConnection.open(lab.target(port, connect_timeout=0.5))
+        assert time.monotonic() - started < 2
+        silent.close()
+
+    asyncio.run(main())
+
+
+def test_pool_isolates_failures_and_bounds_channels(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port)
+            good = lab.target(port)
+            refused = lab.target(1, name="refused")  # nothing listens on port 1
+            async with ConnectionPool([good, refused], forks=2) as pool:
+                assert set(pool.connected) == {good.name}
+                assert isinstance(pool.failed["refused"], ConnectError)
+                assert "connection refused" in str(pool.failed["refused"])
+                docker = pool.connected[good.name].docker
+                answers = await asyncio.gather(*(docker.list_containers() for _ in range(30)))
+                assert answers == [[]] * 30
+            assert not pool.connected
+
+    asyncio.run(main())
+    assert 1 < lab.fake.max_open_connections <= 8
+
+
+def test_missing_docker_socket_is_docker_error(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port)
+            target = lab.target(port, docker_socket=str(lab.tmp / "nope.sock"))
+            async with await HostConnection.open(target) as host:
+                with pytest.raises(DockerError, match="cannot talk to the Docker daemon"):
+                    await host.docker.ping()
+
+    asyncio.run(main())
+
+
+def test_jump_host_is_verified_and_shared(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as bastion, lab.sshd() as inner:
+            lab.trust(inner)
+            jump = f"fleet@127.0.0.1:{bastion}"
+            targets = [lab.target(inner, name=f"inner-{i}", jump=jump) for i in range(3)]
+            async with ConnectionPool(targets) as pool:  # bastion key unknown: refused
+                assert not pool.connected
+                assert all("via jump host" in str(error) for error in pool.failed.values())
+                assert "unknown host key" in str(pool.failed["inner-0"])
+            lab.trust(bastion)
+            async with ConnectionPool(targets) as pool:
+                assert set(pool.connected) == {"inner-0", "inner-1", "inner-2"}
+                assert len(pool._jumps) == 1
+                assert await pool.connected["inner-2"].docker.ping() == "OK"
+
+    asyncio.run(main())
