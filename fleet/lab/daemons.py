@@ -1,0 +1,172 @@
+"""The lab's daemons: each host's sshd and dockerd, and the registry. Configs are pure text."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fleet.errors import LabError
+from fleet.lab.network import netns_path
+from fleet.lab.state import HostState, ProcessRecord
+from fleet.lab.system import daemon_env, is_alive, process_record
+
+SSHD = "/usr/sbin/sshd"  # sshd re-executes itself, so it must be started by absolute path
+
+
+def render_sshd_config(host: HostState, host_dir: Path, authorized_keys: Path) -> str:
+    lines = [
+        "Port 22",
+        f"ListenAddress {host.address}",
+        f"HostKey {host_dir / 'ssh_host_ed25519_key'}",
+        "PidFile /run/sshd.pid",  # /run is the host's own directory
+        f"AuthorizedKeysFile {authorized_keys}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",  # lab dirs may sit under /tmp in tests
+        "AllowTcpForwarding yes",
+        "AllowStreamLocalForwarding yes",  # fleet reaches /var/run/docker.sock this way
+        "MaxSessions 200",
+        "MaxStartups 200:30:400",
+        "PrintMotd no",
+        "Subsystem sftp internal-sftp",
+        f"SetEnv FLEET_LAB_HOST={host.name}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_daemon_json(registry: str) -> str:
+    config = {
+        "hosts": ["unix:///var/run/docker.sock"],
+        "insecure-registries": [registry],
+        "log-level": "warn",
+    }
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def render_registry_config(address: str, data_dir: Path) -> str:
+    # JSON is YAML, and needs no YAML writer.
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(data_dir)}, "delete": {"enabled": True}},
+        "http": {"addr": address},
+    }
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def in_host(host: HostState, argv: list[str]) -> list[str]:
+    """`argv` run inside the host's network and mount namespaces (nsenter, not `ip netns exec`,
+    which remounts /sys and hides the cgroup mounts dockerd needs)."""
+    return [
+        "nsenter",
+        f"--net={netns_path(host.netns)}",
+        f"--mount={host.mount_ns}",
+        "--",
+        *argv,
+    ]
+
+
+def _spawn(argv: list[str], log: Path) -> ProcessRecord:
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            env=daemon_env(),
+            start_new_session=True,  # survives the CLI and its Ctrl-C
+        )
+    record = process_record(process.pid)
+    if record is None:
+        raise LabError(f"{argv[0]} exited at once; see {log}")
+    return record
+
+
+def _wait_until(
+    ready: Callable[[], bool], record: ProcessRecord, what: str, log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not is_alive(record):
+            raise LabError(f"{what} died while starting; see {log}")
+        time.sleep(0.1)
+    raise LabError(f"{what} did not answer within {timeout:.0f} s; see {log}")
+
+
+def start_sshd(host: HostState, host_dir: Path, authorized_keys: Path) -> ProcessRecord:
+    config = host_dir / "sshd_config"
+    config.write_text(render_sshd_config(host, host_dir, authorized_keys))
+    log = host_dir / "sshd.log"
+    record = _spawn(in_host(host, [SSHD, "-D", "-f", str(config), "-E", str(log)]), log)
+    _wait_until(lambda: sshd_answers(host.address), record, f"{host.name}: sshd", log, 15)
+    return record
+
+
+def start_dockerd(host: HostState, host_dir: Path, registry: str) -> ProcessRecord:
+    config = host_dir / "daemon.json"
+    config.write_text(render_daemon_json(registry))
+    log = host_dir / "dockerd.log"
+    record = _spawn(in_host(host, ["dockerd", "--config-file", str(config)]), log)
+    socket_path = docker_socket(host_dir)
+    _wait_until(lambda: dockerd_answers(socket_path), record, f"{host.name}: dockerd", log, 90)
+    return record
+
+
+def start_registry(lab_dir: Path, address: str) -> ProcessRecord:
+    registry_dir = lab_dir / "registry"
+    (registry_dir / "data").mkdir(parents=True, exist_ok=True)
+    config = registry_dir / "config.yml"
+    config.write_text(render_registry_config(address, registry_dir / "data"))
+    log = registry_dir / "registry.log"
+    record = _spawn(["docker-registry", "serve", str(config)], log)
+    _wait_until(lambda: registry_answers(address), record, "registry", log, 20)
+    return record
+
+
+def docker_socket(host_dir: Path) -> Path:
+    return host_dir / "run" / "docker.sock"
+
+
+def sshd_answers(address: str, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=timeout) as connection:
+            return connection.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def dockerd_answers(socket_path: Path, timeout: float = 2.0) -> bool:
+    """GET /_ping on the host's Docker socket, reached through the host dir from outside."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(socket_path))
+            connection.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = b""
+            while chunk := connection.recv(4096):
+                reply += chunk
+    except OSError:
+        return False
+    return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
+
+
+def registry_answers(address: str, timeout: float = 2.0) -> bool:
+    host, port = address.rsplit(":", 1)
+    # http.client, not urllib: urllib would honour proxy variables and leave the lab.
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("GET", "/v2/")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()

@@ -1,0 +1,126 @@
+"""One lab host: observe it, build it, tear it down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fleet.lab import network
+from fleet.lab.daemons import (
+    docker_socket,
+    dockerd_answers,
+    sshd_answers,
+    start_dockerd,
+    start_sshd,
+)
+from fleet.lab.inventory import ensure_key
+from fleet.lab.leftovers import HostHealth, select_processes
+from fleet.lab.network import Link, netns_path
+from fleet.lab.spec import HostPlan
+from fleet.lab.state import HostState
+from fleet.lab.system import is_alive, namespace_inode, process_table, terminate
+
+Report = Callable[[str], None]
+
+
+def host_dir(lab_dir: Path, name: str) -> Path:
+    return lab_dir / "hosts" / name
+
+
+def mount_ns_file(lab_dir: Path, name: str) -> Path:
+    return lab_dir / "ns" / name
+
+
+def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
+    return HostState(
+        name=plan.name,
+        address=plan.address,
+        labels=dict(plan.labels),
+        netns=plan.netns,
+        veth=plan.veth,
+        mount_ns=str(mount_ns_file(lab_dir, plan.name)),
+    )
+
+
+def observe(
+    plan: HostPlan, recorded: HostState | None, lab_dir: Path, bridge: str, links: dict[str, Link]
+) -> HostHealth:
+    wanted = desired_state(lab_dir, plan)
+    current = recorded is not None and (
+        (recorded.address, recorded.netns, recorded.veth, recorded.mount_ns, recorded.labels)
+        == (wanted.address, wanted.netns, wanted.veth, wanted.mount_ns, wanted.labels)
+    )
+    return HostHealth(
+        network=network.host_network_ok(plan, bridge, links),
+        mount_ns=network.mount_ns_ok(Path(wanted.mount_ns)),
+        sshd_running=recorded is not None and is_alive(recorded.sshd),
+        dockerd_running=recorded is not None and is_alive(recorded.dockerd),
+        sshd_answers=sshd_answers(plan.address, timeout=1.0),
+        dockerd_answers=dockerd_answers(docker_socket(host_dir(lab_dir, plan.name))),
+        config_current=current,
+    )
+
+
+def build(
+    plan: HostPlan, lab_dir: Path, bridge: str, subnet: str, registry: str, report: Report
+) -> HostState:
+    """Create the host from nothing (after `teardown`); its key and Docker data are kept."""
+    state = desired_state(lab_dir, plan)
+    directory = host_dir(lab_dir, plan.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    ensure_key(directory / "ssh_host_ed25519_key", comment=f"root@{plan.name}")
+    report("network")
+    network.create_host_network(plan, bridge, subnet)
+    network.create_mount_ns(Path(state.mount_ns), directory)
+    report("sshd")
+    state.sshd = start_sshd(state, directory, lab_dir / "authorized_keys")
+    report("dockerd")
+    state.dockerd = start_dockerd(state, directory, registry)
+    return state
+
+
+def host_public_key(lab_dir: Path, name: str) -> str:
+    return (host_dir(lab_dir, name) / "ssh_host_ed25519_key.pub").read_text().strip()
+
+
+def _protected() -> tuple[set[int], set[int]]:
+    """Namespaces and pids a teardown must never touch: the root's and our own lineage."""
+    namespaces = {
+        inode
+        for pid in ("1", "self")
+        for kind in ("net", "mnt")
+        if (inode := namespace_inode(Path("/proc") / pid / "ns" / kind)) is not None
+    }
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return namespaces, pids
+
+
+def stop_processes(namespace_files: list[Path], directory: Path) -> None:
+    """Stop every process of a host (or of a whole lab, given the lab dir): dockerd first, with
+    time to stop its containers; whatever is left after that gets SIGTERM, then SIGKILL."""
+    namespaces = {inode for f in namespace_files if (inode := namespace_inode(f)) is not None}
+    protected_namespaces, protected_pids = _protected()
+    for daemon_first in (True, False):
+        table = process_table()
+        pids = select_processes(table, namespaces, directory, protected_namespaces, protected_pids)
+        comm = {info.pid: info.comm for info in table}
+        if daemon_first:
+            pids = [pid for pid in pids if comm.get(pid) == "dockerd"]
+        if pids:
+            terminate(pids, grace=20.0 if daemon_first else 3.0)
+
+
+def teardown(state: HostState, lab_dir: Path) -> None:
+    """Remove every kernel resource and process of the host; keep its files."""
+    mount_ns = Path(state.mount_ns)
+    stop_processes([netns_path(state.netns), mount_ns], host_dir(lab_dir, state.name))
+    network.delete_mount_ns(mount_ns)
+    network.delete_netns(state.netns)
+    network.delete_link(state.veth)

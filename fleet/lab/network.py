@@ -1,0 +1,189 @@
+"""Kernel resources of the lab: bridge, network namespaces, veths and mount namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.errors import LabError
+from fleet.lab.spec import HostPlan
+from fleet.lab.system import run
+
+NETNS_DIR = Path("/run/netns")
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    master: str | None
+    up: bool
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def netns_path(netns: str) -> Path:
+    return NETNS_DIR / netns
+
+
+def list_links() -> list[Link]:
+    data = json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]")
+    return [
+        Link(item["ifname"], item.get("master"), "UP" in item.get("flags", [])) for item in data
+    ]
+
+
+def addresses_by_link() -> dict[str, list[ipaddress.IPv4Interface]]:
+    data = json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
+    return {
+        item["ifname"]: [
+            ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}") for a in item["addr_info"]
+        ]
+        for item in data
+    }
+
+
+def subnet_users(subnet: str, own_bridge: str) -> list[str]:
+    """Interfaces other than our bridge holding an address that overlaps `subnet`."""
+    network = ipaddress.ip_network(subnet)
+    return sorted(
+        name
+        for name, addresses in addresses_by_link().items()
+        if name != own_bridge and any(a.network.overlaps(network) for a in addresses)
+    )
+
+
+def _disable_ipv6(link: str) -> None:
+    # No router solicitations or MLD chatter on the lab's links.
+    knob = Path("/proc/sys/net/ipv6/conf") / link / "disable_ipv6"
+    if knob.exists():
+        knob.write_text("1\n")
+
+
+def ensure_bridge(name: str, address: str, subnet: str) -> None:
+    prefix = ipaddress.ip_network(subnet).prefixlen
+    links = {link.name: link for link in list_links()}
+    if name not in links:
+        run(["ip", "link", "add", name, "type", "bridge"])
+    _disable_ipv6(name)
+    if ipaddress.IPv4Interface(f"{address}/{prefix}") not in addresses_by_link().get(name, []):
+        run(["ip", "addr", "add", f"{address}/{prefix}", "dev", name])
+    run(["ip", "link", "set", name, "up"])
+
+
+def delete_link(name: str) -> None:
+    run(["ip", "link", "del", name], check=False)
+
+
+def create_host_network(host: HostPlan, bridge: str, subnet: str) -> None:
+    prefix = ipaddress.ip_network(subnet).prefixlen
+    run(["ip", "netns", "add", host.netns])
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            host.veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            host.netns,
+        ]
+    )
+    _disable_ipv6(host.veth)
+    run(["ip", "link", "set", host.veth, "master", bridge, "up"])
+    inside = ["ip", "-n", host.netns]
+    run([*inside, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0"])
+    run([*inside, "link", "set", "eth0", "up"])
+    run([*inside, "link", "set", "lo", "up"])
+
+
+def host_network_ok(host: HostPlan, bridge: str, links: dict[str, Link]) -> bool:
+    veth = links.get(host.veth)
+    if veth is None or veth.master != bridge or not veth.up:
+        return False
+    if not netns_path(host.netns).exists():
+        return False
+    result = run(["ip", "-n", host.netns, "-j", "-4", "addr", "show", "eth0"], check=False)
+    if result.returncode != 0:
+        return False
+    data = json.loads(result.stdout or "[]")
+    return any(a.get("local") == host.address for item in data for a in item["addr_info"])
+
+
+def delete_netns(netns: str) -> None:
+    if netns_path(netns).exists():
+        run(["ip", "netns", "del", netns], check=False)
+
+
+def mount_points() -> dict[str, str]:
+    """Mount point -> filesystem type, for the root mount namespace."""
+    points = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        point = before.split()[4].replace("\\040", " ")
+        points[point] = after.split()[0]
+    return points
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Make `path` a private mount: persistent mount namespaces may only be bound there."""
+    path.mkdir(parents=True, exist_ok=True)
+    if str(path) not in mount_points():
+        run(["mount", "--bind", str(path), str(path)])
+    run(["mount", "--make-private", str(path)])
+
+
+def release_private_dir(path: Path) -> None:
+    if str(path) in mount_points():
+        run(["umount", "--lazy", str(path)], check=False)
+
+
+def mount_ns_ok(ns_file: Path) -> bool:
+    return mount_points().get(str(ns_file)) == "nsfs"
+
+
+def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
+    """A private mount namespace where /run and /var/lib/docker are the host's own directories.
+
+    So inside the host Docker lives at the standard /var/run/docker.sock and /var/lib/docker,
+    and from outside the socket is reachable at HOST_DIR/run/docker.sock.
+    """
+    run_dir, docker_dir = host_dir / "run", host_dir / "docker"
+    (run_dir / "sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
+    (run_dir / "sshd").chmod(0o755)
+    docker_dir.mkdir(parents=True, exist_ok=True)
+    ns_file.touch()
+    run(["unshare", f"--mount={ns_file}", "--propagation", "private", "true"])
+    enter = ["nsenter", f"--mount={ns_file}", "--"]
+    # The copied mount table holds every lab's netns bind mounts; keeping them here would keep
+    # other labs' namespaces (and their veths) alive after those labs go down.
+    run([*enter, "umount", "--recursive", "--lazy", str(NETNS_DIR)], check=False)
+    run([*enter, "mount", "--bind", str(run_dir), "/run"])
+    run([*enter, "mkdir", "-p", "/var/lib/docker"])
+    run([*enter, "mount", "--bind", str(docker_dir), "/var/lib/docker"])
+
+
+def delete_mount_ns(ns_file: Path) -> None:
+    if str(ns_file) in mount_points():
+        run(["umount", str(ns_file)], check=False)
+    ns_file.unlink(missing_ok=True)
+
+
+def check_subnet_free(subnet: str, own_bridge: str) -> None:
+    users = subnet_users(subnet, own_bridge)
+    if users:
+        raise LabError(
+            f"subnet {subnet} is already used by {', '.join(users)} (another lab?); "
+            "pick another with --subnet"
+        )
