@@ -1,0 +1,231 @@
+"""The transport against the real lab: sshd + dockerd per host, a local registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+import pytest
+
+from fleet.config.inventory import Host, load_inventory
+from fleet.errors import ConnectError, DockerError, DockerNotFoundError, HostKeyError
+from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
+
+pytestmark = pytest.mark.lab
+
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coroutine
+    return asyncio.run(main())
+
+
+def target_of(host: Host) -> SSHTarget:
+    return SSHTarget(
+        name=host.name, address=host.address, port=host.port, user=host.user,
+        ssh_key=host.ssh_key, known_hosts=host.known_hosts,
+        host_key_checking="accept-new" if host.host_key_checking == "accept-new" else "strict",
+        jump=host.jump, docker_socket=host.docker_socket, connect_timeout=5,
+    )
+
+
+@pytest.fixture(scope="module")
+def targets(lab: Any) -> list[SSHTarget]:
+    inventory = load_inventory([str(lab.inventory_path)])
+    return [target_of(host) for host in inventory.hosts]
+
+
+def with_host(target: SSHTarget, use: Callable[[DockerClient], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with await HostConnection.open(target) as host:
+            return await use(host.docker)
+    return asyncio.run(main())
+
+
+def known_hosts_with_wrong_key(target: SSHTarget, path: Path) -> None:
+    """A known_hosts whose entry for `target` holds some other key."""
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    pattern = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+    path.write_text(f"{pattern} {key[0]} {key[1]}\n")
+
+
+def test_connects_to_every_host_with_strict_checking(targets: list[SSHTarget]) -> None:
+    assert all(target.host_key_checking == "strict" for target in targets)
+
+    async def main() -> None:
+        async with ConnectionPool(targets) as pool:
+            assert pool.failed == {}
+            hosts = list(pool.connected.values())
+            pings = await asyncio.gather(*(host.docker.ping() for host in hosts))
+            versions = await asyncio.gather(*(host.docker.version() for host in hosts))
+            assert pings == ["OK"] * len(hosts)
+            assert all(version["ApiVersion"] for version in versions)
+            assert {await host.docker.api_version() for host in hosts} == {"1.41"}
+
+    run(main())
+
+
+def test_wrong_known_hosts_entry_is_refused(targets: list[SSHTarget], tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts_with_wrong_key(targets[0], known_hosts)
+    target = replace(targets[0], known_hosts=str(known_hosts))
+    with pytest.raises(HostKeyError, match="HOST KEY CHANGED") as caught:
+        run(HostConnection.open(target))
+    assert caught.value.host == target.name
+    assert str(known_hosts) in str(caught.value)
+
+
+def test_strict_refuses_a_host_missing_from_known_hosts(targets: list[SSHTarget],
+                                                        tmp_path: Path) -> None:
+    target = replace(targets[0], known_hosts=str(tmp_path / "empty_known_hosts"))
+    with pytest.raises(HostKeyError, match="unknown host key"):
+        run(HostConnection.open(target))
+
+
+def test_accept_new_records_unknown_and_refuses_changed(targets: list[SSHTarget],
+                                                        tmp_path: Path) -> None:
+    recorded = tmp_path / "known_hosts"
+    accept_new = replace(targets[0], known_hosts=str(recorded), host_key_checking="accept-new")
+    assert with_host(accept_new, DockerClient.ping) == "OK"
+    entry = recorded.read_text().split()
+    lab_entries = Path(targets[0].known_hosts or "").read_text().split("\n")
+    assert any(line.split()[1:3] == entry[1:3] for line in lab_entries if line.strip())
+    # the recorded key now passes strict checking; a changed one is refused even in accept-new
+    assert with_host(replace(accept_new, host_key_checking="strict"), DockerClient.ping) == "OK"
+    known_hosts_with_wrong_key(targets[0], recorded)
+    with pytest.raises(HostKeyError, match="HOST KEY CHANGED"):
+        run(HostConnection.open(accept_new))
+
+
+def test_pull_with_progress_and_resolve_digest(lab: Any, targets: list[SSHTarget]) -> None:
+    reference = f"{lab.registry}/demo/web:v1"
+    events: list[dict[str, Any]] = []
+
+    async def use(docker: DockerClient) -> tuple[str | None, str, dict[str, Any]]:
+        resolved = await docker.distribution_inspect(reference)
+        pulled = await docker.pull_image(reference, progress=events.append)
+        return pulled, resolved, await docker.inspect_image(reference)
+
+    pulled, resolved, image = with_host(targets[0], use)
+    assert events and all("status" in event for event in events)
+    assert resolved.startswith("sha256:")
+    assert pulled in (None, resolved)
+    assert f"{lab.registry}/demo/web@{resolved}" in image["RepoDigests"]
+
+
+def test_pull_of_missing_tag_is_docker_error(lab: Any, targets: list[SSHTarget]) -> None:
+    with pytest.raises(DockerError) as caught:
+        with_host(targets[0], lambda d: d.pull_image(f"{lab.registry}/demo/web:nope"))
+    assert caught.value.host == targets[0].name
+
+
+def test_container_lifecycle(lab: Any, targets: list[SSHTarget]) -> None:
+    reference = f"{lab.registry}/demo/web:v1"
+    name = f"fleet-transport-e2e-{uuid.uuid4().hex[:8]}"
+    body = {"Image": reference, "Labels": {"fleet.test": "transport"},
+            "HostConfig": {"NetworkMode": "none"}}
+
+    async def use(docker: DockerClient) -> None:
+        await docker.pull_image(reference)
+        created = await docker.create_container(name, body)
+        try:
+            await docker.start_container(name)
+            await docker.start_container(name)  # already running: still fine
+            state = (await docker.inspect_container(created["Id"]))["State"]
+            assert state["Running"] is True
+            listed = await docker.list_containers(labels={"fleet.test": "transport"})
+            assert name in [c["Names"][0].lstrip("/") for c in listed]
+            probe = await docker.exec_run(name, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+            assert (probe.exit_code, probe.output.stdout, probe.output.stderr) == (
+                3, "out\n", "err\n")
+            await docker.update_container(name, {"RestartPolicy": {"Name": "unless-stopped"}})
+            await docker.rename_container(name, f"{name}-renamed")
+            await docker.rename_container(f"{name}-renamed", name)
+            await docker.stop_container(name, timeout=1)
+            assert (await docker.inspect_container(name))["State"]["Running"] is False
+            logs = await docker.container_logs(name, tail=50)
+            assert isinstance(logs.text, str)
+            await docker.remove_container(name)
+            with pytest.raises(DockerNotFoundError):
+                await docker.inspect_container(name)
+        finally:
+            with contextlib.suppress(DockerNotFoundError):
+                await docker.remove_container(name, force=True)
+
+    with_host(targets[0], use)
+
+
+def test_logs_of_a_running_container(lab: Any, targets: list[SSHTarget]) -> None:
+    reference = f"{lab.registry}/demo/web:v1"
+    name = f"fleet-transport-e2e-{uuid.uuid4().hex[:8]}"
+    body = {"Image": reference, "Cmd": ["sh", "-c", "echo to-out; echo to-err >&2; sleep 30"],
+            "Entrypoint": [], "HostConfig": {"NetworkMode": "none"}}
+
+    async def use(docker: DockerClient) -> None:
+        await docker.pull_image(reference)
+        await docker.create_container(name, body)
+        try:
+            await docker.start_container(name)
+            for _ in range(50):
+                logs = await docker.container_logs(name, tail=10)
+                if logs.stderr:
+                    break
+                await asyncio.sleep(0.1)
+            assert (logs.stdout, logs.stderr) == ("to-out\n", "to-err\n")
+            await docker.kill_container(name)
+            assert (await docker.wait_container(name, timeout=10))["StatusCode"] != 0
+        finally:
+            await docker.remove_container(name, force=True)
+
+    with_host(targets[0], use)
+
+
+def unused_address(targets: list[SSHTarget]) -> str:
+    """An address in the lab's subnet that no host uses (nothing answers there)."""
+    taken = {target.address for target in targets}
+    network = ipaddress.ip_network(f"{targets[0].address}/24", strict=False)
+    address = next(str(a) for a in reversed(list(network.hosts())) if str(a) not in taken)
+    assert ipaddress.ip_address(address) in ipaddress.ip_network("198.18.0.0/15") or (
+        ipaddress.ip_address(address).is_loopback)
+    return address
+
+
+def test_unreachable_host_fails_alone_within_timeout(targets: list[SSHTarget]) -> None:
+    ghost = replace(targets[0], name="ghost", address=unused_address(targets), port=22,
+                    connect_timeout=3)
+
+    async def main() -> None:
+        started = time.monotonic()
+        async with ConnectionPool([*targets, ghost]) as pool:
+            elapsed = time.monotonic() - started
+            assert set(pool.connected) == {target.name for target in targets}
+            assert isinstance(pool.failed["ghost"], ConnectError)
+            assert not isinstance(pool.failed["ghost"], HostKeyError)
+            assert elapsed < 3 + 2
+            assert await pool.connected[targets[-1].name].docker.ping() == "OK"
+
+    run(main())
+
+
+def test_thirty_concurrent_calls_share_one_connection(targets: list[SSHTarget]) -> None:
+    async def main() -> None:
+        async with await HostConnection.open(targets[0]) as host:
+            docker = host.docker
+            calls: list[Awaitable[Any]] = []
+            for index in range(30):
+                calls.append(docker.list_containers() if index % 3 else docker.info())
+            results = await asyncio.gather(*calls)
+            assert len(results) == 30
+            assert all(isinstance(result, list | dict) for result in results)
+
+    run(main())
