@@ -107,7 +107,7 @@ def start_sshd(host: HostState, host_dir: Path, authorized_keys: Path) -> Proces
     config.write_text(render_sshd_config(host, host_dir, authorized_keys))
     log = host_dir / "sshd.log"
     record = _spawn(in_host(host, [SSHD, "-D", "-f", str(config), "-E", str(log)]), log)
-    _wait_until(lambda: sshd_answers(host.address), record, f"{host.name}: sshd", log, 15)
+    _wait_until(lambda: sshd_answers(host.address), record, "sshd", log, 15)
     return record
 
 
@@ -117,7 +117,7 @@ def start_dockerd(host: HostState, host_dir: Path, registry: str) -> ProcessReco
     log = host_dir / "dockerd.log"
     record = _spawn(in_host(host, ["dockerd", "--config-file", str(config)]), log)
     socket_path = docker_socket(host_dir)
-    _wait_until(lambda: dockerd_answers(socket_path), record, f"{host.name}: dockerd", log, 90)
+    _wait_until(lambda: dockerd_answers(socket_path), record, "dockerd", log, 90)
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def build(
     directory = host_dir(lab_dir, plan.name)
     directory.mkdir(parents=True, exist_ok=True)
     ensure_key(directory / "ssh_host_ed25519_key", comment=f"root@{plan.name}")
+    # /run is runtime state, as on a reboot: stale pid files of killed daemons would otherwise
+    # stop dockerd from starting (a dead pid may survive as a zombie when nothing reaps it).
+    shutil.rmtree(directory / "run", ignore_errors=True)
     report("network")
     network.create_host_network(plan, bridge, subnet)
     network.create_mount_ns(Path(state.mount_ns), directory)
