@@ -64,10 +64,12 @@ def render_registry_config(address: str, data_dir: Path) -> str:
 def in_host(host: HostState, argv: list[str]) -> list[str]:
     """`argv` run inside the host's network and mount namespaces (nsenter, not `ip netns exec`,
     which remounts /sys and hides the cgroup mounts dockerd needs)."""
+    uts = [f"--uts={host.uts_ns}"] if host.uts_ns else []
     return [
         "nsenter",
         f"--net={netns_path(host.netns)}",
         f"--mount={host.mount_ns}",
+        *uts,
         "--",
         *argv,
     ]

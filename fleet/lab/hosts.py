@@ -33,6 +33,10 @@ def mount_ns_file(lab_dir: Path, name: str) -> Path:
     return lab_dir / "ns" / name
 
 
+def uts_ns_file(lab_dir: Path, name: str) -> Path:
+    return lab_dir / "ns" / f"{name}.uts"
+
+
 def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
     return HostState(
         name=plan.name,
@@ -41,6 +45,7 @@ def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
         netns=plan.netns,
         veth=plan.veth,
         mount_ns=str(mount_ns_file(lab_dir, plan.name)),
+        uts_ns=str(uts_ns_file(lab_dir, plan.name)),
     )
 
 
@@ -49,15 +54,31 @@ def observe(
 ) -> HostHealth:
     wanted = desired_state(lab_dir, plan)
     current = recorded is not None and (
-        (recorded.address, recorded.netns, recorded.veth, recorded.mount_ns, recorded.labels)
-        == (wanted.address, wanted.netns, wanted.veth, wanted.mount_ns, wanted.labels)
+        (
+            recorded.address,
+            recorded.netns,
+            recorded.veth,
+            recorded.mount_ns,
+            recorded.uts_ns,
+            recorded.labels,
+        )
+        == (
+            wanted.address,
+            wanted.netns,
+            wanted.veth,
+            wanted.mount_ns,
+            wanted.uts_ns,
+            wanted.labels,
+        )
     )
+    network_ok = network.host_network_ok(plan, bridge, links)
     return HostHealth(
-        network=network.host_network_ok(plan, bridge, links),
-        mount_ns=network.mount_ns_ok(Path(wanted.mount_ns)),
+        network=network_ok,
+        mount_ns=network.ns_file_ok(Path(wanted.mount_ns))
+        and network.ns_file_ok(Path(wanted.uts_ns)),
         sshd_running=recorded is not None and is_alive(recorded.sshd),
         dockerd_running=recorded is not None and is_alive(recorded.dockerd),
-        sshd_answers=sshd_answers(plan.address, timeout=1.0),
+        sshd_answers=network_ok and sshd_answers(plan.address, timeout=1.0),
         dockerd_answers=dockerd_answers(docker_socket(host_dir(lab_dir, plan.name))),
         config_current=current,
     )
@@ -77,6 +98,7 @@ def build(
     report("network")
     network.create_host_network(plan, bridge, subnet)
     network.create_mount_ns(Path(state.mount_ns), directory)
+    network.create_uts_ns(Path(state.uts_ns), plan.name)
     report("sshd")
     state.sshd = start_sshd(state, directory, lab_dir / "authorized_keys")
     report("dockerd")
@@ -123,8 +145,9 @@ def stop_processes(namespace_files: list[Path], directory: Path) -> None:
 
 def teardown(state: HostState, lab_dir: Path) -> None:
     """Remove every kernel resource and process of the host; keep its files."""
-    mount_ns = Path(state.mount_ns)
-    stop_processes([netns_path(state.netns), mount_ns], host_dir(lab_dir, state.name))
-    network.delete_mount_ns(mount_ns)
+    ns_files = [Path(state.mount_ns), uts_ns_file(lab_dir, state.name)]
+    stop_processes([netns_path(state.netns), *ns_files], host_dir(lab_dir, state.name))
+    for ns_file in ns_files:
+        network.delete_ns_file(ns_file)
     network.delete_netns(state.netns)
     network.delete_link(state.veth)

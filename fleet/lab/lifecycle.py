@@ -233,11 +233,18 @@ def lab_down(
                 found = True
                 network.delete_link(link.name)
         for ns_file in (lab_dir / "ns").glob("*"):
-            network.delete_mount_ns(ns_file)
+            network.delete_ns_file(ns_file)
         network.release_private_dir(lab_dir / "ns")
         for host in known.values():
             report(host.name, "removed", True)
-        for runtime in ("hosts/*/run", "hosts/*/docker", "state.json", "inventory.yml"):
+        runtime_files = (
+            "hosts/*/run",
+            "hosts/*/docker",
+            "hosts/*/etc-docker",
+            "state.json",
+            "inventory.yml",
+        )
+        for runtime in runtime_files:
             for path in lab_dir.glob(runtime):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     if purge:
@@ -270,14 +277,16 @@ def load_lab(dir: Path | str = DEFAULT_DIR) -> Lab:
 
 def lab_status(dir: Path | str = DEFAULT_DIR) -> LabStatus:
     lab = load_lab(dir)
+    # Without the lab's bridge its addresses would be routed off the machine: don't probe them.
+    routed = network.bridge_ok(bridge_name(lab_id(lab.dir)), bridge_address(lab.subnet))
 
     def probe(host: LabHost) -> HostStatus:
         socket = docker_socket(lab_hosts.host_dir(lab.dir, host.name))
-        return HostStatus(host, sshd_answers(host.address), dockerd_answers(socket))
+        return HostStatus(host, routed and sshd_answers(host.address), dockerd_answers(socket))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(probe, lab.hosts))
-    return LabStatus(lab, registry_answers(lab.registry), statuses)
+    return LabStatus(lab, routed and registry_answers(lab.registry), statuses)
 
 
 def lab_exec(
@@ -298,8 +307,9 @@ def lab_exec(
         host.address,
         host.labels,
         host.netns,
-        "",
-        str(lab_hosts.mount_ns_file(lab.dir, host.name)),
+        veth="",
+        mount_ns=str(lab_hosts.mount_ns_file(lab.dir, host.name)),
+        uts_ns=str(lab_hosts.uts_ns_file(lab.dir, host.name)),
     )
     result = subprocess.run(
         in_host(state, list(argv)),

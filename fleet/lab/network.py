@@ -78,6 +78,13 @@ def ensure_bridge(name: str, address: str, subnet: str) -> None:
     run(["ip", "link", "set", name, "up"])
 
 
+def bridge_ok(name: str, address: str) -> bool:
+    """Whether the lab's bridge is up with its address (so the lab's subnet stays local)."""
+    link = {link.name: link for link in list_links()}.get(name)
+    held = addresses_by_link().get(name, [])
+    return link is not None and link.up and any(str(a.ip) == address for a in held)
+
+
 def delete_link(name: str) -> None:
     run(["ip", "link", "del", name], check=False)
 
@@ -149,20 +156,21 @@ def release_private_dir(path: Path) -> None:
         run(["umount", "--lazy", str(path)], check=False)
 
 
-def mount_ns_ok(ns_file: Path) -> bool:
+def ns_file_ok(ns_file: Path) -> bool:
     return mount_points().get(str(ns_file)) == "nsfs"
 
 
 def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
-    """A private mount namespace where /run and /var/lib/docker are the host's own directories.
+    """A private mount namespace where /run, /var/lib/docker and /etc/docker are the host's own.
 
     So inside the host Docker lives at the standard /var/run/docker.sock and /var/lib/docker,
     and from outside the socket is reachable at HOST_DIR/run/docker.sock.
     """
-    run_dir, docker_dir = host_dir / "run", host_dir / "docker"
+    run_dir, docker_dir, etc_dir = host_dir / "run", host_dir / "docker", host_dir / "etc-docker"
     (run_dir / "sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
     (run_dir / "sshd").chmod(0o755)
     docker_dir.mkdir(parents=True, exist_ok=True)
+    etc_dir.mkdir(parents=True, exist_ok=True)
     ns_file.touch()
     run(["unshare", f"--mount={ns_file}", "--propagation", "private", "true"])
     enter = ["nsenter", f"--mount={ns_file}", "--"]
@@ -172,9 +180,18 @@ def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
     run([*enter, "mount", "--bind", str(run_dir), "/run"])
     run([*enter, "mkdir", "-p", "/var/lib/docker"])
     run([*enter, "mount", "--bind", str(docker_dir), "/var/lib/docker"])
+    # dockerd keeps its identity (key.json) there: one per host, and none written to the root.
+    run([*enter, "mkdir", "-p", "/etc/docker"])
+    run([*enter, "mount", "--bind", str(etc_dir), "/etc/docker"])
 
 
-def delete_mount_ns(ns_file: Path) -> None:
+def create_uts_ns(ns_file: Path, hostname: str) -> None:
+    """A persistent UTS namespace, so that `hostname` on a lab host says its name."""
+    ns_file.touch()
+    run(["unshare", f"--uts={ns_file}", "hostname", hostname])
+
+
+def delete_ns_file(ns_file: Path) -> None:
     if str(ns_file) in mount_points():
         run(["umount", str(ns_file)], check=False)
     ns_file.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ class HostState:
     netns: str
     veth: str
     mount_ns: str  # file holding the host's mount namespace
+    uts_ns: str = ""  # file holding its UTS namespace (its hostname)
     sshd: ProcessRecord | None = None
     dockerd: ProcessRecord | None = None
 
