@@ -27,6 +27,7 @@ from fleet.transport.docker_wire import (
     encode_registry_auth,
     error_message,
     label_filters,
+    minimum_version_from_error,
     negotiate_api_version,
     parse_api_version,
     pull_progress_error,
@@ -58,22 +59,25 @@ class DockerClient:
     """The Docker Engine API of one host."""
 
     def __init__(self, host: str, transport: httpx.AsyncBaseTransport, *,
-                 timeout: float = DEFAULT_TIMEOUT, endpoint: str = "the Docker socket") -> None:
+                 timeout: float = DEFAULT_TIMEOUT, endpoint: str = "the Docker socket",
+                 api_version: str | None = None) -> None:
+        """`api_version` pins the version and skips negotiation (one round trip less)."""
         self.host = host
         self.timeout = timeout
         self._endpoint = endpoint
         # Deadlines are ours (asyncio.timeout per call), so httpx's own timeouts are off.
         self._http = httpx.AsyncClient(transport=transport, base_url="http://docker",
                                        timeout=None)
-        self._api_version: str | None = None
+        self._api_version = api_version
         self._negotiation = asyncio.Lock()
 
     @classmethod
     def over_ssh(cls, host: str, ssh: asyncssh.SSHClientConnection, socket_path: str, *,
-                 max_channels: int = MAX_CHANNELS, timeout: float = DEFAULT_TIMEOUT
-                 ) -> DockerClient:
+                 max_channels: int = MAX_CHANNELS, timeout: float = DEFAULT_TIMEOUT,
+                 api_version: str | None = None) -> DockerClient:
         transport = SSHChannelTransport(ssh, socket_path, max_channels=max_channels)
-        return cls(host, transport, timeout=timeout, endpoint=socket_path)
+        return cls(host, transport, timeout=timeout, endpoint=socket_path,
+                   api_version=api_version)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -81,14 +85,39 @@ class DockerClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def api_version(self) -> str:
-        """The API version used with this daemon (GET /version once, then remembered)."""
+        """The API version used with this daemon, negotiated once and remembered.
+
+        Asked with GET /_ping (its API-Version header, as the docker CLI does): /version
+        makes dockerd query containerd and costs several times more. A daemon whose minimum
+        is above our choice says so on the first call, which is then resent (see _send).
+        """
         async with self._negotiation:
             if self._api_version is None:
-                self._api_version = negotiate_api_version(await self.version())
+                response = await self._call("GET", "/_ping", versioned=False)
+                server_version = response.headers.get("API-Version")
+                if server_version is None:  # daemons older than 1.25 don't send it
+                    self._api_version = negotiate_api_version(await self.version())
+                else:
+                    self._api_version = negotiate_api_version({"ApiVersion": server_version})
         return self._api_version
 
-    async def _url(self, path: str) -> str:
-        return f"/v{await self.api_version()}{path}"
+    async def _send(self, method: str, path: str, *, versioned: bool, stream: bool = False,
+                    **request_args: Any) -> httpx.Response:
+        """Send one request; if the daemon refuses our API version as too old, adopt its
+        minimum and send it again."""
+        for attempt in (1, 2):
+            url = f"/v{await self.api_version()}{path}" if versioned else path
+            request = self._http.build_request(method, url, **request_args)
+            response = await self._http.send(request, stream=stream)
+            if attempt == 1 and versioned and response.status_code == 400:
+                refusal = error_message(await response.aread(), 400, "")
+                minimum = minimum_version_from_error(refusal)
+                if minimum:
+                    await response.aclose()
+                    self._api_version = minimum
+                    continue
+            return response
+        raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
     async def _deadline(self, what: str, timeout: float | None) -> AsyncIterator[None]:
@@ -119,9 +148,8 @@ class DockerClient:
         """One request with its body read; raises DockerError on any failure or 4xx/5xx."""
         what = f"{method} {path}"
         async with self._deadline(what, timeout):
-            url = await self._url(path) if versioned else path
-            response = await self._http.request(
-                method, url, params=params, json=body, headers=headers)
+            response = await self._send(method, path, versioned=versioned, params=params,
+                                        json=body, headers=headers)
             self._raise_for_status(what, response, response.content)
         return response
 
@@ -258,6 +286,11 @@ class DockerClient:
 
     # -- images -----------------------------------------------------------------------------
 
+    async def list_images(self) -> list[JSONObject]:
+        """GET /images/json: every image with its RepoTags and RepoDigests."""
+        result: list[JSONObject] = await self._call_json("GET", "/images/json")
+        return result
+
     async def inspect_image(self, reference: str) -> JSONObject:
         result: JSONObject = await self._call_json(
             "GET", f"/images/{quote(reference, safe='/:@')}/json")
@@ -287,10 +320,9 @@ class DockerClient:
         headers = {"X-Registry-Auth": encode_registry_auth(auth)} if auth else {}
         digest: str | None = None
         async with self._deadline(what, timeout):
-            url = await self._url("/images/create")
-            request = self._http.build_request(
-                "POST", url, params={"fromImage": name, "tag": tag}, headers=headers)
-            response = await self._http.send(request, stream=True)
+            response = await self._send("POST", "/images/create", versioned=True, stream=True,
+                                        params={"fromImage": name, "tag": tag},
+                                        headers=headers)
             try:
                 if response.status_code >= 400:
                     self._raise_for_status(what, response, await response.aread())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,10 +25,10 @@ def parse_api_version(text: str) -> tuple[int, int]:
 
 
 def negotiate_api_version(server_version: Mapping[str, Any]) -> str:
-    """The API version to use with a daemon, from its GET /version answer.
+    """The API version to use with a daemon, from its GET /version answer (or /_ping headers).
 
     min(daemon's ApiVersion, MAX_API_VERSION), but never below the daemon's MinAPIVersion
-    (recent daemons refuse old versions outright).
+    when known (recent daemons refuse old versions outright).
     """
     server = parse_api_version(str(server_version.get("ApiVersion", MAX_API_VERSION)))
     chosen = min(server, parse_api_version(MAX_API_VERSION))
@@ -35,6 +36,16 @@ def negotiate_api_version(server_version: Mapping[str, Any]) -> str:
     if minimum_text:
         chosen = max(chosen, parse_api_version(str(minimum_text)))
     return f"{chosen[0]}.{chosen[1]}"
+
+
+_TOO_OLD = re.compile(r"client version \S+ is too old\. Minimum supported API version is "
+                      r"(\d+\.\d+)")
+
+
+def minimum_version_from_error(message: str) -> str | None:
+    """The minimum API version a daemon demands, from its refusal of an older one."""
+    match = _TOO_OLD.search(message)
+    return match.group(1) if match else None
 
 
 def encode_registry_auth(auth: Mapping[str, str]) -> str:

@@ -16,7 +16,6 @@ from fleet.errors import DockerError, DockerNotFoundError
 from fleet.transport.docker_api import DockerClient
 
 Handler = Callable[[httpx.Request], httpx.Response]
-VERSION = {"ApiVersion": "1.43", "MinAPIVersion": "1.12", "Version": "24.0.0"}
 
 
 def run(handler: Handler, scenario: Callable[[DockerClient], Any], *,
@@ -34,8 +33,8 @@ def daemon(routes: dict[str, Handler], seen: list[httpx.Request] | None = None) 
     def handle(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
-        if request.url.path == "/version":
-            return httpx.Response(200, json=VERSION)
+        if request.url.path == "/_ping":
+            return httpx.Response(200, text="OK", headers={"API-Version": "1.43"})
         route = routes.get(f"{request.method} {request.url.path}")
         if route is None:
             return httpx.Response(404, json={"message": f"page not found: {request.url.path}"})
@@ -53,8 +52,35 @@ def test_versioned_prefix_is_negotiated_once() -> None:
 
     run(handler, scenario)
     paths = [request.url.path for request in seen]
-    assert paths.count("/version") == 1
+    assert paths.count("/_ping") == 1
     assert paths.count("/v1.41/containers/json") == 5
+
+
+def test_daemon_without_version_header_is_asked_for_version() -> None:
+    seen: list[httpx.Request] = []
+
+    def old_daemon(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/_ping":
+            return httpx.Response(200, text="OK")
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"ApiVersion": "1.24"})
+        return httpx.Response(200, json={})
+
+    run(old_daemon, lambda c: c.info())
+    assert [r.url.path for r in seen] == ["/_ping", "/version", "/v1.24/info"]
+
+
+def test_daemon_refusing_our_version_is_asked_again_with_its_minimum() -> None:
+    seen: list[httpx.Request] = []
+    refusal = ("client version 1.41 is too old. Minimum supported API version is 1.44, "
+               "please upgrade your client to a newer version")
+    routes: dict[str, Handler] = {
+        "GET /v1.41/info": lambda r: httpx.Response(400, json={"message": refusal}),
+        "GET /v1.44/info": lambda r: httpx.Response(200, json={"ID": "x"}),
+    }
+    assert run(daemon(routes, seen), lambda c: c.info()) == {"ID": "x"}
+    assert [r.url.path for r in seen] == ["/_ping", "/v1.41/info", "/v1.44/info"]
 
 
 def test_list_containers_sends_label_filters() -> None:
@@ -168,8 +194,8 @@ def test_exec_run_returns_exit_code_and_output() -> None:
 
 def test_call_timeout_is_docker_error() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/version":
-            return httpx.Response(200, json=VERSION)
+        if request.url.path == "/_ping":
+            return httpx.Response(200, text="OK", headers={"API-Version": "1.41"})
         await asyncio.sleep(5)
         return httpx.Response(200, json={})
 
@@ -197,3 +223,16 @@ def test_container_ids_are_one_path_segment() -> None:
     with pytest.raises(DockerNotFoundError):
         run(handler, lambda c: c.remove_container("../../images/x", force=True))
     assert seen[-1].url.raw_path.startswith(b"/v1.41/containers/..%2F..%2Fimages%2Fx?")
+
+
+def test_pinned_api_version_skips_negotiation() -> None:
+    seen: list[httpx.Request] = []
+    handler = daemon({"GET /v1.40/info": lambda r: httpx.Response(200, json={})}, seen)
+
+    async def main() -> None:
+        client = DockerClient("web-1", httpx.MockTransport(handler), api_version="1.40")
+        await client.info()
+        await client.aclose()
+
+    asyncio.run(main())
+    assert [request.url.path for request in seen] == ["/v1.40/info"]

@@ -54,7 +54,7 @@ class FakeDockerd:
 
             def do_GET(self) -> None:
                 if self.path == "/_ping":
-                    self.reply(b"OK", "text/plain")
+                    self.reply(b"OK", "text/plain", {"API-Version": "1.41"})
                 elif self.path == "/version":
                     self.reply(json.dumps({"ApiVersion": "1.41"}).encode())
                 elif self.path.startswith("/v1.41/containers/json"):
@@ -63,9 +63,12 @@ class FakeDockerd:
                 else:
                     self.send_error(404)
 
-            def reply(self, body: bytes, content_type: str = "application/json") -> None:
+            def reply(self, body: bytes, content_type: str = "application/json",
+                      headers: dict[str, str] | None = None) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -279,5 +282,26 @@ def test_jump_host_is_verified_and_shared(lab: Lab) -> None:
                 assert set(pool.connected) == {"inner-0", "inner-1", "inner-2"}
                 assert len(pool._jumps) == 1
                 assert await pool.connected["inner-2"].docker.ping() == "OK"
+
+    asyncio.run(main())
+
+
+def test_ssh_config_is_honoured_and_optional(lab: Lab, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.trust(port)
+            keyless = lab.target(port, ssh_key=None)
+            with pytest.raises(ConnectError, match="authentication failed"):
+                await HostConnection.open(keyless)  # no ~/.ssh/config: no key, no crash
+            (home / ".ssh" / "config").write_text(
+                f"Host 127.0.0.1\n  IdentityFile {lab.client_key}\n")
+            async with await HostConnection.open(keyless) as host:
+                assert await host.docker.ping() == "OK"
 
     asyncio.run(main())

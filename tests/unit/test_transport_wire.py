@@ -13,6 +13,7 @@ from fleet.transport.docker_wire import (
     encode_registry_auth,
     error_message,
     label_filters,
+    minimum_version_from_error,
     negotiate_api_version,
     pull_progress_error,
     raw_stream,
@@ -110,3 +111,10 @@ def test_pull_progress_error() -> None:
     assert pull_progress_error({"error": "manifest unknown"}) == "manifest unknown"
     assert pull_progress_error(
         {"errorDetail": {"message": "denied"}, "error": "denied!"}) == "denied"
+
+
+def test_minimum_version_from_refusal() -> None:
+    refusal = ("client version 1.41 is too old. Minimum supported API version is 1.44, "
+               "please upgrade your client to a newer version")
+    assert minimum_version_from_error(refusal) == "1.44"
+    assert minimum_version_from_error("client version 1.41 is too new. Maximum ...") is None
