@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleet.config.compose_syntax import parse_env_file
+from fleet.config.compose_syntax import parse_env_file, parse_short_port
 from fleet.config.inventory import Host, Inventory
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import KeyPath, Problem
-from fleet.config.secrets import SecretStore, digest_secrets, load_secrets_file, redact
+from fleet.config.secrets import (
+    SecretStore,
+    digest_secrets,
+    load_secrets_file,
+    redact,
+    secret_names,
+)
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
@@ -70,6 +77,7 @@ class DesiredState:
     services: dict[str, ServicePlacement]
     secrets: SecretStore
     problems: list[Problem] = field(default_factory=list)
+    registries: dict[str, dict[str, str]] = field(default_factory=dict)  # secrets as tokens
 
 
 def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
@@ -80,18 +88,23 @@ def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
 
 
 def _secret_store(playbooks: PlaybookSet) -> tuple[SecretStore, list[Problem]]:
+    """Secrets files of every playbook; a name in two files takes the first file's value."""
+    values: dict[str, str] = {}
+    sources: list[str] = []
+    problems: list[Problem] = []
     for pb in playbooks.playbooks:
         if pb.header.secrets_file:
             path = pb.base / pb.header.secrets_file
             try:
-                values = load_secrets_file(path)
+                for key, value in load_secrets_file(path).items():
+                    values.setdefault(key, value)
             except (OSError, ValueError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                return SecretStore(playbooks.project), [
-                    pb.doc.problem(("secrets_file",), f"cannot read secrets file {path}: {reason}")
-                ]
-            return SecretStore(playbooks.project, values, str(path)), []
-    return SecretStore(playbooks.project), []
+                problems.append(pb.doc.problem(("secrets_file",),
+                                               f"cannot read secrets file {path}: {reason}"))
+                continue
+            sources.append(str(path))
+    return SecretStore(playbooks.project, values, ", ".join(sources) or None), problems
 
 
 def _host_context(host: Host, playbook_vars: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,8 +147,16 @@ class _Collector:
 
     def __init__(self) -> None:
         self.by_key: dict[tuple[str, int, int, KeyPath, str], list[str]] = {}
+        self.reported: set[tuple[str, int, int, KeyPath, str]] = set()
+
+    def already_reported(self, problems: list[Problem]) -> None:
+        """Problems reported once for the service; not repeated for every host."""
+        self.reported.update((p.file, p.line, p.column, p.path, p.message) for p in problems)
 
     def add(self, problem: Problem, service: str, host: str) -> None:
+        if (problem.file, problem.line, problem.column, problem.path,
+                problem.message) in self.reported:
+            return
         message = f"{problem.message} (service {service}; "
         key = (problem.file, problem.line, problem.column, problem.path, message)
         self.by_key.setdefault(key, []).append(host)
@@ -155,8 +176,6 @@ def compile_desired_state(
     limit: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> DesiredState:
-    import os
-
     environ = dict(os.environ) if environ is None else environ
     problems: list[Problem] = []
     secrets, found = _secret_store(playbooks)
@@ -175,15 +194,18 @@ def compile_desired_state(
     targeted_names = {h.name for h in targeted}
     containers: dict[str, list[DesiredContainer]] = {h.name: [] for h in targeted}
     services: dict[str, ServicePlacement] = {}
-    context = base_context(project, secrets)
+    context = base_context(project, secrets, environ)
     env_files = _EnvFiles()
     per_host = _Collector()
     for name, pb in playbooks.services():
         raw = pb.raw_service(name)
         base: KeyPath = ("services", name)
-        placement = _check_structure(name, raw, pb, inventory, problems)
+        structural: list[Problem] = []
+        placement = _check_structure(name, raw, pb, inventory, structural)
+        problems.extend(structural)
         if placement is None:
             continue
+        per_host.already_reported(structural)
         services[name] = placement
         for host in inventory.hosts:
             if host.name not in placement.hosts or host.name not in targeted_names:
@@ -206,7 +228,20 @@ def compile_desired_state(
                 per_host.add(pb.doc.problem((*base, "env_file"), f"cannot read env_file: {exc}"),
                              name, host.name)
                 continue
+            if service.replicas > 1:
+                for index, port in _published_ports(rendered.get("ports")):
+                    per_host.add(pb.doc.problem(
+                        (*base, "ports", index),
+                        f"{service.replicas} replicas on one host cannot all publish host port "
+                        f"{port}; leave the host port out for an ephemeral one, or use 1 replica"),
+                        name, host.name)
             options = service.container_options()
+            if secret_names(options["labels"]):
+                per_host.add(pb.doc.problem(
+                    (*base, "labels"), "secret() cannot be used in labels: labels are readable "
+                    "by anyone who can list containers; pass secrets in 'environment'"),
+                    name, host.name)
+                continue
             digest = spec_hash(options, secrets)
             for replica in range(1, service.replicas + 1):
                 containers[host.name].append(
@@ -215,14 +250,22 @@ def compile_desired_state(
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))
+    registries = {name: auth.model_dump() for pb in playbooks.playbooks
+                  for name, auth in pb.header.registries.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
-                        problems)
+                        problems, registries)
 
 
 def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,
                      problems: list[Problem]) -> ServicePlacement | None:
     """Host-independent checks: what does not depend on templates is reported once."""
     base: KeyPath = ("services", name)
+    for key in sorted(HOST_INDEPENDENT_KEYS):
+        if contains_template(raw.get(key)):
+            problems.append(pb.doc.problem(
+                (*base, key), f"templates are not allowed in '{key}': placement and rollout "
+                "are the same for every host"))
+            return None
     try:
         service = Service.model_validate(raw)
     except ValidationError as exc:
@@ -251,21 +294,22 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
         problems.append(pb.doc.problem((*base, "hosts"), f"'{term}' matches no host",
                                        severity="warning"))
     replica_count = replicas if isinstance(replicas, int) else 1
-    if replica_count > 1:
-        for index, port in enumerate(_fixed_ports(raw)):
-            problems.append(pb.doc.problem(
-                (*base, "ports", index),
-                f"{replica_count} replicas on one host cannot all publish host port {port}; "
-                "leave the host port out for an ephemeral one, or use 1 replica"))
     return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy())
 
 
-def _fixed_ports(raw: dict[str, Any]) -> list[int]:
-    try:
-        service = Service.model_validate({**raw, "replicas": 1})
-    except ValidationError:
-        return []
-    return [p.published for p in service.ports if p.published]
+def _published_ports(ports: Any) -> list[tuple[int, int]]:
+    """(index in the file's list, host port) for each fixed host port a `ports:` list publishes."""
+    found: list[tuple[int, int]] = []
+    for index, item in enumerate(ports if isinstance(ports, list) else []):
+        try:
+            if isinstance(item, dict):
+                mappings = [item] if item.get("published") not in (None, "") else []
+            else:
+                mappings = parse_short_port(item)
+            found.extend((index, int(m["published"])) for m in mappings if m["published"])
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 _WILDCARDS = ("", "0.0.0.0", "::")
@@ -273,25 +317,35 @@ _WILDCARDS = ("", "0.0.0.0", "::")
 
 def _port_conflicts(containers: Mapping[str, list[DesiredContainer]],
                     playbooks: PlaybookSet) -> list[Problem]:
-    problems: list[Problem] = []
+    """Two services (or one service twice) publishing one host port on one host."""
     docs = {name: pb for name, pb in playbooks.services()}
+    clashes: dict[tuple[str, int, str, str], list[str]] = {}
     for host, items in containers.items():
         taken: dict[tuple[int, str], list[tuple[str, str]]] = {}
         for container in items:
             if container.replica != 1:
-                continue
+                continue  # replicas publishing a fixed port are reported per service
             for port in container.options.get("ports", []):
                 if not port["published"]:
                     continue
                 key = (port["published"], port["protocol"])
                 for ip, other in taken.get(key, []):
-                    if other != container.service and (
-                        ip in _WILDCARDS or port["host_ip"] in _WILDCARDS or ip == port["host_ip"]
-                    ):
-                        pb = docs[container.service]
-                        problems.append(pb.doc.problem(
-                            ("services", container.service, "ports"),
-                            f"host port {key[0]}/{key[1]} on host {host} is also published by "
-                            f"service '{other}'"))
+                    if ip in _WILDCARDS or port["host_ip"] in _WILDCARDS or ip == port["host_ip"]:
+                        by = ("is published twice by this service"
+                              if other == container.service
+                              else f"is also published by service '{other}'")
+                        clashes.setdefault((container.service, key[0], key[1], by),
+                                           []).append(host)
+                        break
                 taken.setdefault(key, []).append((port["host_ip"], container.service))
+    problems: list[Problem] = []
+    for (service, number, protocol, by), hosts in clashes.items():
+        pb = docs[service]
+        indexes = [i for i, p in _published_ports(pb.raw_service(service).get("ports"))
+                   if p == number]
+        path: KeyPath = ("services", service, "ports", *indexes[-1:])
+        shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+        problems.append(pb.doc.problem(
+            path, f"host port {number}/{protocol} {by} on "
+                  f"{'host' if len(hosts) == 1 else 'hosts'} {shown}"))
     return problems

@@ -94,7 +94,8 @@ def render(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
 def _compact(value: object) -> object:
     """Leave out unset and empty fields so the text shows what was configured."""
     if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items() if v not in (None, [], {}, False)}
+        return {k: _compact(v) for k, v in value.items()
+                if not (v is None or v is False or v == [] or v == {})}
     if isinstance(value, list):
         return [_compact(v) for v in value]
     return value

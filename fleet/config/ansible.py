@@ -16,7 +16,7 @@ from typing import Any
 
 from fleet.config.inventory_model import GroupEntry, HostEntry, InventoryFile
 from fleet.config.problems import Problem
-from fleet.config.source import SourceDoc, load_yaml
+from fleet.config.source import Location, SourceDoc, load_yaml
 
 CONNECTION_VARS = {
     "ansible_host": "address", "ansible_ssh_host": "address",
@@ -31,13 +31,50 @@ IMPLICIT_GROUPS = ("all", "ungrouped")
 def looks_like_ini(path: str) -> bool:
     if path.endswith((".yml", ".yaml", ".json")):
         return False
+    if path.endswith((".ini", ".cfg")):
+        return True
     try:
         head = Path(path).read_text(encoding="utf-8", errors="replace")[:4096]
     except OSError:
         return False
     first = next((ln.strip() for ln in head.splitlines() if ln.strip()
                   and not ln.lstrip().startswith(("#", ";"))), "")
-    return first.startswith("[") or ("=" in first and ":" not in first.split("=")[0])
+    if first.startswith("[") or ("=" in first and ":" not in first.split("=")[0]):
+        return True
+    # A YAML mapping's first line has `key:`; an INI host line (`web1`, `web1:2222`) has not.
+    return bool(first) and not (first.startswith(("---", "{", "%")) or first.endswith(":")
+                                or ": " in first)
+
+
+def split_host_port(name: str) -> tuple[str, int | None]:
+    """`web1:2222` -> ('web1', 2222), Ansible's host:port notation (IPv6 left alone)."""
+    head, sep, tail = name.rpartition(":")
+    if sep and head and ":" not in head and tail.isdigit():
+        return head, int(tail)
+    return name, None
+
+
+def connection_settings(
+    variables: dict[str, Any], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Connection settings from Ansible variables, and messages for the ones that are bad."""
+    settings: dict[str, Any] = {}
+    errors: list[str] = []
+    for key, value in variables.items():
+        field = CONNECTION_VARS.get(key)
+        if field is None or value is None:
+            continue
+        if field == "port":
+            port = value if isinstance(value, int) and not isinstance(value, bool) else (
+                int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+            if port is None or not 1 <= port <= 65535:
+                errors.append(f"{where}: {key} must be a port number from 1 to 65535, "
+                              f"got {value!r}")
+                continue
+            settings[field] = port
+        else:
+            settings[field] = str(value)
+    return settings, errors
 
 
 class _Builder:
@@ -52,7 +89,13 @@ class _Builder:
     def group(self, name: str) -> dict[str, Any]:
         return self.groups.setdefault(name, {"hosts": [], "children": [], "vars": {}})
 
-    def add_host(self, name: str, group: str | None, variables: dict[str, Any]) -> None:
+    def add_host(self, name: str, group: str | None, variables: dict[str, Any],
+                 path: tuple[str | int, ...] | None = None) -> None:
+        name, port = split_host_port(name)
+        if port is not None:
+            variables = {"ansible_port": port, **variables}
+        if path is not None and ("hosts", name) not in self.doc.key_locations:
+            self.doc.key_locations[("hosts", name)] = self.doc.locate(path, at_key=True)
         self.host_vars.setdefault(name, {}).update(variables)
         if group and group not in IMPLICIT_GROUPS:
             hosts = self.group(group)["hosts"]
@@ -66,7 +109,10 @@ class _Builder:
                 for file in _var_files(base / kind, target):
                     sub = load_yaml(file)
                     self.problems.extend(sub.problems)
-                    if isinstance(sub.data, dict):
+                    if sub.data is not None and not isinstance(sub.data, dict):
+                        self.problems.append(sub.problem((), f"{kind} must be a mapping of "
+                                                             "variable names to values"))
+                    elif isinstance(sub.data, dict):
                         if kind == "host_vars":
                             self.host_vars[target].update(sub.data)
                         else:
@@ -75,16 +121,18 @@ class _Builder:
     def build(self) -> InventoryFile:
         hosts: dict[str, HostEntry | None] = {}
         for name, variables in self.host_vars.items():
-            settings: dict[str, Any] = {}
-            rest: dict[str, Any] = {}
-            for key, value in variables.items():
-                if key in CONNECTION_VARS:
-                    settings[CONNECTION_VARS[key]] = int(value) if key.endswith("port") else str(
-                        value)
-                elif key == LABELS_VAR and isinstance(value, dict):
-                    settings["labels"] = {str(k): str(v) for k, v in value.items()}
-                else:
-                    rest[key] = value
+            settings, errors = connection_settings(variables, f"host '{name}'")
+            self.problems.extend(self.doc.problem(("hosts", name), e, at_key=True)
+                                 for e in errors)
+            rest = {k: v for k, v in variables.items()
+                    if k not in CONNECTION_VARS and k != LABELS_VAR}
+            labels = variables.get(LABELS_VAR)
+            if isinstance(labels, dict):
+                settings["labels"] = {str(k): str(v) for k, v in labels.items()}
+            elif labels is not None:
+                self.problems.append(self.doc.problem(
+                    ("hosts", name), f"host '{name}': {LABELS_VAR} must be a mapping",
+                    at_key=True))
             hosts[name] = HostEntry(**settings, vars=rest)
         all_vars = self.groups.get("all", {}).get("vars", {})
         groups = {
@@ -118,10 +166,22 @@ def _walk_yaml_group(builder: _Builder, name: str, body: Any, path: tuple[str, .
             builder.problems.append(builder.doc.problem(
                 (*path, key), f"unknown key '{key}' in Ansible group (hosts, children, vars)",
                 at_key=True))
-    for host, variables in (body.get("hosts") or {}).items():
-        builder.add_host(str(host), name, dict(variables or {}))
-    group["vars"].update(body.get("vars") or {})
-    for child, child_body in (body.get("children") or {}).items():
+    for key in ("hosts", "children", "vars"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            builder.problems.append(builder.doc.problem(
+                (*path, key), f"'{key}' of an Ansible group must be a mapping, "
+                              f"e.g. {key}: {{name: ...}}"))
+    hosts = body.get("hosts")
+    for host, variables in (hosts if isinstance(hosts, dict) else {}).items():
+        if variables is not None and not isinstance(variables, dict):
+            builder.problems.append(builder.doc.problem(
+                (*path, "hosts", host), f"host '{host}' must map to its variables (or nothing)"))
+            variables = None
+        builder.add_host(str(host), name, dict(variables or {}), (*path, "hosts", host))
+    if isinstance(body.get("vars"), dict):
+        group["vars"].update(body["vars"])
+    children = body.get("children")
+    for child, child_body in (children if isinstance(children, dict) else {}).items():
         if child not in group["children"]:
             group["children"].append(child)
         _walk_yaml_group(builder, str(child), child_body, (*path, "children", str(child)))
@@ -133,15 +193,19 @@ def from_ansible_data(doc: SourceDoc) -> tuple[InventoryFile | None, SourceDoc, 
     if "_meta" in data or doc.path.endswith(".json"):  # `ansible-inventory --list`
         hostvars = (data.get("_meta") or {}).get("hostvars") or {}
         for name, body in data.items():
+            if isinstance(body, list):  # the short form: a group is a list of hosts
+                body = {"hosts": body}
             if name == "_meta" or not isinstance(body, dict):
                 continue
             group = builder.group(name)
             for host in body.get("hosts") or []:
-                builder.add_host(host, name, {})
-            group["children"].extend(body.get("children") or [])
-            group["vars"].update(body.get("vars") or {})
+                builder.add_host(str(host), name, {})
+            group["children"].extend(str(c) for c in body.get("children") or [])
+            if isinstance(body.get("vars"), dict):
+                group["vars"].update(body["vars"])
         for name, variables in hostvars.items():
-            builder.add_host(name, None, dict(variables or {}))
+            builder.add_host(str(name), None,
+                             dict(variables) if isinstance(variables, dict) else {})
     else:
         for name, body in data.items():
             _walk_yaml_group(builder, str(name), body, (str(name),))
@@ -194,6 +258,7 @@ def read_ini(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]
                 builder.problems.append(Problem(path, number, 1, (header,),
                                                 f"unknown section kind ':{kind}'"))
             builder.group(section)
+            doc.key_locations.setdefault(("groups", section), Location(number, 1))
             continue
         try:
             words = shlex.split(line, comments=True)
@@ -220,6 +285,8 @@ def read_ini(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]
                     continue
                 variables[key] = _ini_value(value)
             for name in expand_host_range(words[0]):
+                bare = split_host_port(name)[0]
+                doc.key_locations.setdefault(("hosts", bare), Location(number, 1))
                 builder.add_host(name, section, variables)
     builder.load_var_dirs(Path(path).parent)
     return builder.build(), doc, builder.problems

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config import ansible
-from fleet.config.inventory_model import NATIVE_TOP_LEVEL_KEYS, HostEntry, InventoryFile
+from fleet.config.inventory_model import HostEntry, InventoryFile
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.source import SourceDoc, load_yaml
@@ -22,6 +22,7 @@ from fleet.config.validation import validate_model
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+NATIVE_SECTIONS = frozenset({"defaults", "hosts", "groups"})
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,14 @@ def _expand_path(value: str | None, base: Path) -> str | None:
 
 
 def _is_native(data: Any, path: str) -> bool:
-    if path.endswith(".json") or not isinstance(data, dict):
+    """Native unless it looks like Ansible's (an `all:` group, or groups at the top level).
+
+    A native file with a misspelt top-level key is still native, so the typo is reported
+    as one (with "did you mean"), not as a strange Ansible group.
+    """
+    if path.endswith(".json") or not isinstance(data, dict) or "all" in data:
         return False
-    return set(data) <= NATIVE_TOP_LEVEL_KEYS and "all" not in data
+    return bool(set(data) & NATIVE_SECTIONS)
 
 
 def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
@@ -73,7 +79,7 @@ def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, lis
     if ansible.looks_like_ini(path):
         return ansible.read_ini(path)
     doc = load_yaml(path)
-    if doc.problems:
+    if doc.data is None and doc.problems:
         return None, doc, list(doc.problems)
     if doc.data is None:
         return InventoryFile(), doc, [doc.problem((), "inventory is empty", severity="warning")]
@@ -81,8 +87,9 @@ def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, lis
         return None, doc, [doc.problem((), "an inventory must be a mapping")]
     if _is_native(doc.data, path):
         model, problems = validate_model(InventoryFile, doc.data, doc)
-        return model, doc, problems
-    return ansible.from_ansible_data(doc)
+        return model, doc, doc.problems + problems
+    model, doc, problems = ansible.from_ansible_data(doc)
+    return model, doc, doc.problems + problems
 
 
 def _group_depths(groups: Mapping[str, Sequence[str]]) -> dict[str, int]:
@@ -240,7 +247,16 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
         for gname in host_groups:
             merged.update(group_defs[gname][0].vars)
         merged.update(entry.vars)
-        hosts.append(Host(**{**host.__dict__, "vars": merged, "groups": tuple(host_groups)}))
+        # Ansible connection variables set for a group (or `all`) apply to its hosts, unless
+        # the host sets its own.
+        settings, errors = ansible.connection_settings(merged, f"host '{host.name}'")
+        problems.extend(item.doc.problem(("hosts", host.name), e, at_key=True) for e in errors)
+        inherited: dict[str, Any] = {k: v for k, v in settings.items()
+                                     if getattr(entry, k) is None}
+        if "ssh_key" in inherited:
+            inherited["ssh_key"] = _expand_path(inherited["ssh_key"], item.base)
+        hosts.append(Host(**{**host.__dict__, **inherited, "vars": merged,
+                             "groups": tuple(host_groups)}))
     return Inventory(tuple(hosts), groups, tuple(i.doc.path for i in loaded)), problems
 
 

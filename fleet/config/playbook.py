@@ -81,8 +81,8 @@ def load_playbooks(paths: Sequence[str]) -> tuple[PlaybookSet, list[Problem]]:
     for path in paths:
         doc = load_yaml(path)
         problems.extend(doc.problems)
-        if doc.problems:
-            continue
+        if doc.data is None and doc.problems:
+            continue  # unreadable or not YAML; duplicate keys still let us check the rest
         if not isinstance(doc.data, dict):
             problems.append(doc.problem((), "a playbook must be a mapping with 'project' and "
                                             "'services'"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _REFERENCE = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
@@ -56,6 +56,12 @@ def parse_image_reference(text: str) -> ImageRef:
         path = f"library/{path}"
     tag = match.group("tag")
     digest = match.group("digest")
+    if digest:
+        algorithm, _, hexits = digest.partition(":")
+        size = {"sha256": 64, "sha384": 96, "sha512": 128}.get(algorithm)
+        if size is not None and (len(hexits) != size or hexits != hexits.lower()):
+            raise ValueError(f"bad image reference {text!r}: a {algorithm} digest is {size} "
+                             "lowercase hex digits")
     if tag is None and digest is None:
         tag = "latest"
     return ImageRef(registry, path, tag, digest)

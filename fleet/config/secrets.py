@@ -58,7 +58,12 @@ class SecretStore:
 def load_secrets_file(path: Path) -> dict[str, str]:
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yml", ".yaml", ".json"):
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # its message would quote the file's text: a secret
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ValueError(f"{path}{where}: invalid YAML") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a secrets file must be a mapping of names to values")
         return {str(k): str(v) for k, v in data.items()}

@@ -22,6 +22,7 @@ from pydantic import (
 from fleet.config import compose_syntax as syntax
 from fleet.config.references import parse_image_reference
 from fleet.config.units import parse_byte_size, parse_duration
+from fleet.config.validation import ItemErrors
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 RESERVED_LABEL_PREFIX = "fleet."
@@ -59,18 +60,34 @@ class PortMapping(Strict):
     mode: Literal["host", "ingress"] = "host"
 
 
+def _port_item(item: Any) -> list[PortMapping]:
+    if isinstance(item, dict):
+        published = item.get("published")
+        if isinstance(published, str) and "-" in published:
+            raise ValueError("a published port range needs the short syntax")
+        return [PortMapping.model_validate(item)]
+    return [PortMapping(**mapping) for mapping in syntax.parse_short_port(item)]
+
+
 def _ports(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError("ports must be a list")
+    return _each_item(value, _port_item, PortMapping)
+
+
+def _each_item(
+    value: list[Any], parse: Callable[[Any], list[Any]], model: type[BaseModel]
+) -> list[Any]:
+    """Parse every item, collecting errors per item (so each points at its own line)."""
     result: list[Any] = []
-    for item in value:
-        if isinstance(item, dict):
-            published = item.get("published")
-            if isinstance(published, str) and "-" in published:
-                raise ValueError("a published port range needs the short syntax")
-            result.append(item)
-        else:
-            result.extend(syntax.parse_short_port(item))
+    errors: list[tuple[int, Exception]] = []
+    for index, item in enumerate(value):
+        try:
+            result.extend(parse(item))
+        except ValueError as exc:  # pydantic's ValidationError included
+            errors.append((index, exc))
+    if errors:
+        raise ItemErrors(errors, model)
     return result
 
 
@@ -88,6 +105,9 @@ class VolumeOptions(Strict):
 class TmpfsOptions(Strict):
     size: ByteSize | None = None
     mode: int | None = None
+
+
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 class Mount(Strict):
@@ -111,15 +131,25 @@ class Mount(Strict):
                     f"bind source {self.source!r} must be an absolute path on the host "
                     "(there is no project directory on a remote host)"
                 )
+        if self.type == "volume" and self.source and not _VOLUME_NAME.match(self.source):
+            raise ValueError(
+                f"bad volume name {self.source!r}: use letters, digits, '_', '.' and '-' "
+                "(a host path must be absolute)"
+            )
         if self.type == "tmpfs" and self.source:
             raise ValueError("a tmpfs mount takes no source")
         return self
 
 
+def _volume_item(item: Any) -> list[Mount]:
+    return [Mount.model_validate(syntax.parse_short_volume(item) if isinstance(item, str)
+                                 else item)]
+
+
 def _volumes(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError("volumes must be a list")
-    return [syntax.parse_short_volume(v) if isinstance(v, str) else v for v in value]
+    return _each_item(value, _volume_item, Mount)
 
 
 class Healthcheck(Strict):
@@ -212,8 +242,25 @@ def _image(value: Any) -> Any:
     return value
 
 
+def _networks(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    for name, options in value.items():
+        if options not in (None, {}):
+            raise ValueError(
+                f"network {name!r}: per-network options (aliases, ipv4_address...) are not "
+                "supported; list the network names only"
+            )
+    return sorted(value)
+
+
 def _cpus(value: Any) -> Any:
-    number = float(value) if isinstance(value, str | int | float) else value
+    if isinstance(value, bool):
+        raise ValueError(f"cpus must be a number, got {value!r}")
+    try:
+        number = float(value) if isinstance(value, str | int | float) else value
+    except ValueError:
+        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}") from None
     if isinstance(number, float) and number <= 0:
         raise ValueError("cpus must be greater than 0")
     return number
@@ -238,8 +285,7 @@ class ContainerOptions(Strict):
     user: str | None = None
     working_dir: str | None = None
     hostname: str | None = None
-    networks: Annotated[list[str], _before(
-        lambda v: sorted(v) if isinstance(v, dict) else v, list[str] | dict[str, Any])] = []
+    networks: Annotated[list[str], _before(_networks, list[str] | dict[str, None])] = []
     network_mode: str | None = None
     cap_add: list[str] = []
     cap_drop: list[str] = []

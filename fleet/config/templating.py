@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -24,18 +24,21 @@ class _NoEnv(LookupError):
     pass
 
 
-def _env_lookup(name: str, default: str | None = None) -> str:
-    if name in os.environ:
-        return os.environ[name]
-    if default is not None:
-        return default
-    raise _NoEnv(f"environment variable '{name}' is not set on the controller")
+def _env_function(environ: Mapping[str, str]) -> Callable[..., str]:
+    def env(name: str, default: str | None = None) -> str:
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise _NoEnv(f"environment variable '{name}' is not set on the controller")
+
+    return env
 
 
 _ENVIRONMENT = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
-_ENVIRONMENT.globals["env"] = _env_lookup
+_ENVIRONMENT.globals["env"] = _env_function(os.environ)
 
 
 @lru_cache(maxsize=4096)
@@ -81,9 +84,14 @@ def render_value(value: Any, context: Mapping[str, Any], path: KeyPath = ()) -> 
     return value
 
 
-def base_context(project: str, secrets: SecretStore) -> dict[str, Any]:
+def base_context(
+    project: str, secrets: SecretStore, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     def secret(name: str) -> str:
         secrets.value(name)  # fail now, at validation, if it is not set
         return token(name)
 
-    return {"project": project, "secret": secret}
+    context: dict[str, Any] = {"project": project, "secret": secret}
+    if environ is not None:
+        context["env"] = _env_function(environ)
+    return context

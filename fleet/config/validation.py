@@ -19,6 +19,19 @@ from fleet.config.source import SourceDoc
 
 M = TypeVar("M", bound=BaseModel)
 
+
+class ItemErrors(ValueError):
+    """Raised by a list-level validator: errors that belong to items of the list.
+
+    Each entry is the item's index in the data and either a message or the item's own
+    ValidationError (reported against `model`), so problems point at the item, not the list.
+    """
+
+    def __init__(self, items: Sequence[tuple[int, Exception]], model: type[BaseModel]) -> None:
+        super().__init__("; ".join(str(exc) for _, exc in items))
+        self.items = list(items)
+        self.model = model
+
 _KIND = {
     "int": "a whole number", "float": "a number", "bool": "true or false",
     "string": "a string", "dict": "a mapping", "list": "a list", "model": "a mapping",
@@ -150,6 +163,10 @@ def problems_from(
         if error["type"] == "none_required":
             continue
         path, missing = _data_path(data, error["loc"])
+        cause = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
+        if isinstance(cause, ItemErrors):
+            problems.extend(_item_problems(cause, lookup(data, path), doc, (*base, *path)))
+            continue
         if error["type"] == "missing" and missing is None and path:
             path, missing = path[:-1], path[-1]
         if path in seen_paths and error["type"] != "extra_forbidden":
@@ -160,6 +177,17 @@ def problems_from(
         shown = (*full, missing) if error["type"] == "missing" and missing is not None else full
         problem = doc.problem(full, message, at_key=error["type"] == "extra_forbidden")
         problems.append(Problem(problem.file, problem.line, problem.column, shown, message))
+    return problems
+
+
+def _item_problems(errors: ItemErrors, items: Any, doc: SourceDoc, base: KeyPath) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, exc in errors.items:
+        item = child_of(items, index)
+        if isinstance(exc, ValidationError):
+            problems.extend(problems_from(exc, errors.model, item, doc, (*base, index)))
+        else:
+            problems.append(doc.problem((*base, index), str(exc)))
     return problems
 
 
