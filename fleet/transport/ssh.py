@@ -12,6 +12,7 @@ Raises (always with the host name): ConnectError, HostKeyError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from fleet.transport.ssh_errors import CONNECT_FAILURES, describe_connect_failur
 DEFAULT_FORKS = 50
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ class HostConnection:
         if self._docker is not None:
             await self._docker.aclose()
         self.ssh.close()
-        await self.ssh.wait_closed()
+        with contextlib.suppress(TimeoutError):  # a dead peer must not hold up the run
+            await asyncio.wait_for(self.ssh.wait_closed(), CLOSE_TIMEOUT)
 
     async def __aenter__(self) -> HostConnection:
         return self
