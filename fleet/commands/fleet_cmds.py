@@ -1,0 +1,258 @@
+"""`fleet plan`, `fleet apply`, `fleet check` and `fleet status`: the reconciler's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from fleet.commands.common import (
+    console,
+    json_option,
+    print_json,
+    project_files,
+    project_options,
+    report_warnings,
+)
+from fleet.commands.status_view import status_table
+from fleet.desired import DesiredState
+from fleet.diff import Kind
+from fleet.executor import HostOutcome
+from fleet.plan import Action, Plan
+from fleet.progress import HostProgress
+from fleet.project import load_project
+from fleet.runner import Observation, Run, RunOptions
+from fleet.transport.ssh import DEFAULT_FORKS
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def run_options(func: F) -> F:
+    func = click.option("--forks", type=click.IntRange(1, 1000), default=DEFAULT_FORKS,
+                        show_default=True, help="Hosts worked on at once.")(func)
+    func = click.option("--connect-timeout", type=float, default=10.0, show_default=True,
+                        help="Seconds to wait for a host's SSH connection.")(func)
+    return func
+
+
+def _load(inventories: tuple[str, ...], playbooks: tuple[str, ...], limit: str | None,
+          quiet: bool) -> DesiredState:
+    state = load_project(project_files(inventories, playbooks, limit))
+    if not quiet:
+        report_warnings(state.problems)
+    return state
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _observe(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
+                   with_images: bool = False) -> tuple[Run, Observation]:
+    run = Run(state, options)
+    with HostProgress(title, len(state.targeted_hosts), quiet=quiet) as progress:
+        def report(host: str, message: str) -> None:
+            progress.update(host, message)
+            progress.host_done(host)
+
+        run.report = report
+        await run.__aenter__()
+        try:
+            observation = await run.observe(with_images=with_images)
+        except BaseException:
+            await run.__aexit__(None, None, None)
+            raise
+    return run, observation
+
+
+def _action_json(action: Action) -> dict[str, Any]:
+    return {"kind": str(action.kind), "target": action.target, "cause": action.cause,
+            "order": str(action.order) if action.order else None}
+
+
+def _unreachable_json(unreachable: dict[str, str]) -> list[dict[str, str]]:
+    return [{"host": h, "error": e} for h, e in sorted(unreachable.items())]
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "project": plan.project,
+        "changes": plan.has_changes,
+        "hosts": [{"host": h.host, "actions": [_action_json(a) for a in h.actions],
+                   "findings": [f.as_json() for f in h.drift]} for h in plan.hosts],
+        "unreachable": _unreachable_json(dict(plan.unreachable)),
+    }
+
+
+def _print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
+    out = console()
+    for image, reason in sorted(digest_failures.items()):
+        click.echo(f"warning: could not resolve {image} to a digest ({reason}); "
+                   "using the tag", err=True)
+    text = plan.text()
+    out.print(text if text else "No changes: every targeted host is in sync.", markup=False)
+    for host, error in sorted(plan.unreachable.items()):
+        click.echo(f"{host}: unreachable: {error}", err=True)
+    if plan.actions:
+        kinds: dict[str, int] = {}
+        for action in plan.actions:
+            kinds[str(action.kind)] = kinds.get(str(action.kind), 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        hosts = sum(1 for h in plan.hosts if h.actions)
+        out.print(f"Plan: {summary} on {hosts} host{'s' if hosts != 1 else ''}.", markup=False)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+         forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Show, per host, what apply would change. Exit 0 no changes, 2 changes, 1 error."""
+    state = _load(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> tuple[Plan, dict[str, str]]:
+        run, observation = await _observe(state, options, "planning", as_json)
+        async with run:
+            return run.plan(observation), observation.digest_failures
+
+    the_plan, failures = _run(go())
+    if as_json:
+        print_json(_plan_json(the_plan))
+    else:
+        _print_plan(the_plan, failures)
+    if the_plan.unreachable:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if the_plan.has_changes else EXIT_OK)
+
+
+def _confirm(yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError("not a terminal: pass --yes to apply without confirmation")
+    if not click.confirm("Apply these changes?", default=False):
+        click.echo("Nothing changed.", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--no-prune", is_flag=True,
+              help="Keep containers of services removed from the playbook, and extra replicas.")
+def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+          forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool) -> None:
+    """Converge the targeted hosts to the playbook. Exit 0 converged, 1 otherwise."""
+    state = _load(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
+
+    async def go() -> tuple[Plan, dict[str, HostOutcome]]:
+        run, observation = await _observe(state, options, "observing", as_json,
+                                          with_images=True)
+        async with run:
+            the_plan = run.plan(observation)
+            if not as_json:
+                _print_plan(the_plan, observation.digest_failures)
+            if not the_plan.has_changes:
+                return the_plan, {}
+            if not yes:
+                await asyncio.to_thread(_confirm, yes)
+            busy = [h for h in the_plan.hosts if h.actions or h.blocked]
+            with HostProgress("applying", len(busy), quiet=as_json) as progress:
+                def report(host: str, message: str) -> None:
+                    progress.update(host, message)
+                    if message == "done" or message.startswith("failed"):
+                        progress.host_done(host)
+                run.report = report
+                return the_plan, await run.execute(the_plan)
+
+    the_plan, outcomes = _run(go())
+    failed = {h: o.error or "" for h, o in outcomes.items() if not o.ok}
+    converged = not failed and not the_plan.unreachable
+    if as_json:
+        print_json({
+            "project": the_plan.project,
+            "converged": converged,
+            "hosts": [{"host": h, "ok": o.ok, "error": o.error,
+                       "actions": [_action_json(a) for a in o.done]}
+                      for h, o in sorted(outcomes.items())],
+            "unreachable": _unreachable_json(dict(the_plan.unreachable)),
+        })
+    else:
+        for host, error in sorted(failed.items()):
+            click.echo(f"{host}: FAILED: {error}", err=True)
+        changed = sum(1 for o in outcomes.values() if o.ok and o.done)
+        click.echo(f"Applied: {changed} host(s) changed, {len(failed)} failed, "
+                   f"{len(the_plan.unreachable)} unreachable.")
+    sys.exit(EXIT_OK if converged else EXIT_ERROR)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+          forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Drift check. Exit 0 in sync, 2 drift found, 1 when a host could not be checked."""
+    state = _load(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> tuple[Run, Observation]:
+        run, observation = await _observe(state, options, "checking", as_json)
+        await run.__aexit__(None, None, None)
+        return run, observation
+
+    run, observation = _run(go())
+    findings = [f for host_findings in run.diff(observation).values() for f in host_findings
+                if f.kind != Kind.IN_SYNC]
+    in_sync = not findings and not observation.unreachable
+    if as_json:
+        print_json({"in_sync": in_sync, "hosts_checked": len(observation.snapshots),
+                    "findings": [f.as_json() for f in findings],
+                    "unreachable": _unreachable_json(observation.unreachable)})
+    else:
+        for f in findings:
+            replica = f"/{f.replica}" if f.replica else ""
+            click.echo(f"{f.host}: {f.service}{replica}: {f.kind}: {f.detail}")
+        for host, error in sorted(observation.unreachable.items()):
+            click.echo(f"{host}: unreachable: {error}", err=True)
+        verdict = "in sync" if in_sync else (f"{len(findings)} finding(s)" if findings else
+                                             "could not check every host")
+        click.echo(f"Checked {len(observation.snapshots)} host(s): {verdict}.")
+    if observation.unreachable:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if findings else EXIT_OK)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+           forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Services x hosts, grouped by cloud and region: state, image, health, uptime, revision."""
+    state = _load(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> Observation:
+        run, observation = await _observe(state, options, "reading", as_json)
+        await run.__aexit__(None, None, None)
+        return observation
+
+    observation = _run(go())
+    table, rows = status_table(state, observation)
+    if as_json:
+        print_json({"project": state.project, "containers": rows,
+                    "unreachable": _unreachable_json(observation.unreachable)})
+    else:
+        console().print(table)
+    sys.exit(EXIT_ERROR if observation.unreachable else EXIT_OK)

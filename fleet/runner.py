@@ -1,0 +1,138 @@
+"""A run against the fleet: connect, observe, resolve, diff, plan, and (for apply) execute.
+
+configuration -> desired state -> diff -> plan are pure (fleet.desired, fleet.diff,
+fleet.plan); this module is the imperative shell around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fleet.config.inventory import Host
+from fleet.config.templating import base_context, render_value
+from fleet.desired import DesiredState
+from fleet.diff import DiffContext, Finding, diff_host
+from fleet.errors import FleetError, HostError
+from fleet.executor import Executor, HostOutcome
+from fleet.observe import observe_host, resolve_digests
+from fleet.observed import HostSnapshot
+from fleet.plan import HostPlan, Plan, plan_host
+from fleet.registry_auth import RegistryAuth
+from fleet.transport import ConnectionPool, SSHTarget
+from fleet.transport.ssh import DEFAULT_FORKS
+
+Reporter = Callable[[str, str], None]
+
+
+def ssh_target(host: Host, connect_timeout: float) -> SSHTarget:
+    checking: Literal["strict", "accept-new"] = (
+        "accept-new" if host.host_key_checking == "accept-new" else "strict")
+    return SSHTarget(name=host.name, address=host.address, port=host.port, user=host.user,
+                     ssh_key=host.ssh_key, known_hosts=host.known_hosts,
+                     host_key_checking=checking, jump=host.jump,
+                     docker_socket=host.docker_socket, connect_timeout=connect_timeout)
+
+
+@dataclass
+class RunOptions:
+    forks: int = DEFAULT_FORKS
+    connect_timeout: float = 10.0
+    prune: bool = True
+
+
+@dataclass
+class Observation:
+    snapshots: dict[str, HostSnapshot] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str | None] = field(default_factory=dict)
+    digest_failures: dict[str, str] = field(default_factory=dict)
+
+
+def registry_auth(state: DesiredState) -> RegistryAuth:
+    """Playbook credentials rendered (secret() stays a token until a pull needs it)."""
+    context = base_context(state.project, state.secrets)
+    return RegistryAuth(render_value(state.registries, context), state.secrets)
+
+
+class Run:
+    """One command's session with the fleet: a connection per targeted host."""
+
+    def __init__(self, state: DesiredState, options: RunOptions,
+                 report: Reporter | None = None) -> None:
+        self.state = state
+        self.options = options
+        self.auth = registry_auth(state)
+        self.report = report or (lambda host, message: None)
+        targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
+        self.pool = ConnectionPool(targets, forks=options.forks,
+                                   on_result=self._connected)
+
+    def _connected(self, host: str, result: object) -> None:
+        self.report(host, "connected" if not isinstance(result, HostError) else str(result))
+
+    async def __aenter__(self) -> Run:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+
+    async def observe(self, *, with_images: bool = False) -> Observation:
+        result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
+        limit = asyncio.Semaphore(max(1, self.options.forks))
+
+        async def one(host: str) -> None:
+            async with limit:
+                try:
+                    docker = self.pool.connected[host].docker
+                    result.snapshots[host] = await observe_host(
+                        host, docker, self.state.project, with_images=with_images)
+                except HostError as exc:
+                    result.unreachable[host] = exc.reason
+                except (FleetError, OSError) as exc:
+                    result.unreachable[host] = str(exc)
+
+        await asyncio.gather(*(one(host) for host in self.pool.connected))
+        images = {host: {str(c.options["image"]) for c in self.state.containers[host]}
+                  for host in result.snapshots}
+        clients = {h: self.pool.connected[h].docker for h in result.snapshots}
+        result.digests, result.digest_failures = await resolve_digests(images, clients,
+                                                                       self.auth)
+        return result
+
+    def diff(self, observation: Observation) -> dict[str, list[Finding]]:
+        ctx = DiffContext(self.state.project, frozenset(self.state.services), self.state.secrets,
+                          observation.digests)
+        return {host: diff_host(self.state.containers[host], snapshot, ctx)
+                for host, snapshot in observation.snapshots.items()}
+
+    def plan(self, observation: Observation) -> Plan:
+        orders = {name: s.update.order for name, s in self.state.services.items()}
+        findings = self.diff(observation)
+        hosts = tuple(
+            plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
+                      observation.digests, prune=self.options.prune, orders=orders)
+            for h in self.state.targeted_hosts if h.name in observation.snapshots)
+        return Plan(self.state.project, hosts, dict(observation.unreachable))
+
+    async def execute(self, plan: Plan) -> dict[str, HostOutcome]:
+        limit = asyncio.Semaphore(max(1, self.options.forks))
+        timeouts = {name: s.update.timeout for name, s in self.state.services.items()}
+
+        async def one(host_plan: HostPlan) -> HostOutcome:
+            async with limit:
+                executor = Executor(self.pool.connected[host_plan.host].docker,
+                                    self.state.secrets, self.auth, self.report,
+                                    ready_timeout=max(timeouts.values(), default=120.0))
+                outcome = await executor.run(host_plan)
+                if outcome.ok and host_plan.blocked:
+                    outcome.error = "; ".join(f.detail for f in host_plan.blocked)
+                self.report(host_plan.host, "done" if outcome.ok else f"failed: {outcome.error}")
+                return outcome
+
+        outcomes = await asyncio.gather(*(one(h) for h in plan.hosts
+                                          if h.actions or h.blocked))
+        return {o.host: o for o in outcomes}

@@ -1,0 +1,227 @@
+"""Diff and planner: table cases with exact plan text, and properties over random states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet import labels
+from fleet.config.secrets import SecretStore
+from fleet.desired import DesiredContainer, DesiredState
+from fleet.diff import DiffContext, Kind, diff_host
+from fleet.engine_spec import create_body
+from fleet.observed import HostSnapshot, ObservedContainer, container_from_list
+from fleet.plan import plan_host
+from fleet.project import ProjectFiles, load_project
+
+from reconcile_sim import apply_plan, make_container
+
+DIGEST_V1 = "sha256:" + "1" * 64
+DIGEST_V2 = "sha256:" + "2" * 64
+HOST = "h1"
+
+
+@pytest.fixture()
+def state(tmp_path: Path) -> DesiredState:
+    (tmp_path / "inv.yml").write_text(
+        "hosts:\n  h1: {address: 198.18.9.1, labels: {cloud: aws}}\n")
+    (tmp_path / "pb.yml").write_text("""
+project: shop
+inventory: inv.yml
+services:
+  web:
+    image: reg.example:5000/demo/web:v1
+    ports: ["8080:8080"]
+    environment: {A: "1", TOKEN: "{{ secret('TOKEN') }}"}
+    mem_limit: 64m
+  worker:
+    image: reg.example:5000/demo/worker:v1
+    replicas: 2
+""")
+    return load_project(ProjectFiles([str(tmp_path / "pb.yml")]), environ={"TOKEN": "t0p"})
+
+
+def ctx(state: DesiredState, digests: dict[str, str | None] | None = None) -> DiffContext:
+    return DiffContext("shop", frozenset(state.services), state.secrets,
+                       digests if digests is not None else {
+                           "reg.example:5000/demo/web:v1": DIGEST_V1,
+                           "reg.example:5000/demo/worker:v1": DIGEST_V1})
+
+
+def running(state: DesiredState, container: DesiredContainer, **overrides: Any
+            ) -> ObservedContainer:
+    digest = DIGEST_V1
+    body = create_body(container, state.secrets, digest, 1)
+    body["Image"] = f"{str(container.options['image']).rsplit(':', 1)[0]}@{digest}"
+    for key, value in overrides.items():
+        body[key] = value
+    return make_container(container.name, body)
+
+
+def in_sync_snapshot(state: DesiredState) -> HostSnapshot:
+    return HostSnapshot(HOST, tuple(running(state, c) for c in state.containers[HOST]))
+
+
+def plan_text(state: DesiredState, snapshot: HostSnapshot, **kw: Any) -> str:
+    c = ctx(state, **kw)
+    findings = diff_host(state.containers[HOST], snapshot, c)
+    plan = plan_host(findings, snapshot, "shop", c.digests)
+    return "\n".join(a.text() for a in plan.actions)
+
+
+def test_empty_host_plans_pulls_then_creates(state: DesiredState) -> None:
+    assert plan_text(state, HostSnapshot(HOST, ())) == "\n".join([
+        f"pull reg.example:5000/demo/web@{DIGEST_V1}: needed by shop-web-1",
+        f"pull reg.example:5000/demo/worker@{DIGEST_V1}: needed by shop-worker-1",
+        "create shop-web-1: missing",
+        "create shop-worker-1: missing",
+        "create shop-worker-2: missing",
+    ])
+
+
+def test_in_sync_plans_nothing(state: DesiredState) -> None:
+    snapshot = in_sync_snapshot(state)
+    kinds = {f.kind for f in diff_host(state.containers[HOST], snapshot, ctx(state))}
+    assert kinds == {Kind.IN_SYNC}
+    assert plan_text(state, snapshot) == ""
+
+
+def test_moved_tag_is_image_changed_and_recreated_stop_first(state: DesiredState) -> None:
+    snapshot = in_sync_snapshot(state)
+    digests = {"reg.example:5000/demo/web:v1": DIGEST_V2,
+               "reg.example:5000/demo/worker:v1": DIGEST_V1}
+    findings = diff_host(state.containers[HOST], snapshot, ctx(state, digests))
+    web = next(f for f in findings if f.service == "web")
+    assert web.kind == Kind.IMAGE_CHANGED and "now resolves to" in web.detail
+    text = plan_text(state, snapshot, digests=digests)
+    assert text.splitlines()[0] == (f"pull reg.example:5000/demo/web@{DIGEST_V2}: "
+                                    "needed by shop-web-1")
+    assert text.splitlines()[1].startswith("recreate shop-web-1 (stop-first): image_changed")
+
+
+def test_worker_without_ports_is_replaced_start_first(state: DesiredState) -> None:
+    containers = list(in_sync_snapshot(state).containers)
+    worker = next(c for c in containers if c.name == "shop-worker-1")
+    changed = dict(worker.env, EXTRA="1")
+    containers[containers.index(worker)] = ObservedContainer(
+        **{**worker.__dict__, "labels": {**worker.labels, labels.SPEC_HASH: "x",
+                                         labels.SPEC: '{"command": ["old"]}'}, "env": changed})
+    text = plan_text(state, HostSnapshot(HOST, tuple(containers)))
+    assert "recreate shop-worker-1 (start-first): config_changed" in text
+
+
+def test_env_changed_by_hand_is_config_changed_with_field(state: DesiredState) -> None:
+    containers = list(in_sync_snapshot(state).containers)
+    web = next(c for c in containers if c.name == "shop-web-1")
+    containers[containers.index(web)] = ObservedContainer(
+        **{**web.__dict__, "env": {**web.env, "A": "2", "TOKEN": "stolen"}})
+    findings = diff_host(state.containers[HOST], HostSnapshot(HOST, tuple(containers)),
+                         ctx(state))
+    finding = next(f for f in findings if f.service == "web")
+    assert finding.kind == Kind.CONFIG_CHANGED
+    assert "environment.A: 2 -> 1" in finding.detail
+    assert "stolen" not in finding.detail and "t0p" not in finding.detail
+
+
+def test_resource_change_is_updated_in_place(state: DesiredState) -> None:
+    containers = list(in_sync_snapshot(state).containers)
+    web = next(c for c in containers if c.name == "shop-web-1")
+    containers[containers.index(web)] = ObservedContainer(
+        **{**web.__dict__, "resources": {**web.resources, "Memory": 1}})
+    assert plan_text(state, HostSnapshot(HOST, tuple(containers))).startswith(
+        "update shop-web-1: in place: resources.Memory")
+
+
+def test_stopped_started_extra_and_orphan_removed(state: DesiredState) -> None:
+    snapshot = in_sync_snapshot(state)
+    web = next(c for c in snapshot.containers if c.name == "shop-web-1")
+    stopped = ObservedContainer(**{**web.__dict__, "state": "exited"})
+    extra = ObservedContainer(**{**web.__dict__, "id": "x3", "name": "shop-web-3",
+                                 "labels": {**web.labels, labels.REPLICA: "3"}})
+    orphan = ObservedContainer(**{**web.__dict__, "id": "o1", "name": "shop-old-1",
+                                  "labels": {**web.labels, labels.SERVICE: "old"}})
+    others = tuple(c for c in snapshot.containers if c is not web)
+    text = plan_text(state, HostSnapshot(HOST, (stopped, extra, orphan, *others)))
+    assert text.splitlines() == [
+        "remove shop-old-1: orphan: service 'old' is no longer in the playbook",
+        "remove shop-web-3: extra: replica 3 is not desired on this host",
+        "start shop-web-1: container is exited",
+    ]
+
+
+def test_foreign_container_on_port_is_a_conflict_and_never_touched(state: DesiredState
+                                                                    ) -> None:
+    foreign = container_from_list({"Id": "f1", "Names": ["/nginx"], "State": "running",
+                                   "Labels": {}, "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80,
+                                                            "PublicPort": 8080, "Type": "tcp"}]})
+    snapshot = HostSnapshot(HOST, (foreign,))
+    findings = diff_host(state.containers[HOST], snapshot, ctx(state))
+    assert next(f for f in findings if f.service == "web").kind == Kind.CONFLICT
+    plan = plan_host(findings, snapshot, "shop", ctx(state).digests)
+    assert all(a.observed is None or a.observed.id != "f1" for a in plan.actions)
+    assert [f.desired.name for f in plan.blocked if f.desired] == ["shop-web-1"]
+
+
+# -- properties -----------------------------------------------------------------------------
+
+service_names = st.sampled_from(["web", "worker", "gone"])
+
+
+@st.composite
+def observed_states(draw: st.DrawFn, state: DesiredState) -> HostSnapshot:
+    containers: list[ObservedContainer] = []
+    desired = state.containers[HOST]
+    for index in range(draw(st.integers(0, 6))):
+        template = draw(st.sampled_from(desired))
+        service = draw(service_names)
+        replica = draw(st.integers(1, 3))
+        body = create_body(template, state.secrets, draw(st.sampled_from([DIGEST_V1, DIGEST_V2,
+                                                                          None])), 1)
+        body["Labels"] = {**body["Labels"], labels.SERVICE: service, labels.REPLICA: str(replica)}
+        if draw(st.booleans()):
+            body["Labels"][labels.SPEC_HASH] = "stale"
+        if draw(st.booleans()):
+            body["Env"] = [*body["Env"], "A=changed"]
+        if draw(st.booleans()):
+            body["HostConfig"] = {**body["HostConfig"], "Memory": 5}
+        name = draw(st.sampled_from([f"shop-{service}-{replica}", f"shop-{service}-{replica}--r2",
+                                     f"x{index}"]))
+        state_text = draw(st.sampled_from(["running", "exited", "created"]))
+        containers.append(make_container(name, body, state_text))
+    for index in range(draw(st.integers(0, 2))):
+        containers.append(container_from_list({
+            "Id": f"foreign{index}", "Names": [f"/other{index}"], "State": "running",
+            "Labels": draw(st.sampled_from([{}, {labels.PROJECT: "other"}])), "Ports": []}))
+    return HostSnapshot(HOST, tuple(containers))
+
+
+def _converge(state: DesiredState, snapshot: HostSnapshot) -> tuple[HostSnapshot, int]:
+    c = ctx(state)
+    findings = diff_host(state.containers[HOST], snapshot, c)
+    plan = plan_host(findings, snapshot, "shop", c.digests)
+    for action in plan.actions:
+        assert action.observed is None or action.observed.project == "shop"
+    return apply_plan(snapshot, plan, state.secrets), len(plan.actions)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_applying_the_plan_converges(state: DesiredState, data: st.DataObject) -> None:
+    snapshot = data.draw(observed_states(state))
+    converged, _ = _converge(state, snapshot)
+    _, second = _converge(state, converged)
+    assert second == 0, (_debug(state, snapshot), _debug(state, converged))
+    findings = diff_host(state.containers[HOST], converged, ctx(state))
+    assert {f.kind for f in findings} == {Kind.IN_SYNC}
+    foreign_before = {c.id for c in snapshot.foreign("shop")}
+    assert foreign_before <= {c.id for c in converged.containers}
+
+
+def _debug(state: DesiredState, snapshot: HostSnapshot) -> list[str]:  # pragma: no cover
+    c = ctx(state)
+    findings = diff_host(state.containers[HOST], snapshot, c)
+    return [f"{f.service}/{f.replica} {f.kind} {f.detail}" for f in findings]
