@@ -8,17 +8,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reconcile_sim import apply_plan, make_container
 
 from fleet import labels
-from fleet.config.secrets import SecretStore
 from fleet.desired import DesiredContainer, DesiredState
 from fleet.diff import DiffContext, Kind, diff_host
 from fleet.engine_spec import create_body
 from fleet.observed import HostSnapshot, ObservedContainer, container_from_list
 from fleet.plan import plan_host
 from fleet.project import ProjectFiles, load_project
-
-from reconcile_sim import apply_plan, make_container
 
 DIGEST_V1 = "sha256:" + "1" * 64
 DIGEST_V2 = "sha256:" + "2" * 64
