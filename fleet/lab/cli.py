@@ -110,7 +110,7 @@ def status(lab_dir: Path) -> None:
             _answer(entry.sshd),
             _answer(entry.dockerd),
         )
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # no truncation in pipes
     console.print(table)
     console.print(f"registry {report.lab.registry}: {_answer(report.registry)}")
     console.print(f"inventory: {report.lab.inventory_path}")

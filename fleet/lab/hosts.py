@@ -110,7 +110,7 @@ def host_public_key(lab_dir: Path, name: str) -> str:
     return (host_dir(lab_dir, name) / "ssh_host_ed25519_key.pub").read_text().strip()
 
 
-def _protected() -> tuple[set[int], set[int]]:
+def protected() -> tuple[set[int], set[int]]:
     """Namespaces and pids a teardown must never touch: the root's and our own lineage."""
     namespaces = {
         inode
@@ -132,7 +132,7 @@ def stop_processes(namespace_files: list[Path], directory: Path) -> None:
     """Stop every process of a host (or of a whole lab, given the lab dir): dockerd first, with
     time to stop its containers; whatever is left after that gets SIGTERM, then SIGKILL."""
     namespaces = {inode for f in namespace_files if (inode := namespace_inode(f)) is not None}
-    protected_namespaces, protected_pids = _protected()
+    protected_namespaces, protected_pids = protected()
     for daemon_first in (True, False):
         table = process_table()
         pids = select_processes(table, namespaces, directory, protected_namespaces, protected_pids)
