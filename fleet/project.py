@@ -44,11 +44,13 @@ def load_project(files: ProjectFiles, environ: Mapping[str, str] | None = None) 
     if not playbooks.playbooks:
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])
     paths, found = _inventory_paths(files, playbooks)
+    inventory, inventory_problems = (
+        load_inventory_with_problems(paths) if paths else (Inventory((), {}), [])
+    )
+    found += inventory_problems
+    if errors_in(found):  # services are checked against hosts: without them, stop here
+        raise ConfigError(problems + found)
     problems += found
-    inventory, found = load_inventory_with_problems(paths) if paths else (Inventory((), {}), [])
-    problems += found
-    if errors_in(problems):
-        raise ConfigError(problems)
     state = compile_desired_state(playbooks, inventory, files.limit, environ)
     state.problems = problems + state.problems
     if errors_in(state.problems):

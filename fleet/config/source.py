@@ -41,6 +41,8 @@ class SourceDoc:
                 return table[probe]
             if probe in self.value_locations:
                 return self.value_locations[probe]
+            if probe in self.key_locations:  # files without values (INI, Ansible hosts)
+                return self.key_locations[probe]
             probe = probe[:-1]
         return self.value_locations.get((), Location(1, 1))
 
