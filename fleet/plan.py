@@ -48,7 +48,10 @@ class Action:
 
     def text(self) -> str:
         order = f" ({self.order})" if self.order else ""
-        return f"{self.kind} {self.target}{order}: {self.cause}"
+        target = self.target
+        if self.kind == ActionKind.PULL and "@sha256:" in target:
+            target = target[: target.index("@sha256:") + len("@sha256:") + 12]
+        return f"{self.kind} {target}{order}: {self.cause}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from fleet.commands.common import console
 class HostProgress:
     """Hosts done/total and what each is doing. Messages go to stderr."""
 
-    def __init__(self, title: str, total: int, *, quiet: bool = False) -> None:
+    def __init__(self, title: str, total: int, *, quiet: bool = False,
+                 plain_lines: bool = True) -> None:
+        self.plain_lines = plain_lines  # off: only the live view (observing is not news)
         self.title = title
         self.total = total
         self.quiet = quiet
@@ -47,7 +49,7 @@ class HostProgress:
     def update(self, host: str, message: str) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, status=f"{host}: {message}"[:60])
-        elif not self.quiet:
+        elif not self.quiet and self.plain_lines:
             print(f"{host}: {message}", file=sys.stderr, flush=True)
 
     def host_done(self, host: str) -> None:

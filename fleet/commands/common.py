@@ -39,8 +39,11 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
 
 
 def console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    # Not a terminal (logs, CI): wide enough that tables never wrap.
+    width = None if stream.isatty() else 200
     return Console(stderr=stderr, no_color="NO_COLOR" in os.environ, highlight=False,
-                   soft_wrap=True)
+                   width=width)
 
 
 def print_json(value: Any) -> None:

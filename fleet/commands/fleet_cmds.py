@@ -55,7 +55,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 async def _observe(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
                    with_images: bool = False) -> tuple[Run, Observation]:
     run = Run(state, options)
-    with HostProgress(title, len(state.targeted_hosts), quiet=quiet) as progress:
+    with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
+                      plain_lines=False) as progress:
         def report(host: str, message: str) -> None:
             progress.update(host, message)
             progress.host_done(host)

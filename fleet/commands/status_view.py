@@ -27,35 +27,38 @@ def uptime(started_at: str, now: datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def status_table(state: DesiredState, observation: Observation) -> tuple[Table, list[dict[str,
-                                                                                           Any]]]:
-    table = Table(title=f"project {state.project}", show_lines=False)
-    for column in ("cloud/region", "host", "container", "state", "image", "health", "uptime",
-                   "rev"):
-        table.add_column(column)
+def status_table(state: DesiredState, observation: Observation
+                 ) -> tuple[Table, list[dict[str, Any]]]:
+    table = Table(title=f"project {state.project}")
+    for column in ("host", "container", "state", "image", "health", "uptime", "rev"):
+        table.add_column(column, no_wrap=True)
     rows: list[dict[str, Any]] = []
     hosts = sorted(state.targeted_hosts, key=lambda h: (h.labels.get("cloud", ""),
                                                         h.labels.get("region", ""), h.name))
+    section = None
     for host in hosts:
-        where = f"{host.labels.get('cloud', '-')}/{host.labels.get('region', '-')}"
+        where = f"{host.labels.get('cloud', '-')} / {host.labels.get('region', '-')}"
+        if where != section:
+            table.add_row(f"[bold]{where}[/bold]", end_section=False)
+            section = where
         if host.name in observation.unreachable:
-            table.add_row(where, host.name, "-", "[red]unreachable[/red]", "", "", "", "")
+            table.add_row(host.name, "-", "[red]unreachable[/red]")
             continue
         snapshot = observation.snapshots.get(host.name)
         ours = sorted(snapshot.of_project(state.project) if snapshot else [],
                       key=lambda c: (c.service or "", c.replica or 0))
         if not ours:
-            table.add_row(where, host.name, "-", "no containers", "", "", "", "")
+            table.add_row(host.name, "-", "no containers")
         for c in ours:
             digest = c.image_digest.removeprefix("sha256:")[:12]
-            image = c.image_ref.rsplit("/", 1)[-1] + (f" ({digest})" if digest else "")
-            row = {"host": host.name, "cloud": host.labels.get("cloud"),
-                   "region": host.labels.get("region"), "container": c.name,
-                   "service": c.service, "replica": c.replica, "state": c.state,
-                   "image": c.image_ref, "digest": c.image_digest or None, "health": c.health,
-                   "uptime": uptime(c.started_at) if c.running else "-",
-                   "revision": c.revision}
-            rows.append(row)
-            table.add_row(where, host.name, c.name, c.state, image, c.health or "-",
-                          str(row["uptime"]), str(c.revision))
+            image = c.image_ref.rsplit("/", 1)[-1] + (f"@{digest}" if digest else "")
+            up = uptime(c.started_at) if c.running else "-"
+            rows.append({"host": host.name, "cloud": host.labels.get("cloud"),
+                         "region": host.labels.get("region"), "container": c.name,
+                         "service": c.service, "replica": c.replica, "state": c.state,
+                         "image": c.image_ref, "digest": c.image_digest or None,
+                         "health": c.health, "uptime": up, "revision": c.revision})
+            color = "green" if c.running and c.health != "unhealthy" else "red"
+            table.add_row(f"  {host.name}", c.name, f"[{color}]{c.state}[/{color}]", image,
+                          c.health or "-", up, str(c.revision))
     return table, rows

@@ -73,8 +73,8 @@ def plan_text(state: DesiredState, snapshot: HostSnapshot, **kw: Any) -> str:
 
 def test_empty_host_plans_pulls_then_creates(state: DesiredState) -> None:
     assert plan_text(state, HostSnapshot(HOST, ())) == "\n".join([
-        f"pull reg.example:5000/demo/web@{DIGEST_V1}: needed by shop-web-1",
-        f"pull reg.example:5000/demo/worker@{DIGEST_V1}: needed by shop-worker-1",
+        f"pull reg.example:5000/demo/web@{DIGEST_V1[:19]}: needed by shop-web-1",
+        f"pull reg.example:5000/demo/worker@{DIGEST_V1[:19]}: needed by shop-worker-1",
         "create shop-web-1: missing",
         "create shop-worker-1: missing",
         "create shop-worker-2: missing",
@@ -96,7 +96,7 @@ def test_moved_tag_is_image_changed_and_recreated_stop_first(state: DesiredState
     web = next(f for f in findings if f.service == "web")
     assert web.kind == Kind.IMAGE_CHANGED and "now resolves to" in web.detail
     text = plan_text(state, snapshot, digests=digests)
-    assert text.splitlines()[0] == (f"pull reg.example:5000/demo/web@{DIGEST_V2}: "
+    assert text.splitlines()[0] == (f"pull reg.example:5000/demo/web@{DIGEST_V2[:19]}: "
                                     "needed by shop-web-1")
     assert text.splitlines()[1].startswith("recreate shop-web-1 (stop-first): image_changed")
 
