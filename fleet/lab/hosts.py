@@ -49,6 +49,20 @@ def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
     )
 
 
+def orphan_state(lab_dir: Path, lab: str, netns: str) -> HostState:
+    """What can be known of a host from its namespace name alone (enough to tear it down)."""
+    name = netns.removeprefix(f"fleet-{lab}-")
+    return HostState(
+        name,
+        "",
+        {},
+        netns,
+        veth="",
+        mount_ns=str(mount_ns_file(lab_dir, name)),
+        uts_ns=str(uts_ns_file(lab_dir, name)),
+    )
+
+
 def observe(
     plan: HostPlan, recorded: HostState | None, lab_dir: Path, bridge: str, links: dict[str, Link]
 ) -> HostHealth:

@@ -113,9 +113,10 @@ def _up(spec: LabSpec, plans: list[HostPlan], recorded: LabState | None, report:
         report(old.name, "removing", False)
         lab_hosts.teardown(old, lab_dir)
     cleanup = plan_cleanup(lab, plans, network.list_netns(), [x.name for x in network.list_links()])
-    for netns in cleanup.netns:
-        report(netns, "removing leftover namespace", False)
-        network.delete_netns(netns)
+    for netns in cleanup.netns:  # hosts of a crashed run that recorded nothing about them
+        orphan = lab_hosts.orphan_state(lab_dir, lab, netns)
+        report(orphan.name, "removing leftovers", False)
+        lab_hosts.teardown(orphan, lab_dir)
     for link in cleanup.links:
         network.delete_link(link)
 
@@ -220,8 +221,7 @@ def lab_down(
         known = {host.netns: host for host in recorded.hosts} if recorded else {}
         for netns in network.list_netns():  # hosts of a run that crashed before recording them
             if is_lab_netns(lab, netns) and netns not in known:
-                name = netns.removeprefix(f"fleet-{lab}-")
-                known[netns] = HostState(name, "", {}, netns, "", str(lab_dir / "ns" / name))
+                known[netns] = lab_hosts.orphan_state(lab_dir, lab, netns)
         found = bool(recorded or known)
         with ThreadPoolExecutor(max_workers=MAX_PARALLEL_HOSTS) as pool:
             for host in known.values():
