@@ -157,7 +157,8 @@ def test_bad_secrets_file_does_not_quote_it(tmp_path: Path) -> None:
 
 
 def test_missing_secrets_file(tmp_path: Path) -> None:
-    pb = playbook(tmp_path, "web:\n  image: nginx\n", header="project: shop\nsecrets_file: no.env\n")
+    pb = playbook(tmp_path, "web:\n  image: nginx\n",
+                  header="project: shop\nsecrets_file: no.env\n")
     found = only_error(tmp_path, pb)
     assert (found.line, format_key_path(found.path)) == (2, "secrets_file")
     assert "No such file" in found.message
@@ -195,7 +196,8 @@ def test_replicas_with_fixed_host_port(tmp_path: Path) -> None:
 
 
 def test_replicas_with_ephemeral_ports_are_fine(tmp_path: Path) -> None:
-    pb = playbook(tmp_path, "web:\n  image: nginx\n  replicas: 3\n  ports: ['80', '127.0.0.1::81']\n")
+    pb = playbook(tmp_path,
+                  "web:\n  image: nginx\n  replicas: 3\n  ports: ['80', '127.0.0.1::81']\n")
     assert len(load(tmp_path, pb).containers["web1"]) == 3
 
 

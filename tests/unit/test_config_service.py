@@ -55,7 +55,8 @@ def test_ports_short_and_long_syntax(tmp_path: Path, entry: str, expected: list[
     ("true", "a port must be a string like '8080:80' or a mapping"),
 ])
 def test_bad_port_points_at_the_item(tmp_path: Path, entry: str, words: str) -> None:
-    line, column, key, message = error(tmp_path, f"image: nginx\nports:\n  - '9000:90'\n  - {entry}")
+    body = f"image: nginx\nports:\n  - '9000:90'\n  - {entry}"
+    line, column, key, message = error(tmp_path, body)
     assert line == 7 and key.startswith("services.web.ports[1]")
     assert column >= 9
     assert words in message
@@ -84,7 +85,8 @@ def test_every_bad_item_is_reported(tmp_path: Path) -> None:
 def test_volumes_short_and_long(tmp_path: Path) -> None:
     volumes = spec(tmp_path, "image: nginx\nvolumes:\n  - /srv/data:/data:ro\n  - cache:/cache\n"
                              "  - /tmp\n  - {type: tmpfs, target: /run}\n"
-                             "  - {type: bind, source: /etc/x, target: /x, read_only: true}")["volumes"]
+                             "  - {type: bind, source: /etc/x, target: /x, read_only: true}"
+                    )["volumes"]
     assert [(v["type"], v["source"], v["target"], v["read_only"])  # type: ignore[attr-defined]
             for v in volumes] == [  # type: ignore[attr-defined]
         ("bind", "/srv/data", "/data", True), ("volume", "cache", "/cache", False),
@@ -238,7 +240,7 @@ def test_unknown_key_with_did_you_mean(tmp_path: Path) -> None:
 
 
 def test_reserved_fleet_labels(tmp_path: Path) -> None:
-    line, column, key, message = error(tmp_path, "image: nginx\nlabels: {fleet.project: x}")
+    line, _column, key, message = error(tmp_path, "image: nginx\nlabels: {fleet.project: x}")
     assert (line, key) == (5, "services.web.labels")
     assert "the prefix 'fleet.' is reserved" in message
 
