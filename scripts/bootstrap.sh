@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs what fleet, its lab and its tests need on a Debian machine, as root:
+# Debian packages, then a virtualenv in .venv with fleet and its dev tools.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: run as root (the lab needs network namespaces, sshd and dockerd)" >&2
+    exit 1
+fi
+
+PACKAGES="docker.io openssh-server openssh-client docker-registry busybox-static skopeo iproute2 python3-venv"
+missing=""
+for package in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    echo "bootstrap: apt-get install$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The Debian packages start daemons of their own in the root namespace; the lab doesn't use them.
+for unit in docker.service docker.socket docker-registry.service; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev]'
