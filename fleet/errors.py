@@ -6,11 +6,19 @@ FleetError                      root; the CLI prints its message and exits non-z
 └── HostError                   one host failed (carries the host name)
     ├── ConnectError            SSH connection or authentication failed
     ├── HostKeyError            the host's key is unknown or has changed
-    └── DockerError             the Docker Engine API answered with an error (or not at all)
-        └── DockerNotFoundError the container, image or exec does not exist (HTTP 404)
+    ├── DockerError             the Docker Engine API answered with an error (or not at all)
+    │   └── DockerNotFoundError the container, image or exec does not exist (HTTP 404)
+    ├── HostStateError          fleet's files on the host (journal, lock) could not be used
+    ├── LockHeld                another run holds the project's lock on the host
+    └── LockLost                our lock on the host was taken over or removed mid-run
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleet.hoststate.lease import LockInfo
 
 
 class FleetError(Exception):
@@ -44,3 +52,21 @@ class DockerError(HostError):
 
 class DockerNotFoundError(DockerError):
     """The container, image or exec instance named in the call does not exist (HTTP 404)."""
+
+
+class HostStateError(HostError):
+    """fleet's state files on the host (journal, lock) could not be read or written."""
+
+
+class LockHeld(HostError):
+    """Another run holds the project's lease on this host (`also`: other hosts it holds)."""
+
+    def __init__(self, host: str, info: LockInfo, also: tuple[str, ...] = ()) -> None:
+        more = f" (and on {len(also)} more host{'s' if len(also) != 1 else ''})" if also else ""
+        super().__init__(host, f"locked by {info.describe()}{more}")
+        self.info = info
+        self.also = also
+
+
+class LockLost(HostError):
+    """Our lease on this host was removed or taken over while the run still needed it."""

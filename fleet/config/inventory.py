@@ -22,6 +22,7 @@ from fleet.config.validation import validate_model
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_STATE_DIR = ".fleet"  # relative: under the SSH user's home, writable without root
 NATIVE_SECTIONS = frozenset({"defaults", "hosts", "groups"})
 
 
@@ -36,6 +37,7 @@ class Host:
     host_key_checking: str = "strict"
     jump: str | None = None
     docker_socket: str = DEFAULT_DOCKER_SOCKET
+    state_dir: str = DEFAULT_STATE_DIR
     labels: Mapping[str, str] = field(default_factory=dict)
     vars: Mapping[str, Any] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
@@ -170,6 +172,7 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
             host_key_checking=entry.host_key_checking or d.host_key_checking or "strict",
             jump=entry.jump or d.jump,
             docker_socket=entry.docker_socket or d.docker_socket or DEFAULT_DOCKER_SOCKET,
+            state_dir=entry.state_dir or d.state_dir or DEFAULT_STATE_DIR,
             labels={**d.labels, **entry.labels},
             source=item.doc.path,
         ))

@@ -25,6 +25,9 @@ class ConnectionSettings(_Strict):
     )
     jump: str | None = Field(default=None, description="ProxyJump host: [user@]host[:port]")
     docker_socket: str | None = Field(default=None, description="Default /var/run/docker.sock")
+    state_dir: str | None = Field(
+        default=None, description="Where fleet keeps each project's journal and lock on the "
+        "host; relative paths are under the SSH user's home. Default .fleet")
 
 
 class Defaults(ConnectionSettings):
