@@ -5,9 +5,7 @@ Per host, actions run in plan order; hosts run in parallel (bounded by the calle
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +14,7 @@ from fleet.engine_spec import create_body, update_body
 from fleet.errors import DockerError, FleetError
 from fleet.plan import Action, ActionKind, HostPlan, Order
 from fleet.registry_auth import RegistryAuth
+from fleet.rollout.health import wait_ready
 from fleet.transport import DockerClient
 
 Reporter = Callable[[str, str], None]  # (host, message)
@@ -94,38 +93,9 @@ class Executor:
 
     async def wait_ready(self, action: Action, container_id: str) -> None:
         """Running, and healthy if it has a healthcheck; else fail with why (health, logs)."""
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            data = await self.docker.inspect_container(container_id)
-            state = data.get("State") or {}
-            health = (state.get("Health") or {}).get("Status")
-            if state.get("Status") == "running" and health in (None, "none", "healthy"):
-                return
-            failed = state.get("Status") in ("exited", "dead") or health == "unhealthy"
-            if failed or time.monotonic() > deadline:
-                raise ActionFailed(action, await self._why_not_ready(container_id, state))
-            await asyncio.sleep(0.25)
-
-    async def _why_not_ready(self, container_id: str, state: dict[str, object]) -> str:
-        health = state.get("Health") or {}
-        reason = f"container {state.get('Status')}"
-        if state.get("Status") == "exited":
-            reason += f" with code {state.get('ExitCode')}"
-        if isinstance(health, dict) and health.get("Status"):
-            reason += f", health {health['Status']}"
-            log = health.get("Log") or []
-            if log:
-                last = log[-1]
-                reason += f" (last check exit {last.get('ExitCode')}: " \
-                          f"{str(last.get('Output', '')).strip()[:200]})"
-        try:
-            logs = await self.docker.container_logs(container_id, tail=5)
-            tail = logs.text.strip().splitlines()[-5:]
-            if tail:
-                reason += "; last log lines: " + " | ".join(tail)
-        except DockerError:
-            pass
-        return reason
+        failure = await wait_ready(self.docker, container_id, self.ready_timeout)
+        if failure:
+            raise ActionFailed(action, failure)
 
     async def _create(self, action: Action) -> None:
         try:

@@ -16,10 +16,9 @@ from fleet.config.templating import base_context, render_value
 from fleet.desired import DesiredState
 from fleet.diff import DiffContext, Finding, diff_host
 from fleet.errors import FleetError, HostError
-from fleet.executor import Executor, HostOutcome
 from fleet.observe import observe_host, resolve_digests
 from fleet.observed import HostSnapshot
-from fleet.plan import HostPlan, Plan, plan_host
+from fleet.plan import Plan, plan_host
 from fleet.registry_auth import RegistryAuth
 from fleet.transport import ConnectionPool, SSHTarget
 from fleet.transport.ssh import DEFAULT_FORKS
@@ -117,22 +116,3 @@ class Run:
                       observation.digests, prune=self.options.prune, orders=orders)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))
-
-    async def execute(self, plan: Plan) -> dict[str, HostOutcome]:
-        limit = asyncio.Semaphore(max(1, self.options.forks))
-        timeouts = {name: s.update.timeout for name, s in self.state.services.items()}
-
-        async def one(host_plan: HostPlan) -> HostOutcome:
-            async with limit:
-                executor = Executor(self.pool.connected[host_plan.host].docker,
-                                    self.state.secrets, self.auth, self.report,
-                                    ready_timeout=max(timeouts.values(), default=120.0))
-                outcome = await executor.run(host_plan)
-                if outcome.ok and host_plan.blocked:
-                    outcome.error = "; ".join(f.detail for f in host_plan.blocked)
-                self.report(host_plan.host, "done" if outcome.ok else f"failed: {outcome.error}")
-                return outcome
-
-        outcomes = await asyncio.gather(*(one(h) for h in plan.hosts
-                                          if h.actions or h.blocked))
-        return {o.host: o for o in outcomes}

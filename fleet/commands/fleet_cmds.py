@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -20,10 +21,10 @@ from fleet.commands.common import (
 from fleet.commands.status_view import status_table
 from fleet.desired import DesiredState
 from fleet.diff import Kind
-from fleet.executor import HostOutcome
 from fleet.plan import Action, Plan
 from fleet.progress import HostProgress
 from fleet.project import load_project
+from fleet.rollout.engine import HostReport, Outcome, Rollout, RolloutResult
 from fleet.runner import Observation, Run, RunOptions
 from fleet.transport.ssh import DEFAULT_FORKS
 
@@ -143,6 +144,71 @@ def _confirm(yes: bool) -> None:
         sys.exit(EXIT_ERROR)
 
 
+def _interruptible(event: asyncio.Event) -> None:
+    """First Ctrl-C: start no new batch, settle the one in flight. Second: stop now."""
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        if event.is_set():
+            loop.remove_signal_handler(signal.SIGINT)
+            raise KeyboardInterrupt
+        event.set()
+        click.echo("\ninterrupt: finishing the batch in flight, starting no new one "
+                   "(Ctrl-C again to stop at once)", err=True)
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+
+
+def _report_json(result: RolloutResult) -> list[dict[str, Any]]:
+    by_host: dict[str, list[HostReport]] = {}
+    for report in result.reports:
+        by_host.setdefault(report.host, []).append(report)
+    rows = []
+    for host, reports in sorted(by_host.items()):
+        bad = [r for r in reports if r.outcome not in (Outcome.CHANGED, Outcome.UNTOUCHED)]
+        rows.append({
+            "host": host,
+            "ok": not bad,
+            "error": "; ".join(f"{r.service}: {r.outcome}: {r.detail}" for r in bad) or None,
+            "actions": [_action_json(a) for r in reports for a in r.done],
+            "services": [{"service": r.service, "outcome": str(r.outcome), "detail": r.detail}
+                         for r in reports],
+        })
+    return rows
+
+
+def _print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
+    for report in result.reports:
+        if report.outcome != Outcome.CHANGED:
+            detail = f": {report.detail}" if report.detail else ""
+            click.echo(f"{report.host}: {report.service}: {report.outcome}{detail}", err=True)
+    if result.stopped:
+        click.echo(f"rollout stopped: {result.stopped}", err=True)
+    if result.interrupted:
+        click.echo("rollout interrupted: hosts not reached are untouched", err=True)
+    changed = len({r.host for r in result.reports if r.outcome == Outcome.CHANGED})
+    failed = len({r.host for r in result.reports
+                  if r.outcome not in (Outcome.CHANGED, Outcome.UNTOUCHED)})
+    click.echo(f"Applied: {changed} host(s) changed, {failed} failed or rolled back, "
+               f"{len(unreachable)} unreachable.")
+
+
+async def converge(run: Run, the_plan: Plan, as_json: bool, command: str) -> RolloutResult:
+    """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight."""
+    busy = [h for h in the_plan.hosts if h.actions or h.blocked]
+    interrupted = asyncio.Event()
+    _interruptible(interrupted)
+    with HostProgress(command, len(busy), quiet=as_json) as progress:
+        def report(host: str, message: str) -> None:
+            progress.update(host, message)
+            if message.endswith(": done"):
+                progress.host_done(host)
+
+        rollout = Rollout(run, the_plan, interrupted=interrupted, report=report,
+                          command=command)
+        return await rollout.execute()
+
+
 @click.command()
 @project_options
 @run_options
@@ -152,11 +218,12 @@ def _confirm(yes: bool) -> None:
               help="Keep containers of services removed from the playbook, and extra replicas.")
 def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
           forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool) -> None:
-    """Converge the targeted hosts to the playbook. Exit 0 converged, 1 otherwise."""
+    """Converge the targeted hosts to the playbook, rolling out per each service's `update:`
+    policy. Exit 0 converged, 1 otherwise."""
     state = _load(inventories, playbooks, limit, as_json)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
-    async def go() -> tuple[Plan, dict[str, HostOutcome]]:
+    async def go() -> tuple[Plan, RolloutResult]:
         run, observation = await _observe(state, options, "observing", as_json,
                                           with_images=True)
         async with run:
@@ -164,36 +231,24 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
             if not as_json:
                 _print_plan(the_plan, observation.digest_failures)
             if not the_plan.has_changes:
-                return the_plan, {}
+                return the_plan, RolloutResult()
             if not yes:
                 await asyncio.to_thread(_confirm, yes)
-            busy = [h for h in the_plan.hosts if h.actions or h.blocked]
-            with HostProgress("applying", len(busy), quiet=as_json) as progress:
-                def report(host: str, message: str) -> None:
-                    progress.update(host, message)
-                    if message == "done" or message.startswith("failed"):
-                        progress.host_done(host)
-                run.report = report
-                return the_plan, await run.execute(the_plan)
+            return the_plan, await converge(run, the_plan, as_json, "apply")
 
-    the_plan, outcomes = _run(go())
-    failed = {h: o.error or "" for h, o in outcomes.items() if not o.ok}
-    converged = not failed and not the_plan.unreachable
+    the_plan, result = _run(go())
+    converged = result.ok and not the_plan.unreachable
     if as_json:
         print_json({
             "project": the_plan.project,
             "converged": converged,
-            "hosts": [{"host": h, "ok": o.ok, "error": o.error,
-                       "actions": [_action_json(a) for a in o.done]}
-                      for h, o in sorted(outcomes.items())],
+            "hosts": _report_json(result),
+            "stopped": result.stopped or None,
+            "interrupted": result.interrupted,
             "unreachable": _unreachable_json(dict(the_plan.unreachable)),
         })
-    else:
-        for host, error in sorted(failed.items()):
-            click.echo(f"{host}: FAILED: {error}", err=True)
-        changed = sum(1 for o in outcomes.values() if o.ok and o.done)
-        click.echo(f"Applied: {changed} host(s) changed, {len(failed)} failed, "
-                   f"{len(the_plan.unreachable)} unreachable.")
+    elif the_plan.has_changes:
+        _print_report(result, dict(the_plan.unreachable))
     sys.exit(EXIT_OK if converged else EXIT_ERROR)
 
 

@@ -99,6 +99,15 @@ def reveal(value: Any, store: SecretStore) -> Any:
     return _map_strings(value, lambda s: _TOKEN.sub(lambda m: store.value(m[1]), s))
 
 
+_DIGESTED = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_.-]*):[0-9a-f]+>")
+
+
+def tokens_from_digests(value: Any) -> Any:
+    """A recorded spec (secrets as digests) back to a renderable one (secrets as tokens):
+    the values come from the controller's current secrets when the container is made."""
+    return _map_strings(value, lambda s: _DIGESTED.sub(lambda m: token(m[1]), s))
+
+
 def digest_secrets(value: Any, store: SecretStore) -> Any:
     return _map_strings(
         value, lambda s: _TOKEN.sub(lambda m: f"<secret:{m[1]}:{store.digest(m[1])}>", s)

@@ -98,6 +98,35 @@ class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class SSHDirectTCPBackend(httpcore.AsyncNetworkBackend):
+    """Every connect opens a direct-tcpip channel: the TCP connection starts on the host itself
+    (health probes of `http://127.0.0.1:PORT/...` reach the host's own loopback)."""
+
+    def __init__(self, ssh: asyncssh.SSHClientConnection) -> None:
+        self._ssh = ssh
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> SSHChannelStream:
+        try:
+            reader, writer = await _within(self._ssh.open_connection(host, port), timeout,
+                                           httpcore.ConnectTimeout)
+        except asyncssh.ChannelOpenError as exc:
+            raise httpcore.ConnectError(f"{host}:{port} refused on the host: {exc.reason}"
+                                        ) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+        return SSHChannelStream(reader, writer)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None
+                                  ) -> SSHChannelStream:
+        raise httpcore.UnsupportedProtocol("direct-tcpip channels carry TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 _HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
     # most specific first
     (httpcore.PoolTimeout, httpx.PoolTimeout),
@@ -149,9 +178,10 @@ class SSHChannelTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, ssh: asyncssh.SSHClientConnection, socket_path: str, *,
                  max_channels: int = MAX_CHANNELS,
-                 keepalive_expiry: float = KEEPALIVE_EXPIRY) -> None:
+                 keepalive_expiry: float = KEEPALIVE_EXPIRY,
+                 backend: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            network_backend=SSHStreamlocalBackend(ssh, socket_path),
+            network_backend=backend or SSHStreamlocalBackend(ssh, socket_path),
             max_connections=max_channels,
             max_keepalive_connections=max_channels,
             keepalive_expiry=keepalive_expiry,

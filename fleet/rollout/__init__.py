@@ -1,0 +1,1 @@
+"""Rolling updates: waves, batches, canary, health gates and automatic rollback."""

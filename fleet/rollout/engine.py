@@ -1,0 +1,322 @@
+"""The rollout: a plan carried out service by service, in waves and batches, each host gated
+on health, with automatic rollback when failures exceed the budget.
+
+Order of work: images are pulled on every host first (no container changes yet); then each
+service of the playbook rolls out with its own `update:` policy; containers of services no
+longer in the playbook are removed last. Ctrl-C starts no new batch: the batch in flight
+settles (finishes, or is reverted), and every host's state is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fleet.config.inventory import Host
+from fleet.config.secrets import tokens_from_digests
+from fleet.config.service import UpdatePolicy
+from fleet.desired import DesiredContainer, spec_hash
+from fleet.engine_spec import pinned_image
+from fleet.errors import DockerError, FleetError
+from fleet.executor import Executor
+from fleet.observed import ObservedContainer, container_from_inspect
+from fleet.plan import Action, ActionKind, HostPlan, Order, Plan
+from fleet.rollout.health import health_gate
+from fleet.rollout.schedule import Step, failure_budget, schedule
+from fleet.runner import Run
+
+Reporter = Callable[[str, str], None]
+Recorder = Callable[[str, Action, str, str], None]  # (host, action, outcome, detail)
+
+
+class Outcome(StrEnum):
+    CHANGED = "changed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+    ROLLBACK_FAILED = "rollback-failed"
+    UNTOUCHED = "untouched"  # not reached: the rollout stopped before it
+
+
+@dataclass
+class HostReport:
+    host: str
+    service: str
+    outcome: Outcome
+    detail: str = ""
+    done: list[Action] = field(default_factory=list)
+
+
+@dataclass
+class RolloutResult:
+    reports: list[HostReport] = field(default_factory=list)
+    stopped: str = ""  # why the rollout stopped early, if it did
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.stopped and all(
+            r.outcome in (Outcome.CHANGED, Outcome.UNTOUCHED) for r in self.reports
+        ) and not self.interrupted
+
+
+def service_of(action: Action) -> str | None:
+    if action.desired is not None:
+        return action.desired.service
+    return action.observed.service if action.observed is not None else None
+
+
+def previous_container(observed: ObservedContainer, host: str, project: str,
+                       run: Run) -> tuple[DesiredContainer, str, str | None]:
+    """The desired container that `observed` was made from (its recorded spec, its digest)."""
+    spec = observed.spec
+    if spec is None:
+        raise FleetError(f"{host}: {observed.name} has no recorded spec to return to")
+    options = tokens_from_digests(spec)
+    previous = DesiredContainer(host, project, observed.service or "", observed.replica or 1,
+                                options, spec_hash(options, run.state.secrets))
+    digest = observed.image_digest or None
+    return previous, pinned_image(observed.image_ref, digest), digest
+
+
+class Rollout:
+    def __init__(self, run: Run, plan: Plan, *, interrupted: asyncio.Event | None = None,
+                 report: Reporter | None = None, record: Recorder | None = None,
+                 command: str = "apply") -> None:
+        self.run = run
+        self.plan = plan
+        self.interrupted = interrupted or asyncio.Event()
+        self.report = report or (lambda host, message: None)
+        self.record = record or (lambda host, action, outcome, detail: None)
+        self.command = command
+        self.result = RolloutResult()
+        self.hosts = {h.name: h for h in run.state.targeted_hosts}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _executor(self, host: str) -> Executor:
+        timeouts = [s.update.timeout for s in self.run.state.services.values()]
+        return Executor(self.run.pool.connected[host].docker, self.run.state.secrets,
+                        self.run.auth, self.report, ready_timeout=max(timeouts, default=120.0))
+
+    def _policy(self, service: str) -> UpdatePolicy:
+        placement = self.run.state.services.get(service)
+        return placement.update if placement else UpdatePolicy()
+
+    async def _execute(self, host: str, actions: Sequence[Action]) -> tuple[list[Action], str]:
+        outcome = await self._executor(host).run(HostPlan(host, (), tuple(actions)))
+        for action in outcome.done:
+            self.record(host, action, "ok", "")
+        return outcome.done, outcome.error or ""
+
+    # -- phases ---------------------------------------------------------------------------
+
+    async def _pull_everywhere(self) -> dict[str, str]:
+        """Pull on every host before any container changes; per host, the failure if any."""
+        failures: dict[str, str] = {}
+
+        async def pull(host_plan: HostPlan) -> None:
+            pulls = [a for a in host_plan.actions if a.kind == ActionKind.PULL]
+            if pulls:
+                _, error = await self._execute(host_plan.host, pulls)
+                if error:
+                    failures[host_plan.host] = error
+
+        await asyncio.gather(*(pull(h) for h in self.plan.hosts))
+        return failures
+
+    async def execute(self) -> RolloutResult:
+        pull_failures = await self._pull_everywhere()
+        services = list(self.run.state.services)
+        for service in services:
+            if self.result.stopped or self.interrupted.is_set():
+                break
+            await self._roll_service(service, pull_failures)
+        if not self.result.stopped and not self.interrupted.is_set():
+            await self._remove_orphans()
+        if self.interrupted.is_set():
+            self.result.interrupted = True
+        return self.result
+
+    def _actions_for(self, service: str) -> dict[str, list[Action]]:
+        found: dict[str, list[Action]] = {}
+        for host_plan in self.plan.hosts:
+            actions = [a for a in host_plan.actions
+                       if a.kind != ActionKind.PULL and service_of(a) == service]
+            blocked = [f for f in host_plan.blocked if f.service == service]
+            if actions or blocked:
+                found[host_plan.host] = actions
+        return found
+
+    async def _roll_service(self, service: str, pull_failures: dict[str, str]) -> None:
+        by_host = self._actions_for(service)
+        if not by_host:
+            return
+        policy = self._policy(service)
+        hosts: list[Host] = [h for h in self.run.state.targeted_hosts if h.name in by_host]
+        steps = schedule(hosts, policy, self.run.state.inventory.groups)
+        budget = failure_budget(policy, len(hosts))
+        blocked = {h.host: "; ".join(f.detail for f in h.blocked if f.service == service)
+                   for h in self.plan.hosts}
+        reports: list[HostReport] = []
+        failed = 0
+        for index, step in enumerate(steps):
+            if self.interrupted.is_set():
+                break
+            self._announce(service, step, index, len(steps))
+            batch = await asyncio.gather(*(
+                self._change_host(service, host, by_host[host], policy, step,
+                                  pull_failures.get(host) or blocked.get(host, ""))
+                for host in step.hosts))
+            reports += batch
+            failed += sum(1 for r in batch if r.outcome == Outcome.FAILED)
+            if failed > budget:
+                why = (f"{service}: {failed} host(s) failed, more than max_failures "
+                       f"({budget}); on_failure: {policy.on_failure}")
+                if policy.on_failure == "rollback":
+                    await self._roll_back(service, reports, policy)
+                if policy.on_failure != "continue":
+                    self.result.stopped = why
+                    break
+            if index + 1 < len(steps) and policy.delay and not self.interrupted.is_set():
+                await asyncio.sleep(policy.delay)
+        reached = {r.host for r in reports}
+        reports += [HostReport(h.name, service, Outcome.UNTOUCHED) for h in hosts
+                    if h.name not in reached]
+        self.result.reports += reports
+
+    def _announce(self, service: str, step: Step, index: int, total: int) -> None:
+        kind = "canary" if step.canary else f"batch {index + 1}/{total}"
+        for host in step.hosts:
+            self.report(host, f"{service}: wave {step.wave}, {kind}")
+
+    async def _change_host(self, service: str, host: str, actions: list[Action],
+                           policy: UpdatePolicy, step: Step, refusal: str) -> HostReport:
+        if refusal:
+            return HostReport(host, service, Outcome.FAILED, refusal)
+        done, error = await self._execute(host, actions)
+        if error:
+            return HostReport(host, service, Outcome.FAILED, error, done)
+        names = sorted({a.desired.name for a in done if a.desired is not None
+                        and a.kind in (ActionKind.CREATE, ActionKind.RECREATE,
+                                       ActionKind.START, ActionKind.RESTART,
+                                       ActionKind.RENAME)})
+        if names:
+            monitor = max(policy.monitor, policy.canary_wait) if step.canary else policy.monitor
+            self.report(host, f"{service}: health gate ({monitor:g}s)")
+            connection = self.run.pool.connected[host]
+            try:
+                failure = await health_gate(connection.docker, connection.ssh, names,
+                                            probe=policy.probe, monitor=monitor,
+                                            timeout=policy.timeout)
+            except DockerError as exc:
+                failure = exc.reason
+            if failure:
+                for action in done:
+                    self.record(host, action, "failed", failure)
+                return HostReport(host, service, Outcome.FAILED, failure, done)
+        self.report(host, f"{service}: done")
+        return HostReport(host, service, Outcome.CHANGED, "", done)
+
+    # -- rollback -------------------------------------------------------------------------
+
+    async def _roll_back(self, service: str, reports: list[HostReport],
+                         policy: UpdatePolicy) -> None:
+        """Every host this rollout changed returns to its previous revision, in reverse order."""
+        for report in reversed(reports):
+            if not report.done:
+                if report.outcome == Outcome.FAILED and report.detail.startswith("recreate "):
+                    # The replacement failed and the executor kept (or restarted) the old
+                    # container: the host is already on its previous revision.
+                    report.outcome = Outcome.ROLLED_BACK
+                    report.detail = (f"failed: {report.detail}; the previous revision was "
+                                     "kept running")
+                continue
+            self.report(report.host, f"{service}: rolling back")
+            try:
+                await self._revert_host(report, policy)
+            except (FleetError, OSError) as exc:
+                report.outcome = Outcome.ROLLBACK_FAILED
+                report.detail = f"{report.detail}; rollback failed: {exc}".lstrip("; ")
+                continue
+            was_failed = report.outcome == Outcome.FAILED
+            report.outcome = Outcome.ROLLED_BACK
+            report.detail = (f"failed: {report.detail}; returned to the previous revision"
+                             if was_failed else "returned to the previous revision")
+
+    async def _revert_host(self, report: HostReport, policy: UpdatePolicy) -> None:
+        host = report.host
+        docker = self.run.pool.connected[host].docker
+        project = self.run.state.project
+        undo: list[Action] = []
+        for action in reversed(report.done):
+            if action.kind == ActionKind.CREATE:
+                undo.append(Action(host, ActionKind.REMOVE, action.target, "rollback",
+                                   observed=await self._current(host, action.target)))
+            elif action.kind in (ActionKind.RECREATE, ActionKind.REMOVE):
+                assert action.observed is not None
+                previous, image, digest = previous_container(action.observed, host, project,
+                                                             self.run)
+                current = await self._current(host, previous.name)
+                revision = (current.revision if current else action.revision) + 1
+                kind = ActionKind.RECREATE if current else ActionKind.CREATE
+                undo.append(Action(host, kind, previous.name, "rollback", previous, current,
+                                   image=image, digest=digest, revision=revision,
+                                   order=Order.STOP_FIRST))
+            elif action.kind == ActionKind.UPDATE and action.observed is not None:
+                undo.append(Action(host, ActionKind.UPDATE, action.target, "rollback",
+                                   _with_resources(action), action.observed))
+        done, error = await self._execute(host, [a for a in undo if a.kind != ActionKind.REMOVE
+                                                 or a.observed is not None])
+        if error:
+            raise FleetError(error)
+        names = [a.target for a in done if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
+        if names:
+            failure = await health_gate(docker, self.run.pool.connected[host].ssh, names,
+                                        probe=policy.probe, monitor=min(policy.monitor, 2.0),
+                                        timeout=policy.timeout)
+            if failure:
+                raise FleetError(f"previous revision is not healthy either: {failure}")
+
+    async def _current(self, host: str, name: str) -> ObservedContainer | None:
+        try:
+            data = await self.run.pool.connected[host].docker.inspect_container(name)
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return container_from_inspect(data)
+
+    async def _remove_orphans(self) -> None:
+        services = set(self.run.state.services)
+
+        async def one(host_plan: HostPlan) -> None:
+            orphans = [a for a in host_plan.actions if a.kind == ActionKind.REMOVE
+                       and service_of(a) not in services]
+            if orphans:
+                done, error = await self._execute(host_plan.host, orphans)
+                outcome = Outcome.FAILED if error else Outcome.CHANGED
+                self.result.reports.append(HostReport(host_plan.host, "(orphans)", outcome,
+                                                      error, done))
+
+        await asyncio.gather(*(one(h) for h in self.plan.hosts))
+
+
+def _with_resources(action: Action) -> DesiredContainer:
+    """The desired container as it was before an in-place update (for undoing it)."""
+    assert action.desired is not None and action.observed is not None
+    resources = action.observed.resources
+    options = dict(action.desired.options)
+    restart = resources.get("RestartPolicy") or {}
+    name = restart.get("Name") or "no"
+    retries = restart.get("MaximumRetryCount") or 0
+    options.update({
+        "cpus": (resources.get("NanoCpus") or 0) / 1e9 or None,
+        "mem_limit": resources.get("Memory") or None,
+        "mem_reservation": resources.get("MemoryReservation") or None,
+        "pids_limit": resources.get("PidsLimit") or None,
+        "restart": f"{name}:{retries}" if name == "on-failure" and retries else name,
+    })
+    return DesiredContainer(action.host, action.desired.project, action.desired.service,
+                            action.desired.replica, options, action.desired.spec_hash)

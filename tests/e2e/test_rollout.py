@@ -1,0 +1,168 @@
+"""Rolling updates end to end on the lab: waves and batches under a live probe, a broken
+canary returned to the previous version, rollback of changed hosts, and a killed controller."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import docker, fleet, fleet_json, write_playbook
+
+from fleet.lab import Lab
+
+PROJECT = "e2eroll"
+
+
+def web(registry: str, version: str, **update: Any) -> dict[str, Any]:
+    return {"web": {
+        "image": f"{registry}/demo/web:{version}",
+        "ports": ["8080:8080"],
+        "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
+                        "interval": "500ms", "retries": 2},
+        "update": {"waves": "cloud", "batch": 1, "monitor": "1s", "timeout": "20s", **update},
+    }}
+
+
+@pytest.fixture()
+def playbook(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    path = write_playbook(tmp_path / "roll.yml", PROJECT, lab.inventory_path,
+                          web(lab.registry, "v1"))
+    fleet("apply", "--yes", str(path), check_rc=0)
+    yield path
+    fleet("apply", "--yes", str(write_playbook(tmp_path / "empty.yml", PROJECT,
+                                               lab.inventory_path, {})))
+
+
+class Poller:
+    """Fetches every host's page every 50 ms from the controller, recording what it saw."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.addresses = {h.name: h.address for h in lab.hosts}
+        self.samples: list[tuple[float, str, str]] = []  # (time, host, body or "DOWN")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            now = time.monotonic()
+            for name, address in self.addresses.items():
+                try:
+                    with urllib.request.urlopen(f"http://{address}:8080/", timeout=0.5) as r:
+                        body = r.read().decode().strip()
+                except (urllib.error.URLError, OSError):
+                    body = "DOWN"
+                self.samples.append((now, name, body))
+            time.sleep(max(0.0, 0.05 - (time.monotonic() - now)))
+
+    def __enter__(self) -> Poller:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def max_down_at_once(self) -> int:
+        rounds: dict[float, int] = {}
+        for moment, _, body in self.samples:
+            rounds[moment] = rounds.get(moment, 0) + (body == "DOWN")
+        return max(rounds.values(), default=0)
+
+    def first_seen(self, body: str) -> dict[str, float]:
+        seen: dict[str, float] = {}
+        for moment, host, text in self.samples:
+            if text == body:
+                seen.setdefault(host, moment)
+        return seen
+
+
+def test_waves_and_batches_keep_the_service_up(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    with Poller(lab) as poller:
+        fleet("apply", "--yes", str(playbook), check_rc=0)
+        time.sleep(0.3)
+    assert poller.max_down_at_once() <= 1  # batch: 1
+    first_v2 = poller.first_seen("v2")
+    assert set(first_v2) == {h.name for h in lab.hosts}
+    cloud_of = {h.name: h.labels["cloud"] for h in lab.hosts}
+    order = [cloud_of[h] for h in sorted(first_v2, key=first_v2.__getitem__)]
+    wave_order = list(dict.fromkeys(h.labels["cloud"] for h in lab.hosts))
+    assert order == sorted(order, key=wave_order.index), order
+    last = {host: body for _, host, body in poller.samples}
+    assert set(last.values()) == {"v2"}
+
+
+def _container_ids(lab: Lab) -> dict[str, str]:
+    return {h.name: docker(lab, h.name, "ps", "-q", "--filter", f"name={PROJECT}-web-1").strip()
+            for h in lab.hosts}
+
+
+def test_a_broken_canary_returns_and_nothing_else_is_touched(lab: Lab, playbook: Path) -> None:
+    before = _container_ids(lab)
+    write_playbook(playbook, PROJECT, lab.inventory_path,
+                   web(lab.registry, "v3", canary=1, canary_wait="2s"))
+    result = fleet_json("apply", "--yes", str(playbook), check_rc=1)
+    canary = lab.hosts[0].name
+    outcomes = {h["host"]: h["services"][0] for h in result["hosts"]}
+    assert outcomes[canary]["outcome"] == "rolled-back"
+    assert "unhealthy" in outcomes[canary]["detail"] and "404" in outcomes[canary]["detail"]
+    assert all(o["outcome"] == "untouched" for h, o in outcomes.items() if h != canary)
+    assert "max_failures" in result["stopped"]
+    after = _container_ids(lab)
+    assert {h: i for h, i in after.items() if h != canary} == {
+        h: i for h, i in before.items() if h != canary}
+    for host in lab.hosts:
+        with urllib.request.urlopen(f"http://{host.address}:8080/", timeout=5) as response:
+            assert response.read().strip() == b"v1"
+
+
+def test_hosts_changed_before_a_failure_are_rolled_back(lab: Lab, playbook: Path) -> None:
+    # The second host of the first wave has its port taken by a foreign container: the
+    # rollout fails there, and the first host (already on v2) returns to v1.
+    first, second = [h.name for h in lab.hosts if h.labels["cloud"] == lab.hosts[0].labels[
+        "cloud"]][:2]
+    docker(lab, second, "rm", "-f", f"{PROJECT}-web-1")
+    docker(lab, second, "run", "-d", "--name", "squatter", "-p", "8080:8080",
+           f"{lab.registry}/demo/web:v1")
+    try:
+        write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+        result = fleet_json("apply", "--yes", str(playbook), check_rc=1)
+        outcomes = {h["host"]: h["services"][0]["outcome"] for h in result["hosts"]}
+        assert outcomes[first] == "rolled-back"
+        assert outcomes[second] == "failed"
+        assert all(o == "untouched" for h, o in outcomes.items() if h not in (first, second))
+        with urllib.request.urlopen(f"http://{lab.host(first).address}:8080/",
+                                    timeout=5) as response:
+            assert response.read().strip() == b"v1"
+    finally:
+        docker(lab, second, "rm", "-f", "squatter")
+
+
+def test_a_killed_controller_leaves_nothing_apply_cannot_converge(lab: Lab,
+                                                                  playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path,
+                   web(lab.registry, "v2", order="start-first"))
+    # start-first needs no fixed host port to be free twice: publish an ephemeral one.
+    data = web(lab.registry, "v2", order="start-first")
+    data["web"]["ports"] = ["8080"]
+    write_playbook(playbook, PROJECT, lab.inventory_path, data)
+    process = subprocess.Popen([sys.executable, "-m", "fleet", "apply", "--yes", str(playbook)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    check = fleet_json("check", str(playbook), check_rc=0)
+    assert check["in_sync"] is True
+    for host in lab.hosts:
+        names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
+        assert [n for n in names if n.startswith(PROJECT)] == [f"{PROJECT}-web-1"], names
