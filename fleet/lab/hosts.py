@@ -29,6 +29,11 @@ def host_dir(lab_dir: Path, name: str) -> Path:
     return lab_dir / "hosts" / name
 
 
+def home_dir(lab_dir: Path, name: str) -> Path:
+    """Bound over /root inside the host (see network.create_mount_ns)."""
+    return host_dir(lab_dir, name) / "root"
+
+
 def mount_ns_file(lab_dir: Path, name: str) -> Path:
     return lab_dir / "ns" / name
 
@@ -46,6 +51,7 @@ def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
         veth=plan.veth,
         mount_ns=str(mount_ns_file(lab_dir, plan.name)),
         uts_ns=str(uts_ns_file(lab_dir, plan.name)),
+        home=str(home_dir(lab_dir, plan.name)),
     )
 
 
@@ -75,6 +81,7 @@ def observe(
             recorded.mount_ns,
             recorded.uts_ns,
             recorded.labels,
+            recorded.home,
         )
         == (
             wanted.address,
@@ -83,6 +90,7 @@ def observe(
             wanted.mount_ns,
             wanted.uts_ns,
             wanted.labels,
+            wanted.home,
         )
     )
     network_ok = network.host_network_ok(plan, bridge, links)

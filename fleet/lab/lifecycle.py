@@ -241,6 +241,7 @@ def lab_down(
             "hosts/*/run",
             "hosts/*/docker",
             "hosts/*/etc-docker",
+            "hosts/*/root",
             "state.json",
             "inventory.yml",
         )

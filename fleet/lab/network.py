@@ -160,13 +160,20 @@ def ns_file_ok(ns_file: Path) -> bool:
     return mount_points().get(str(ns_file)) == "nsfs"
 
 
+HOME = Path("/root")  # the lab's users are root
+
+
 def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
-    """A private mount namespace where /run, /var/lib/docker and /etc/docker are the host's own.
+    """A private mount namespace where /run, /var/lib/docker, /etc/docker and /root are the
+    host's own.
 
     So inside the host Docker lives at the standard /var/run/docker.sock and /var/lib/docker,
-    and from outside the socket is reachable at HOST_DIR/run/docker.sock.
+    and from outside the socket is reachable at HOST_DIR/run/docker.sock. The home dir is what
+    fleet keeps its per-host state in (~/.fleet): each host must have its own.
     """
     run_dir, docker_dir, etc_dir = host_dir / "run", host_dir / "docker", host_dir / "etc-docker"
+    home_dir = host_dir / "root"
+    home_dir.mkdir(mode=0o700, exist_ok=True)
     (run_dir / "sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
     (run_dir / "sshd").chmod(0o755)
     docker_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +190,14 @@ def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
     # dockerd keeps its identity (key.json) there: one per host, and none written to the root.
     run([*enter, "mkdir", "-p", "/etc/docker"])
     run([*enter, "mount", "--bind", str(etc_dir), "/etc/docker"])
+    lab_dir = host_dir.parent.parent
+    if HOME in lab_dir.parents:
+        # sshd reads its config, host key and authorized_keys from the lab dir on every login:
+        # keep it visible at its own path through the host's home.
+        keep = home_dir / lab_dir.relative_to(HOME)
+        keep.mkdir(parents=True, exist_ok=True)
+        run([*enter, "mount", "--bind", str(lab_dir), str(keep)])
+    run([*enter, "mount", "--rbind", str(home_dir), str(HOME)])
 
 
 def create_uts_ns(ns_file: Path, hostname: str) -> None:

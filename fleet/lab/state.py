@@ -39,6 +39,7 @@ class HostState:
     veth: str
     mount_ns: str  # file holding the host's mount namespace
     uts_ns: str = ""  # file holding its UTS namespace (its hostname)
+    home: str = ""  # the host's own /root (labs made before it had none: rebuilt on `up`)
     sshd: ProcessRecord | None = None
     dockerd: ProcessRecord | None = None
 
