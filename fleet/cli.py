@@ -40,10 +40,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register_subcommands() -> None:
     from fleet.commands.config_cmds import render, schema, validate
     from fleet.commands.fleet_cmds import apply, check, plan, status
+    from fleet.commands.rollback_cmd import rollback
     from fleet.commands.state_cmds import history, lock
     from fleet.lab.cli import lab
 
-    for command in (validate, render, schema, plan, apply, check, status, history, lock, lab):
+    for command in (validate, render, schema, plan, apply, check, status, rollback, history,
+                    lock, lab):
         cli.add_command(command)
 
 

@@ -33,6 +33,7 @@ class HostOutcome:
     host: str
     done: list[Action] = field(default_factory=list)
     error: str | None = None
+    failed: Action | None = None  # the action that failed, if one did
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,7 @@ class Executor:
             except (FleetError, OSError) as exc:
                 outcome.error = str(exc.reason if isinstance(exc, ActionFailed) else exc)
                 outcome.error = f"{action.kind} {action.target}: {outcome.error}"
+                outcome.failed = action
                 return outcome
             outcome.done.append(action)
         return outcome

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
@@ -19,8 +20,11 @@ from fleet.commands.common import (
     report_warnings,
 )
 from fleet.commands.status_view import status_table
+from fleet.config.units import parse_duration
 from fleet.desired import DesiredState
 from fleet.diff import Kind
+from fleet.errors import LockHeld
+from fleet.hoststate.multi import fleet_lock, state_dirs
 from fleet.plan import Action, Plan
 from fleet.progress import HostProgress
 from fleet.project import load_project
@@ -41,6 +45,21 @@ def run_options(func: F) -> F:
     return func
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def lock_wait_option(func: F) -> F:
+    return click.option("--lock-wait", metavar="DURATION", callback=_duration,
+                        help="If another run holds the project's lock, wait up to this long "
+                             "(e.g. 5m) instead of failing at once.")(func)
+
+
 def _load(inventories: tuple[str, ...], playbooks: tuple[str, ...], limit: str | None,
           quiet: bool) -> DesiredState:
     state = load_project(project_files(inventories, playbooks, limit))
@@ -53,23 +72,32 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def _observe(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
-                   with_images: bool = False) -> tuple[Run, Observation]:
+@contextlib.asynccontextmanager
+async def _session(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
+                   with_images: bool = False, lock: str | None = None,
+                   lock_wait: float | None = None) -> AsyncIterator[tuple[Run, Observation]]:
+    """Connect to the targeted hosts, take the project's lock on them when `lock` names the
+    command (before anything is read, so the plan can't go stale), and observe."""
     run = Run(state, options)
-    with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
-                      plain_lines=False) as progress:
-        def report(host: str, message: str) -> None:
-            progress.update(host, message)
-            progress.host_done(host)
+    async with contextlib.AsyncExitStack() as stack:
+        with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
+                          plain_lines=False) as progress:
+            def report(host: str, message: str) -> None:
+                progress.update(host, message)
+                progress.host_done(host)
 
-        run.report = report
-        await run.__aenter__()
-        try:
+            run.report = report
+            await stack.enter_async_context(run)
+            if lock:
+                def waiting(refused: LockHeld) -> None:
+                    if not quiet:
+                        click.echo(f"waiting for the lock: {refused}", err=True)
+
+                await stack.enter_async_context(fleet_lock(
+                    run.pool.connected, state.project, lock, wait=lock_wait,
+                    state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
             observation = await run.observe(with_images=with_images)
-        except BaseException:
-            await run.__aexit__(None, None, None)
-            raise
-    return run, observation
+        yield run, observation
 
 
 def _action_json(action: Action) -> dict[str, Any]:
@@ -120,8 +148,7 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
     async def go() -> tuple[Plan, dict[str, str]]:
-        run, observation = await _observe(state, options, "planning", as_json)
-        async with run:
+        async with _session(state, options, "planning", as_json) as (run, observation):
             return run.plan(observation), observation.digest_failures
 
     the_plan, failures = _run(go())
@@ -193,7 +220,8 @@ def _print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
                f"{len(unreachable)} unreachable.")
 
 
-async def converge(run: Run, the_plan: Plan, as_json: bool, command: str) -> RolloutResult:
+async def converge(run: Run, the_plan: Plan, as_json: bool, command: str,
+                   services: list[str] | None = None) -> RolloutResult:
     """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight."""
     busy = [h for h in the_plan.hosts if h.actions or h.blocked]
     interrupted = asyncio.Event()
@@ -205,7 +233,7 @@ async def converge(run: Run, the_plan: Plan, as_json: bool, command: str) -> Rol
                 progress.host_done(host)
 
         rollout = Rollout(run, the_plan, interrupted=interrupted, report=report,
-                          command=command)
+                          command=command, services=services)
         return await rollout.execute()
 
 
@@ -216,17 +244,18 @@ async def converge(run: Run, the_plan: Plan, as_json: bool, command: str) -> Rol
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--no-prune", is_flag=True,
               help="Keep containers of services removed from the playbook, and extra replicas.")
+@lock_wait_option
 def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
-          forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool) -> None:
+          forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool,
+          lock_wait: float | None) -> None:
     """Converge the targeted hosts to the playbook, rolling out per each service's `update:`
     policy. Exit 0 converged, 1 otherwise."""
     state = _load(inventories, playbooks, limit, as_json)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
     async def go() -> tuple[Plan, RolloutResult]:
-        run, observation = await _observe(state, options, "observing", as_json,
-                                          with_images=True)
-        async with run:
+        async with _session(state, options, "observing", as_json, with_images=True,
+                            lock="apply", lock_wait=lock_wait) as (run, observation):
             the_plan = run.plan(observation)
             if not as_json:
                 _print_plan(the_plan, observation.digest_failures)
@@ -263,9 +292,8 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
     async def go() -> tuple[Run, Observation]:
-        run, observation = await _observe(state, options, "checking", as_json)
-        await run.__aexit__(None, None, None)
-        return run, observation
+        async with _session(state, options, "checking", as_json) as (run, observation):
+            return run, observation
 
     run, observation = _run(go())
     findings = [f for host_findings in run.diff(observation).values() for f in host_findings
@@ -300,9 +328,8 @@ def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
     async def go() -> Observation:
-        run, observation = await _observe(state, options, "reading", as_json)
-        await run.__aexit__(None, None, None)
-        return observation
+        async with _session(state, options, "reading", as_json) as (_, observation):
+            return observation
 
     observation = _run(go())
     table, rows = status_table(state, observation)

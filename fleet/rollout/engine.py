@@ -24,11 +24,11 @@ from fleet.executor import Executor
 from fleet.observed import ObservedContainer, container_from_inspect
 from fleet.plan import Action, ActionKind, HostPlan, Order, Plan
 from fleet.rollout.health import health_gate
+from fleet.rollout.journaling import JournalBook
 from fleet.rollout.schedule import Step, failure_budget, schedule
 from fleet.runner import Run
 
 Reporter = Callable[[str, str], None]
-Recorder = Callable[[str, Action, str, str], None]  # (host, action, outcome, detail)
 
 
 class Outcome(StrEnum):
@@ -82,16 +82,17 @@ def previous_container(observed: ObservedContainer, host: str, project: str,
 
 class Rollout:
     def __init__(self, run: Run, plan: Plan, *, interrupted: asyncio.Event | None = None,
-                 report: Reporter | None = None, record: Recorder | None = None,
-                 command: str = "apply") -> None:
+                 report: Reporter | None = None, command: str = "apply",
+                 services: Sequence[str] | None = None) -> None:
         self.run = run
         self.plan = plan
         self.interrupted = interrupted or asyncio.Event()
         self.report = report or (lambda host, message: None)
-        self.record = record or (lambda host, action, outcome, detail: None)
         self.command = command
+        self.only = list(services) if services is not None else None
         self.result = RolloutResult()
         self.hosts = {h.name: h for h in run.state.targeted_hosts}
+        self.journal = JournalBook(run, command, self.report)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -106,8 +107,8 @@ class Rollout:
 
     async def _execute(self, host: str, actions: Sequence[Action]) -> tuple[list[Action], str]:
         outcome = await self._executor(host).run(HostPlan(host, (), tuple(actions)))
-        for action in outcome.done:
-            self.record(host, action, "ok", "")
+        if outcome.failed is not None:
+            self.journal.note(host, outcome.failed, "failed", outcome.error or "")
         return outcome.done, outcome.error or ""
 
     # -- phases ---------------------------------------------------------------------------
@@ -128,13 +129,16 @@ class Rollout:
 
     async def execute(self) -> RolloutResult:
         pull_failures = await self._pull_everywhere()
-        services = list(self.run.state.services)
-        for service in services:
-            if self.result.stopped or self.interrupted.is_set():
-                break
-            await self._roll_service(service, pull_failures)
-        if not self.result.stopped and not self.interrupted.is_set():
-            await self._remove_orphans()
+        services = self.only if self.only is not None else list(self.run.state.services)
+        try:
+            for service in services:
+                if self.result.stopped or self.interrupted.is_set():
+                    break
+                await self._roll_service(service, pull_failures)
+            if self.only is None and not self.result.stopped and not self.interrupted.is_set():
+                await self._remove_orphans()
+        finally:
+            await self.journal.flush()
         if self.interrupted.is_set():
             self.result.interrupted = True
         return self.result
@@ -156,6 +160,10 @@ class Rollout:
         policy = self._policy(service)
         hosts: list[Host] = [h for h in self.run.state.targeted_hosts if h.name in by_host]
         steps = schedule(hosts, policy, self.run.state.inventory.groups)
+        if all(a.kind == ActionKind.CREATE for acts in by_host.values() for a in acts):
+            # A first deployment replaces nothing, so there is no service to keep up: every
+            # host at once, still gated on health.
+            steps = [Step("all", tuple(h.name for h in hosts))]
         budget = failure_budget(policy, len(hosts))
         blocked = {h.host: "; ".join(f.detail for f in h.blocked if f.service == service)
                    for h in self.plan.hosts}
@@ -170,6 +178,7 @@ class Rollout:
                                   pull_failures.get(host) or blocked.get(host, ""))
                 for host in step.hosts))
             reports += batch
+            await self.journal.flush()
             failed += sum(1 for r in batch if r.outcome == Outcome.FAILED)
             if failed > budget:
                 why = (f"{service}: {failed} host(s) failed, more than max_failures "
@@ -197,6 +206,8 @@ class Rollout:
             return HostReport(host, service, Outcome.FAILED, refusal)
         done, error = await self._execute(host, actions)
         if error:
+            for action in done:
+                self.journal.note(host, action, "failed", error)
             return HostReport(host, service, Outcome.FAILED, error, done)
         names = sorted({a.desired.name for a in done if a.desired is not None
                         and a.kind in (ActionKind.CREATE, ActionKind.RECREATE,
@@ -214,8 +225,10 @@ class Rollout:
                 failure = exc.reason
             if failure:
                 for action in done:
-                    self.record(host, action, "failed", failure)
+                    self.journal.note(host, action, "failed", failure)
                 return HostReport(host, service, Outcome.FAILED, failure, done)
+        for action in done:
+            self.journal.note(host, action, "ok", "")
         self.report(host, f"{service}: done")
         return HostReport(host, service, Outcome.CHANGED, "", done)
 
@@ -235,17 +248,20 @@ class Rollout:
                 continue
             self.report(report.host, f"{service}: rolling back")
             try:
-                await self._revert_host(report, policy)
+                for action in await self._revert_host(report, policy):
+                    self.journal.note(report.host, action, "ok", "automatic rollback")
             except (FleetError, OSError) as exc:
                 report.outcome = Outcome.ROLLBACK_FAILED
                 report.detail = f"{report.detail}; rollback failed: {exc}".lstrip("; ")
                 continue
             was_failed = report.outcome == Outcome.FAILED
+            for action in report.done:
+                self.journal.note(report.host, action, "rolled-back", "automatic rollback")
             report.outcome = Outcome.ROLLED_BACK
             report.detail = (f"failed: {report.detail}; returned to the previous revision"
                              if was_failed else "returned to the previous revision")
 
-    async def _revert_host(self, report: HostReport, policy: UpdatePolicy) -> None:
+    async def _revert_host(self, report: HostReport, policy: UpdatePolicy) -> list[Action]:
         host = report.host
         docker = self.run.pool.connected[host].docker
         project = self.run.state.project
@@ -278,6 +294,7 @@ class Rollout:
                                         timeout=policy.timeout)
             if failure:
                 raise FleetError(f"previous revision is not healthy either: {failure}")
+        return done
 
     async def _current(self, host: str, name: str) -> ObservedContainer | None:
         try:
@@ -296,6 +313,8 @@ class Rollout:
                        and service_of(a) not in services]
             if orphans:
                 done, error = await self._execute(host_plan.host, orphans)
+                for action in done:
+                    self.journal.note(host_plan.host, action, "ok", "")
                 outcome = Outcome.FAILED if error else Outcome.CHANGED
                 self.result.reports.append(HostReport(host_plan.host, "(orphans)", outcome,
                                                       error, done))

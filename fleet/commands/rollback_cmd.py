@@ -1,0 +1,143 @@
+"""`fleet rollback`: return a service to an earlier revision recorded on its hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+
+import click
+
+from fleet.commands.common import json_option, print_json, project_options
+from fleet.commands.fleet_cmds import (
+    EXIT_ERROR,
+    EXIT_OK,
+    _confirm,
+    _load,
+    _print_plan,
+    _print_report,
+    _report_json,
+    _run,
+    _session,
+    _unreachable_json,
+    converge,
+    lock_wait_option,
+    run_options,
+)
+from fleet.desired import DesiredState
+from fleet.errors import FleetError, HostError
+from fleet.hoststate.journal import Journal, JournalEntry
+from fleet.observed import HostSnapshot
+from fleet.plan import ActionKind, HostPlan, Plan
+from fleet.rollout.engine import RolloutResult, service_of
+from fleet.rollout.revisions import choose_revision, desired_from_entry
+from fleet.runner import Observation, Run, RunOptions
+
+
+def only_service(plan: Plan, service: str) -> Plan:
+    """The plan's actions for one service (and the pulls they need), nothing else."""
+    hosts = []
+    for host_plan in plan.hosts:
+        kept = [a for a in host_plan.actions
+                if a.kind != ActionKind.PULL and service_of(a) == service]
+        images = {a.image for a in kept}
+        pulls = [a for a in host_plan.actions if a.kind == ActionKind.PULL and a.image in images]
+        findings = tuple(f for f in host_plan.findings if f.service == service)
+        hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))
+    return Plan(plan.project, tuple(hosts), plan.unreachable)
+
+
+async def _journals(run: Run) -> dict[str, list[JournalEntry]]:
+    hosts = {h.name: h for h in run.state.targeted_hosts}
+
+    async def read(name: str) -> tuple[str, list[JournalEntry]]:
+        journal = Journal(run.pool.connected[name], run.state.project, hosts[name].state_dir)
+        return name, await journal.read()
+
+    return dict(await asyncio.gather(*(read(n) for n in run.pool.connected)))
+
+
+def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
+             journals: dict[str, list[JournalEntry]], to: int | None
+             ) -> tuple[DesiredState, dict[str, str], list[str]]:
+    """The desired state with `service` at its earlier revision on every host, the digests
+    to pin, and the problems that forbid the rollback."""
+    containers = {h: list(c) for h, c in state.containers.items()}
+    digests: dict[str, str] = {}
+    problems: list[str] = []
+    for host, snapshot in snapshots.items():
+        running = {c.replica: c.revision for c in snapshot.of_project(state.project)
+                   if c.service == service and c.replica is not None}
+        wanted = [c for c in containers[host] if c.service == service]
+        replicas = sorted({c.replica for c in wanted} | set(running))
+        if not replicas:
+            continue
+        kept = [c for c in containers[host] if c.service != service]
+        for replica in replicas:
+            target = choose_revision(journals.get(host, []), service, replica,
+                                     running.get(replica), to)
+            if target.entry is None:
+                problems.append(f"{host}: {target.reason}")
+                continue
+            kept.append(desired_from_entry(target.entry, host, state.project, state.secrets))
+            if target.entry.digest:
+                digests[target.entry.image] = target.entry.digest
+        containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))
+    return dataclasses.replace(state, containers=containers), digests, problems
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+@click.option("--service", required=True, help="The service to roll back.")
+@click.option("--to", "to_revision", type=int, metavar="REVISION",
+              help="The revision to return to (default: the last one that succeeded before "
+                   "the current one).")
+@click.option("--yes", "-y", is_flag=True, help="Roll back without asking for confirmation.")
+@lock_wait_option
+def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+             forks: int, connect_timeout: float, as_json: bool, service: str,
+             to_revision: int | None, yes: bool, lock_wait: float | None) -> None:
+    """Return SERVICE to an earlier revision on every targeted host, with the service's
+    waves, batches and health gates. Exit 0 when done, 1 otherwise."""
+    state = _load(inventories, playbooks, limit, as_json)
+    if service not in state.services:
+        raise click.BadParameter(f"no service '{service}' in the playbook", param_hint="--service")
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=False)
+
+    async def go() -> tuple[Plan, RolloutResult]:
+        async with _session(state, options, "observing", as_json, with_images=True,
+                            lock="rollback", lock_wait=lock_wait) as (run, observation):
+            try:
+                journals = await _journals(run)
+            except HostError as exc:
+                raise FleetError(f"cannot read the history: {exc}") from exc
+            target_state, digests, problems = _targets(state, service, observation.snapshots,
+                                                       journals, to_revision)
+            if problems:
+                raise FleetError("cannot roll back; nothing was changed:\n  "
+                                 + "\n  ".join(problems))
+            run.state = target_state
+            pinned = Observation(observation.snapshots, observation.unreachable,
+                                 {**observation.digests, **digests},
+                                 observation.digest_failures)
+            the_plan = only_service(run.plan(pinned), service)
+            if not as_json:
+                _print_plan(the_plan, {})
+            if not the_plan.actions:
+                return the_plan, RolloutResult()
+            if not yes:
+                await asyncio.to_thread(_confirm, yes)
+            return the_plan, await converge(run, the_plan, as_json, "rollback", [service])
+
+    the_plan, result = _run(go())
+    done = result.ok and not the_plan.unreachable
+    if as_json:
+        print_json({"project": the_plan.project, "service": service, "rolled_back": done,
+                    "hosts": _report_json(result), "stopped": result.stopped or None,
+                    "interrupted": result.interrupted,
+                    "unreachable": _unreachable_json(dict(the_plan.unreachable))})
+    elif the_plan.actions:
+        _print_report(result, dict(the_plan.unreachable))
+    sys.exit(EXIT_OK if done else EXIT_ERROR)
