@@ -106,7 +106,7 @@ def _order(desired: DesiredContainer, policy: str) -> Order:
 
 def _next_revision(snapshot: HostSnapshot, project: str, service: str) -> int:
     revisions = [c.revision for c in snapshot.of_project(project) if c.service == service]
-    return max(revisions, default=0) + 1
+    return max([*revisions, snapshot.last_revisions.get(service, 0)]) + 1
 
 
 def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fleet.config.inventory import Host
@@ -16,6 +16,7 @@ from fleet.config.templating import base_context, render_value
 from fleet.desired import DesiredState
 from fleet.diff import DiffContext, Finding, diff_host
 from fleet.errors import FleetError, HostError
+from fleet.hoststate.journal import Journal
 from fleet.observe import observe_host, resolve_digests
 from fleet.observed import HostSnapshot
 from fleet.plan import Plan, plan_host
@@ -64,6 +65,7 @@ class Run:
         self.state = state
         self.options = options
         self.auth = registry_auth(state)
+        self.hosts = {h.name: h for h in state.targeted_hosts}
         self.report = report or (lambda host, message: None)
         targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
         self.pool = ConnectionPool(targets, forks=options.forks,
@@ -79,7 +81,10 @@ class Run:
     async def __aexit__(self, *exc: object) -> None:
         await self.pool.close()
 
-    async def observe(self, *, with_images: bool = False) -> Observation:
+    async def observe(self, *, for_changes: bool = False) -> Observation:
+        """Snapshots of every connected host. `for_changes` adds what a change needs: the
+        images present (to skip needless pulls) and the revisions recorded in each host's
+        journal (so a new revision never reuses a number)."""
         result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
         limit = asyncio.Semaphore(max(1, self.options.forks))
 
@@ -87,8 +92,11 @@ class Run:
             async with limit:
                 try:
                     docker = self.pool.connected[host].docker
-                    result.snapshots[host] = await observe_host(
-                        host, docker, self.state.project, with_images=with_images)
+                    snapshot = await observe_host(host, docker, self.state.project,
+                                                  with_images=for_changes)
+                    if for_changes:
+                        snapshot = replace(snapshot, last_revisions=await self._revisions(host))
+                    result.snapshots[host] = snapshot
                 except HostError as exc:
                     result.unreachable[host] = exc.reason
                 except (FleetError, OSError) as exc:
@@ -101,6 +109,14 @@ class Run:
         result.digests, result.digest_failures = await resolve_digests(images, clients,
                                                                        self.auth)
         return result
+
+    async def _revisions(self, host: str) -> dict[str, int]:
+        journal = Journal(self.pool.connected[host], self.state.project,
+                          self.hosts[host].state_dir)
+        highest: dict[str, int] = {}
+        for entry in await journal.read():
+            highest[entry.service] = max(highest.get(entry.service, 0), entry.revision)
+        return highest
 
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
         ctx = DiffContext(self.state.project, frozenset(self.state.services), self.state.secrets,

@@ -74,7 +74,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 @contextlib.asynccontextmanager
 async def _session(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
-                   with_images: bool = False, lock: str | None = None,
+                   for_changes: bool = False, lock: str | None = None,
                    lock_wait: float | None = None) -> AsyncIterator[tuple[Run, Observation]]:
     """Connect to the targeted hosts, take the project's lock on them when `lock` names the
     command (before anything is read, so the plan can't go stale), and observe."""
@@ -96,7 +96,7 @@ async def _session(state: DesiredState, options: RunOptions, title: str, quiet: 
                 await stack.enter_async_context(fleet_lock(
                     run.pool.connected, state.project, lock, wait=lock_wait,
                     state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
-            observation = await run.observe(with_images=with_images)
+            observation = await run.observe(for_changes=for_changes)
         yield run, observation
 
 
@@ -254,7 +254,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
     async def go() -> tuple[Plan, RolloutResult]:
-        async with _session(state, options, "observing", as_json, with_images=True,
+        async with _session(state, options, "observing", as_json, for_changes=True,
                             lock="apply", lock_wait=lock_wait) as (run, observation):
             the_plan = run.plan(observation)
             if not as_json:

@@ -107,7 +107,7 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=False)
 
     async def go() -> tuple[Plan, RolloutResult]:
-        async with _session(state, options, "observing", as_json, with_images=True,
+        async with _session(state, options, "observing", as_json, for_changes=True,
                             lock="rollback", lock_wait=lock_wait) as (run, observation):
             try:
                 journals = await _journals(run)

@@ -63,6 +63,11 @@ class LockInfo:
     def owned_by(self, run_id: str) -> bool:
         return self.run_id == run_id
 
+    def holder_is_gone(self) -> bool:
+        """Taken on this controller by a process that has since died (a run killed outright):
+        its lease need not run out before a re-run may converge."""
+        return self.controller_host == controller_host() and not process_alive(self.pid)
+
     def renewed(self, now: datetime, ttl: float) -> LockInfo:
         return replace(self, expires_at=now + timedelta(seconds=ttl))
 
@@ -91,6 +96,16 @@ class LockInfo:
                        expires_at=parse_iso(raw["expires_at"]), run_id=str(raw["run_id"]))
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a lease: {exc}") from exc
+
+
+def process_alive(pid: int) -> bool:
+    """True for a running process; False for none, or a zombie (a dead, unreaped child)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def new_lease(command: str, ttl: float = DEFAULT_TTL, *, now: datetime | None = None,

@@ -82,7 +82,7 @@ class HostLock:
                     await files.replace_file(sftp, self.paths.lock, renewed.encode(),
                                              self.paths.aside(f"renew-{lease.run_id}"))
                     return renewed
-                elif not held.expired(now):
+                elif not held.expired(now) and not held.holder_is_gone():
                     raise LockHeld(self.host, held)
                 await self._take_over(sftp, held, lease.run_id)
         raise HostStateError(self.host, f"{self.paths.lock} kept changing; try again")

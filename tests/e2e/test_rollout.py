@@ -166,3 +166,58 @@ def test_a_killed_controller_leaves_nothing_apply_cannot_converge(lab: Lab,
     for host in lab.hosts:
         names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
         assert [n for n in names if n.startswith(PROJECT)] == [f"{PROJECT}-web-1"], names
+
+
+def _pages(lab: Lab) -> set[str]:
+    pages = set()
+    for host in lab.hosts:
+        with urllib.request.urlopen(f"http://{host.address}:8080/", timeout=5) as response:
+            pages.add(response.read().decode().strip())
+    return pages
+
+
+def test_rollback_returns_to_the_previous_revision_and_history_shows_it(lab: Lab,
+                                                                         playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2", batch="50%"))
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    assert _pages(lab) == {"v2"}
+    result = fleet_json("rollback", "--service", "web", "--yes", str(playbook), check_rc=0)
+    assert result["rolled_back"] is True
+    assert _pages(lab) == {"v1"}
+    history = fleet_json("history", "--service", "web", str(playbook), check_rc=0)
+    for host in history["hosts"]:
+        rows = [(e["command"], e["image"].rsplit(":", 1)[-1], e["outcome"])
+                for e in host["entries"]]
+        assert rows[-3:] == [("apply", "v1", "ok"), ("apply", "v2", "ok"),
+                             ("rollback", "v1", "ok")], rows
+        made = [e["revision"] for e in host["entries"] if e["outcome"] == "ok"]
+        assert made == sorted(set(made)), made  # a revision number is never reused
+    # --to goes to a named revision: back to v2 (revision 2).
+    fleet("rollback", "--service", "web", "--to", "2", "--yes", str(playbook), check_rc=0)
+    assert _pages(lab) == {"v2"}
+    refused = fleet("rollback", "--service", "web", "--to", "99", "--yes", str(playbook),
+                    check_rc=1)
+    assert "no successful revision 99" in refused.stderr
+
+
+def test_a_second_apply_is_refused_while_one_runs_then_waits_its_turn(lab: Lab,
+                                                                      playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2", monitor="2s"))
+    first = subprocess.Popen([sys.executable, "-m", "fleet", "apply", "--yes", str(playbook)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = fleet_json("lock", "status", str(playbook))
+            if all(h["lock"] for h in status["hosts"]):
+                break
+            time.sleep(0.2)
+        refused = fleet("apply", "--yes", str(playbook), check_rc=1)
+        assert "locked by" in refused.stderr and "(apply, pid" in refused.stderr
+        waited = fleet("apply", "--yes", "--lock-wait", "3m", str(playbook), check_rc=0)
+        assert first.poll() is not None, "the waiting apply ran before the first one ended"
+        assert "waiting for the lock" in waited.stderr
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0
+    assert fleet_json("lock", "status", str(playbook))["hosts"][0]["lock"] is None
