@@ -221,3 +221,42 @@ def test_a_second_apply_is_refused_while_one_runs_then_waits_its_turn(lab: Lab,
         first.wait(timeout=300)
     assert first.returncode == 0
     assert fleet_json("lock", "status", str(playbook))["hosts"][0]["lock"] is None
+
+
+def test_ctrl_c_settles_the_batch_in_flight_and_starts_no_new_one(lab: Lab,
+                                                                  playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2", monitor="2s"))
+    process = subprocess.Popen([sys.executable, "-m", "fleet", "apply", "--yes", "--json",
+                                str(playbook)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "v2" not in [_page_or_down(lab, h.name)
+                                                        for h in lab.hosts]:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "finishing the batch in flight" in stderr
+    import json
+
+    result = json.loads(stdout)
+    assert result["interrupted"] is True
+    outcomes = {h["host"]: h["services"][0]["outcome"] for h in result["hosts"]}
+    assert "untouched" in outcomes.values() and "changed" in outcomes.values()
+    pages = {h.name: p for h in lab.hosts for p in _pages_of(lab, h.name)}
+    for host, outcome in outcomes.items():
+        assert pages[host] == ("v2" if outcome == "changed" else "v1"), (host, outcome)
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    assert _pages(lab) == {"v2"}
+
+
+def _page_or_down(lab: Lab, host: str) -> str:
+    try:
+        return _pages_of(lab, host)[0]
+    except (urllib.error.URLError, OSError):
+        return "DOWN"
+
+
+def _pages_of(lab: Lab, host: str) -> list[str]:
+    with urllib.request.urlopen(f"http://{lab.host(host).address}:8080/", timeout=5) as response:
+        return [response.read().decode().strip()]
