@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     ROLLED_BACK = "rolled-back"
     ROLLBACK_FAILED = "rollback-failed"
+    BLOCKED = "blocked"  # could not start: a conflict or a failed pull (nothing was changed)
     UNTOUCHED = "untouched"  # not reached: the rollout stopped before it
 
 
@@ -203,7 +204,9 @@ class Rollout:
     async def _change_host(self, service: str, host: str, actions: list[Action],
                            policy: UpdatePolicy, step: Step, refusal: str) -> HostReport:
         if refusal:
-            return HostReport(host, service, Outcome.FAILED, refusal)
+            # Known before any change (a foreign container in the way, an image that would
+            # not pull): reported, but not a failure of the new version, so not counted.
+            return HostReport(host, service, Outcome.BLOCKED, refusal)
         done, error = await self._execute(host, actions)
         if error:
             for action in done:
@@ -248,8 +251,7 @@ class Rollout:
                 continue
             self.report(report.host, f"{service}: rolling back")
             try:
-                for action in await self._revert_host(report, policy):
-                    self.journal.note(report.host, action, "ok", "automatic rollback")
+                reverted = await self._revert_host(report, policy)
             except (FleetError, OSError) as exc:
                 report.outcome = Outcome.ROLLBACK_FAILED
                 report.detail = f"{report.detail}; rollback failed: {exc}".lstrip("; ")
@@ -257,6 +259,8 @@ class Rollout:
             was_failed = report.outcome == Outcome.FAILED
             for action in report.done:
                 self.journal.note(report.host, action, "rolled-back", "automatic rollback")
+            for action in reverted:
+                self.journal.note(report.host, action, "ok", "automatic rollback")
             report.outcome = Outcome.ROLLED_BACK
             report.detail = (f"failed: {report.detail}; returned to the previous revision"
                              if was_failed else "returned to the previous revision")

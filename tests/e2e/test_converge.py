@@ -13,7 +13,7 @@ import pytest
 import yaml
 from e2e_helpers import container_labels, docker, fleet, fleet_json, run_with_labels, write_playbook
 
-from fleet.lab import Lab
+from fleet.lab import Lab, lab_exec
 
 PROJECT = "e2erec"
 
@@ -89,30 +89,33 @@ def test_drift_made_by_hand_is_found_and_healed(lab: Lab, project: Path) -> None
                     "-p", "8080:8080")
     docker(lab, hosts[4], "rm", "-f", web)                                # conflict
     docker(lab, hosts[4], "run", "-d", "--name", "squatter", "-p", "8080:8080", image_v1)
-    labels5 = {**container_labels(lab, hosts[5], web), "fleet.replica": "2"}
-    run_with_labels(lab, hosts[5], f"{PROJECT}-web-2", labels5, image_v1)  # extra
+    try:
+        labels5 = {**container_labels(lab, hosts[5], web), "fleet.replica": "2"}
+        run_with_labels(lab, hosts[5], f"{PROJECT}-web-2", labels5, image_v1)  # extra
 
-    check = fleet_json("check", str(project), check_rc=2)
-    found = {(f["host"], f["service"], f["kind"]) for f in check["findings"]}
-    assert found == {
-        (hosts[0], "web", "stopped"),
-        (hosts[1], "web", "missing"),
-        (hosts[2], "web", "config_changed"),
-        (hosts[3], "web", "image_changed"),
-        (hosts[4], "web", "conflict"),
-        (hosts[5], "web", "extra"),
-    }, check["findings"]
-    detail = next(f["detail"] for f in check["findings"] if f["kind"] == "config_changed")
-    assert "environment.CLOUD: elsewhere ->" in detail
+        check = fleet_json("check", str(project), check_rc=2)
+        found = {(f["host"], f["service"], f["kind"]) for f in check["findings"]}
+        assert found == {
+            (hosts[0], "web", "stopped"),
+            (hosts[1], "web", "missing"),
+            (hosts[2], "web", "config_changed"),
+            (hosts[3], "web", "image_changed"),
+            (hosts[4], "web", "conflict"),
+            (hosts[5], "web", "extra"),
+        }, check["findings"]
+        detail = next(f["detail"] for f in check["findings"] if f["kind"] == "config_changed")
+        assert "environment.CLOUD: elsewhere ->" in detail
 
-    # A foreign container is never touched: apply converges the rest and reports it.
-    result = fleet_json("apply", "--yes", str(project), check_rc=1)
-    failed = {h["host"]: h["error"] for h in result["hosts"] if not h["ok"]}
-    assert list(failed) == [hosts[4]] and "squatter" in failed[hosts[4]]
-    assert "squatter" in docker(lab, hosts[4], "ps", "--format", "{{.Names}}")
-    docker(lab, hosts[4], "rm", "-f", "squatter")
-    fleet("apply", "--yes", str(project), check_rc=0)
-    fleet("check", str(project), check_rc=0)
+        # A foreign container is never touched: apply converges the rest and reports it.
+        result = fleet_json("apply", "--yes", str(project), check_rc=1)
+        failed = {h["host"]: h["error"] for h in result["hosts"] if not h["ok"]}
+        assert list(failed) == [hosts[4]] and "squatter" in failed[hosts[4]]
+        assert "squatter" in docker(lab, hosts[4], "ps", "--format", "{{.Names}}")
+        docker(lab, hosts[4], "rm", "-f", "squatter")
+        fleet("apply", "--yes", str(project), check_rc=0)
+        fleet("check", str(project), check_rc=0)
+    finally:
+        lab_exec(lab, hosts[4], ["docker", "rm", "-f", "squatter"])
 
     # A service deleted from the playbook is an orphan; apply removes it (not with --no-prune).
     data = yaml.safe_load(project.read_text())

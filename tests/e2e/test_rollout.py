@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from e2e_helpers import docker, fleet, fleet_json, write_playbook
 
-from fleet.lab import Lab
+from fleet.lab import Lab, lab_exec
 
 PROJECT = "e2eroll"
 
@@ -126,25 +126,41 @@ def test_a_broken_canary_returns_and_nothing_else_is_touched(lab: Lab, playbook:
 
 
 def test_hosts_changed_before_a_failure_are_rolled_back(lab: Lab, playbook: Path) -> None:
-    # The second host of the first wave has its port taken by a foreign container: the
-    # rollout fails there, and the first host (already on v2) returns to v1.
+    # v2's healthcheck fails on the second host of the first wave only (a host-specific
+    # template): the rollout fails there, and the first host (already on v2) returns to v1.
     first, second = [h.name for h in lab.hosts if h.labels["cloud"] == lab.hosts[0].labels[
         "cloud"]][:2]
-    docker(lab, second, "rm", "-f", f"{PROJECT}-web-1")
-    docker(lab, second, "run", "-d", "--name", "squatter", "-p", "8080:8080",
+    data = web(lab.registry, "v2")
+    data["web"]["healthcheck"]["test"] = [
+        "CMD-SHELL", f"{{{{ 'exit 1' if host.name == '{second}' else "
+                     "'wget -qO- http://127.0.0.1:8080/health' }}"]
+    write_playbook(playbook, PROJECT, lab.inventory_path, data)
+    result = fleet_json("apply", "--yes", str(playbook), check_rc=1)
+    outcomes = {h["host"]: h["services"][0] for h in result["hosts"]}
+    assert outcomes[first]["outcome"] == "rolled-back"
+    assert outcomes[second]["outcome"] == "rolled-back"  # its own replacement was undone
+    assert "unhealthy" in outcomes[second]["detail"]
+    assert all(o["outcome"] == "untouched" for h, o in outcomes.items()
+               if h not in (first, second))
+    assert _pages(lab) == {"v1"}
+    history = fleet_json("history", "--service", "web", "--limit", first, str(playbook))
+    assert [e["outcome"] for e in history["hosts"][0]["entries"]][-3:] == [
+        "ok", "rolled-back", "ok"]
+
+
+def test_a_conflict_blocks_its_host_only(lab: Lab, playbook: Path) -> None:
+    blocked = lab.hosts[1].name
+    docker(lab, blocked, "rm", "-f", f"{PROJECT}-web-1")
+    docker(lab, blocked, "run", "-d", "--name", "squatter", "-p", "8080:8080",
            f"{lab.registry}/demo/web:v1")
     try:
         write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
         result = fleet_json("apply", "--yes", str(playbook), check_rc=1)
         outcomes = {h["host"]: h["services"][0]["outcome"] for h in result["hosts"]}
-        assert outcomes[first] == "rolled-back"
-        assert outcomes[second] == "failed"
-        assert all(o == "untouched" for h, o in outcomes.items() if h not in (first, second))
-        with urllib.request.urlopen(f"http://{lab.host(first).address}:8080/",
-                                    timeout=5) as response:
-            assert response.read().strip() == b"v1"
+        assert outcomes.pop(blocked) == "blocked"
+        assert set(outcomes.values()) == {"changed"}
     finally:
-        docker(lab, second, "rm", "-f", "squatter")
+        lab_exec(lab, blocked, ["docker", "rm", "-f", "squatter"])
 
 
 def test_a_killed_controller_leaves_nothing_apply_cannot_converge(lab: Lab,
