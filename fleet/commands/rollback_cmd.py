@@ -9,20 +9,20 @@ import sys
 import click
 
 from fleet.commands.common import json_option, print_json, project_options
-from fleet.commands.fleet_cmds import (
+from fleet.commands.session import (
     EXIT_ERROR,
     EXIT_OK,
-    _confirm,
-    _load,
-    _print_plan,
-    _print_report,
-    _report_json,
-    _run,
-    _session,
-    _unreachable_json,
+    confirm,
     converge,
+    load_state,
     lock_wait_option,
+    print_plan,
+    print_report,
+    report_json,
+    run_async,
     run_options,
+    session,
+    unreachable_json,
 )
 from fleet.desired import DesiredState
 from fleet.errors import FleetError, HostError
@@ -101,13 +101,13 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
              to_revision: int | None, yes: bool, lock_wait: float | None) -> None:
     """Return SERVICE to an earlier revision on every targeted host, with the service's
     waves, batches and health gates. Exit 0 when done, 1 otherwise."""
-    state = _load(inventories, playbooks, limit, as_json)
+    state = load_state(inventories, playbooks, limit, as_json)
     if service not in state.services:
         raise click.BadParameter(f"no service '{service}' in the playbook", param_hint="--service")
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=False)
 
     async def go() -> tuple[Plan, RolloutResult]:
-        async with _session(state, options, "observing", as_json, for_changes=True,
+        async with session(state, options, "observing", as_json, for_changes=True,
                             lock="rollback", lock_wait=lock_wait) as (run, observation):
             try:
                 journals = await _journals(run)
@@ -124,20 +124,20 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
                                  observation.digest_failures)
             the_plan = only_service(run.plan(pinned), service)
             if not as_json:
-                _print_plan(the_plan, {})
+                print_plan(the_plan, {})
             if not the_plan.actions:
                 return the_plan, RolloutResult()
             if not yes:
-                await asyncio.to_thread(_confirm, yes)
+                await asyncio.to_thread(confirm, yes)
             return the_plan, await converge(run, the_plan, as_json, "rollback", [service])
 
-    the_plan, result = _run(go())
+    the_plan, result = run_async(go())
     done = result.ok and not the_plan.unreachable
     if as_json:
         print_json({"project": the_plan.project, "service": service, "rolled_back": done,
-                    "hosts": _report_json(result), "stopped": result.stopped or None,
+                    "hosts": report_json(result), "stopped": result.stopped or None,
                     "interrupted": result.interrupted,
-                    "unreachable": _unreachable_json(dict(the_plan.unreachable))})
+                    "unreachable": unreachable_json(dict(the_plan.unreachable))})
     elif the_plan.actions:
-        _print_report(result, dict(the_plan.unreachable))
+        print_report(result, dict(the_plan.unreachable))
     sys.exit(EXIT_OK if done else EXIT_ERROR)

@@ -15,18 +15,15 @@ from fleet.commands.common import (
     console,
     json_option,
     print_json,
-    project_files,
     project_options,
-    report_warnings,
 )
-from fleet.commands.fleet_cmds import run_options
+from fleet.commands.session import load_state, run_options
 from fleet.config.inventory import Host
 from fleet.desired import DesiredState
 from fleet.errors import HostError, LockHeld
 from fleet.hoststate import HostLock, Journal, JournalEntry, LockInfo, current_operator
 from fleet.hoststate.lease import iso, utc_now
 from fleet.progress import HostProgress
-from fleet.project import load_project
 from fleet.runner import ssh_target
 from fleet.transport import ConnectionPool
 from fleet.transport.ssh import HostConnection
@@ -44,14 +41,6 @@ class PerHost(Generic[T]):
 
     def failed_json(self) -> list[dict[str, str]]:
         return [{"host": h, "error": e} for h, e in sorted(self.failed.items())]
-
-
-def _load(inventories: tuple[str, ...], playbooks: tuple[str, ...], limit: str | None,
-          quiet: bool) -> DesiredState:
-    state = load_project(project_files(inventories, playbooks, limit))
-    if not quiet:
-        report_warnings(state.problems)
-    return state
 
 
 def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quiet: bool,
@@ -120,7 +109,7 @@ def history(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[st
             last: int | None) -> None:
     """Revisions per host from each host's journal, newest last. Exit 1 if a host could not
     be read."""
-    state = _load(inventories, playbooks, limit, as_json)
+    state = load_state(inventories, playbooks, limit, as_json)
 
     async def read(host: Host, connection: HostConnection) -> list[JournalEntry]:
         entries = await Journal(connection, state.project, host.state_dir).read()
@@ -170,7 +159,7 @@ def _lease_text(info: LockInfo | None) -> str:
 def lock_status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
                 forks: int, connect_timeout: float, as_json: bool) -> None:
     """Who holds the project's lock on each host. Exit 1 if a host could not be read."""
-    state = _load(inventories, playbooks, limit, as_json)
+    state = load_state(inventories, playbooks, limit, as_json)
 
     async def read(host: Host, connection: HostConnection) -> LockInfo | None:
         return await HostLock(connection, state.project, host.state_dir).read()
@@ -200,7 +189,7 @@ def lock_release(inventories: tuple[str, ...], limit: str | None, playbooks: tup
 
     Exit 1 if a lock was left held by someone else or a host could not be reached.
     """
-    state = _load(inventories, playbooks, limit, as_json)
+    state = load_state(inventories, playbooks, limit, as_json)
     operator = current_operator()
 
     async def release(host: Host, connection: HostConnection) -> LockInfo | None:
