@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import os
 import signal
 import statistics
@@ -32,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from fleet.lab import Lab, lab_down, lab_exec, lab_up
 from fleet.plan import ActionKind
 from fleet.project import ProjectFiles, load_project
 from fleet.rollout.engine import Rollout
-from fleet.runner import Observation, Run, RunOptions
+from fleet.runner import Run, RunOptions
 from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
 from fleet.transport.docker_wire import MAX_API_VERSION
 from fleet.transport.ssh import DEFAULT_FORKS
@@ -134,13 +133,6 @@ def check_cli(playbook: Path, forks: int) -> float:
     return elapsed
 
 
-def observe_for_changes(run: Run) -> Coroutine[Any, Any, Observation]:
-    """run.observe() as apply calls it (the keyword was `with_images` before `for_changes`)."""
-    keyword = "for_changes" if "for_changes" in inspect.signature(run.observe).parameters \
-        else "with_images"
-    return run.observe(**{keyword: True})
-
-
 async def apply_once(playbook: Path, forks: int, expected_pulls: int) -> float:
     """`fleet apply --yes`'s library path (lock, observe, plan, rollout with its journal), on
     hosts with no containers and no images."""
@@ -149,7 +141,7 @@ async def apply_once(playbook: Path, forks: int, expected_pulls: int) -> float:
     async with Run(state, RunOptions(forks=forks)) as run, fleet_lock(
             run.pool.connected, state.project, "apply",
             state_dirs=state_dirs(state.targeted_hosts)):
-        observation = await observe_for_changes(run)
+        observation = await run.observe(for_changes=True)
         plan = run.plan(observation)
         result = await Rollout(run, plan).execute()
         elapsed = time.perf_counter() - started
