@@ -20,6 +20,7 @@ from fleet.commands.session import (
     print_plan,
     print_report,
     report_json,
+    require_confirmation_possible,
     run_async,
     run_options,
     session,
@@ -70,6 +71,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     """Converge the targeted hosts to the playbook, rolling out per each service's `update:`
     policy. Exit 0 converged, 1 otherwise."""
     state = load_state(inventories, playbooks, limit, as_json)
+    require_confirmation_possible(yes)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
     async def go() -> tuple[Plan, RolloutResult]:

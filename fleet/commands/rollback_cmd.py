@@ -19,6 +19,7 @@ from fleet.commands.session import (
     print_plan,
     print_report,
     report_json,
+    require_confirmation_possible,
     run_async,
     run_options,
     session,
@@ -104,6 +105,7 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
     state = load_state(inventories, playbooks, limit, as_json)
     if service not in state.services:
         raise click.BadParameter(f"no service '{service}' in the playbook", param_hint="--service")
+    require_confirmation_possible(yes)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=False)
 
     async def go() -> tuple[Plan, RolloutResult]:

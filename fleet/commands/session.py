@@ -15,7 +15,7 @@ import click
 from fleet.commands.common import console, project_files, report_warnings
 from fleet.config.units import parse_duration
 from fleet.desired import DesiredState
-from fleet.errors import LockHeld
+from fleet.errors import FleetError, LockHeld
 from fleet.hoststate.multi import fleet_lock, state_dirs
 from fleet.plan import Action, Plan
 from fleet.progress import HostProgress
@@ -129,11 +129,17 @@ def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
         out.print(f"Plan: {summary} on {hosts} host{'s' if hosts != 1 else ''}.", markup=False)
 
 
+def require_confirmation_possible(yes: bool) -> None:
+    """Checked before any host is touched: without a terminal to ask on, --yes is required."""
+    if not yes and not sys.stdin.isatty():
+        raise FleetError("not a terminal to ask for confirmation on: pass --yes to go ahead "
+                         "without one")
+
+
 def confirm(yes: bool) -> None:
     if yes:
         return
-    if not sys.stdin.isatty():
-        raise click.UsageError("not a terminal: pass --yes to apply without confirmation")
+    require_confirmation_possible(yes)
     if not click.confirm("Apply these changes?", default=False):
         click.echo("Nothing changed.", err=True)
         sys.exit(EXIT_ERROR)
