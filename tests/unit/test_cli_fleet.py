@@ -1,0 +1,50 @@
+"""CLI rules of the commands that change hosts, checked before any host is contacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fleet.cli import cli
+
+
+def project(tmp_path: Path) -> Path:
+    # Port 1 on loopback: if anything tried to connect, it would fail at once (and stay local).
+    (tmp_path / "inv.yml").write_text("hosts:\n  h1: {address: 127.0.0.1, port: 1}\n")
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text("project: p\ninventory: inv.yml\nservices:\n  web: {image: busybox}\n")
+    return playbook
+
+
+def test_apply_without_a_terminal_needs_yes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["apply", str(project(tmp_path))])
+    assert result.exit_code == 1
+    assert "pass --yes" in result.output
+    assert "connect" not in result.output.lower()
+
+
+def test_rollback_without_a_terminal_needs_yes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["rollback", "--service", "web", str(project(tmp_path))])
+    assert result.exit_code == 1 and "pass --yes" in result.output
+
+
+def test_rollback_of_an_unknown_service_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["rollback", "--service", "nope", "--yes",
+                                      str(project(tmp_path))])
+    assert result.exit_code == 2 and "no service 'nope'" in result.output
+
+
+def test_bad_lock_wait_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["apply", "--yes", "--lock-wait", "soon",
+                                      str(project(tmp_path))])
+    assert result.exit_code == 2 and "bad duration" in result.output
+
+
+def test_invalid_playbook_touches_no_host(tmp_path: Path) -> None:
+    playbook = project(tmp_path)
+    playbook.write_text(playbook.read_text().replace("{image: busybox}",
+                                                     "{image: busybox, replicas: many}"))
+    result = CliRunner().invoke(cli, ["apply", "--yes", str(playbook)])
+    assert result.exit_code == 1
+    assert "services.web.replicas" in result.output and "nothing was changed" in result.output
