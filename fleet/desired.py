@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from fleet.config.compose_syntax import parse_env_file, parse_short_port
 from fleet.config.inventory import Host, Inventory
 from fleet.config.patterns import PatternError, select_hosts
-from fleet.config.playbook import LoadedPlaybook, PlaybookSet
+from fleet.config.playbook import LoadedPlaybook, NetworkDef, PlaybookSet
 from fleet.config.problems import KeyPath, Problem
 from fleet.config.secrets import (
     SecretStore,
@@ -78,6 +78,15 @@ class DesiredState:
     secrets: SecretStore
     problems: list[Problem] = field(default_factory=list)
     registries: dict[str, dict[str, str]] = field(default_factory=dict)  # secrets as tokens
+    networks: dict[str, str] = field(default_factory=dict)  # networks fleet creates -> driver
+
+
+def docker_network_names(project: str, declared: Mapping[str, NetworkDef | None]
+                         ) -> dict[str, str]:
+    """A playbook network's name on the hosts: `PROJECT_NAME` (as Compose names them), or
+    the name itself for an `external` network, which fleet expects to exist."""
+    return {name: name if definition and definition.external else f"{project}_{name}"
+            for name, definition in declared.items()}
 
 
 def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
@@ -197,6 +206,9 @@ def compile_desired_state(
     context = base_context(project, secrets, environ)
     env_files = _EnvFiles()
     per_host = _Collector()
+    declared = {name: definition for pb in playbooks.playbooks
+                for name, definition in pb.header.networks.items()}
+    network_names = docker_network_names(project, declared)
     for name, pb in playbooks.services():
         raw = pb.raw_service(name)
         base: KeyPath = ("services", name)
@@ -235,7 +247,15 @@ def compile_desired_state(
                         f"{service.replicas} replicas on one host cannot all publish host port "
                         f"{port}; leave the host port out for an ephemeral one, or use 1 replica"),
                         name, host.name)
+            undeclared = [n for n in service.networks if n not in network_names]
+            if undeclared:
+                index = service.networks.index(undeclared[0])
+                per_host.add(pb.doc.problem(
+                    (*base, "networks", index), f"network '{undeclared[0]}' is not declared "
+                    "in the playbook's top-level 'networks:'"), name, host.name)
+                continue
             options = service.container_options()
+            options["networks"] = [network_names[n] for n in service.networks]
             if secret_names(options["labels"]):
                 per_host.add(pb.doc.problem(
                     (*base, "labels"), "secret() cannot be used in labels: labels are readable "
@@ -252,8 +272,11 @@ def compile_desired_state(
     problems.extend(_port_conflicts(containers, playbooks))
     registries = {name: auth.model_dump() for pb in playbooks.playbooks
                   for name, auth in pb.header.registries.items()}
+    created = {network_names[name]: (definition.driver if definition else None) or "bridge"
+               for name, definition in declared.items()
+               if not (definition and definition.external)}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
-                        problems, registries)
+                        problems, registries, created)
 
 
 def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,

@@ -114,8 +114,15 @@ def _devices(devices: list[str]) -> list[dict[str, str]]:
     return result
 
 
-def network_name(project: str, network: str) -> str:
-    return f"{project}_{network}"
+def endpoint_config(container: DesiredContainer) -> dict[str, Any]:
+    """On a user-defined network, the service name resolves to the service's containers."""
+    return {"Aliases": [container.service]}
+
+
+def network_body(name: str, driver: str, project: str) -> dict[str, Any]:
+    """POST /networks/create for a network fleet manages for the project."""
+    return {"Name": name, "Driver": driver, "CheckDuplicate": True,
+            "Labels": {labels.PROJECT: project}}
 
 
 def fleet_labels(container: DesiredContainer, secrets: SecretStore, image_digest: str | None,
@@ -166,9 +173,10 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
     if options.get("network_mode"):
         host_config["NetworkMode"] = options["network_mode"]
     elif options["networks"]:
-        first = network_name(container.project, options["networks"][0])
+        # API 1.41 attaches one network at create; the executor connects the others.
+        first = options["networks"][0]
         host_config["NetworkMode"] = first
-        networking = {"EndpointsConfig": {first: {"Aliases": [container.service]}}}
+        networking = {"EndpointsConfig": {first: endpoint_config(container)}}
     body: dict[str, Any] = {
         "Image": pinned_image(options["image"], image_digest),
         "Env": [f"{k}={v}" for k, v in sorted(options["environment"].items())],

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleet.config.secrets import SecretStore
-from fleet.engine_spec import create_body, update_body
+from fleet.engine_spec import create_body, endpoint_config, network_body, update_body
 from fleet.errors import DockerError, FleetError
 from fleet.plan import Action, ActionKind, HostPlan, Order
 from fleet.registry_auth import RegistryAuth
@@ -47,6 +47,7 @@ class Executor:
     auth: RegistryAuth
     report: Reporter = field(default=lambda host, message: None)
     ready_timeout: float = 120.0
+    project: str = ""
 
     async def run(self, plan: HostPlan) -> HostOutcome:
         outcome = HostOutcome(plan.host)
@@ -72,8 +73,17 @@ class Executor:
             ActionKind.RECREATE: self._recreate,
             ActionKind.RENAME: self._rename,
             ActionKind.REMOVE: self._remove,
+            ActionKind.NETWORK: self._network,
         }[action.kind]
         await handler(action)
+
+    async def _network(self, action: Action) -> None:
+        try:
+            await self.docker.create_network(
+                network_body(action.target, action.image, self.project))
+        except DockerError as exc:
+            if exc.status != 409:  # created meanwhile (another replica's run): fine
+                raise
 
     async def _pull(self, action: Action) -> None:
         await self.docker.pull_image(action.image, auth=self.auth.for_image(action.image))
@@ -89,6 +99,9 @@ class Executor:
         body["Image"] = action.image
         created = await self.docker.create_container(name, body)
         container_id = str(created["Id"])
+        for network in action.desired.options["networks"][1:]:
+            await self.docker.connect_network(network, container_id,
+                                              endpoint_config(action.desired))
         await self.docker.start_container(container_id)
         await self.wait_ready(action, container_id)
         return container_id

@@ -33,8 +33,11 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
         detailed[container.id] = container_from_inspect(data)
     merged = tuple(detailed.get(c.id, c) for c in containers
                    if c.project != project or c.id in detailed)
-    images = images_from_list(await docker.list_images()) if with_images else frozenset()
-    return HostSnapshot(host, merged, images)
+    if not with_images:
+        return HostSnapshot(host, merged)
+    images, networks = await asyncio.gather(docker.list_images(), docker.list_networks())
+    return HostSnapshot(host, merged, images_from_list(images),
+                        frozenset(str(n.get("Name", "")) for n in networks))
 
 
 async def resolve_digests(images_by_host: Mapping[str, Iterable[str]],

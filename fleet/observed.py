@@ -85,6 +85,7 @@ class HostSnapshot:
     host: str
     containers: tuple[ObservedContainer, ...]
     images: frozenset[str] = frozenset()  # RepoDigests and RepoTags present on the host
+    networks: frozenset[str] = frozenset()  # network names present on the host
     last_revisions: Mapping[str, int] = field(default_factory=dict)  # from the host's journal
 
     def of_project(self, project: str) -> list[ObservedContainer]:

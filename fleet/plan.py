@@ -26,6 +26,7 @@ class ActionKind(StrEnum):
     RECREATE = "recreate"
     RENAME = "rename"
     REMOVE = "remove"  # stop and remove
+    NETWORK = "network"  # create a network of the project
 
 
 class Order(StrEnum):
@@ -109,9 +110,20 @@ def _next_revision(snapshot: HostSnapshot, project: str, service: str) -> int:
     return max([*revisions, snapshot.last_revisions.get(service, 0)]) + 1
 
 
+def _networks_to_create(findings: Sequence[Finding], snapshot: HostSnapshot,
+                        networks: Mapping[str, str]) -> list[Action]:
+    needed = sorted({name for f in findings if f.desired is not None
+                     for name in f.desired.options["networks"]
+                     if name in networks and name not in snapshot.networks})
+    return [Action(snapshot.host, ActionKind.NETWORK, name, f"driver {networks[name]}",
+                   image=networks[name]) for name in needed]
+
+
 def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
               digests: Mapping[str, str | None], *, prune: bool = True,
-              orders: Mapping[str, str] | None = None) -> HostPlan:
+              orders: Mapping[str, str] | None = None,
+              networks: Mapping[str, str] | None = None) -> HostPlan:
+    """`networks`: the project's networks fleet creates (name -> driver)."""
     orders = orders or {}
     pulls: dict[str, Action] = {}
     actions: list[Action] = []
@@ -161,8 +173,11 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
                                      Kind.CONFIG_CHANGED)):
             actions.append(Action(snapshot.host, ActionKind.RENAME, have.name,
                                   f"to {want.name} (left by an interrupted run)", want, have))
-    # Removals first (they free names and ports), then pulls, then the rest in order.
+    # Removals first (they free names and ports), then networks and pulls, then the rest.
     removals = [a for a in actions if a.kind == ActionKind.REMOVE]
     others = [a for a in actions if a.kind != ActionKind.REMOVE]
-    ordered = removals + sorted(pulls.values(), key=lambda a: a.target) + others
+    creates = [a for a in others if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
+    ordered = (removals + (_networks_to_create(findings, snapshot, networks or {})
+                           if creates else [])
+               + sorted(pulls.values(), key=lambda a: a.target) + others)
     return HostPlan(snapshot.host, tuple(findings), tuple(ordered))

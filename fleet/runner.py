@@ -129,6 +129,7 @@ class Run:
         findings = self.diff(observation)
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
-                      observation.digests, prune=self.options.prune, orders=orders)
+                      observation.digests, prune=self.options.prune, orders=orders,
+                      networks=self.state.networks)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

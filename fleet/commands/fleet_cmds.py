@@ -44,7 +44,8 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
     async def go() -> tuple[Plan, dict[str, str]]:
-        async with session(state, options, "planning", as_json) as (run, observation):
+        async with session(state, options, "planning", as_json,
+                           for_changes=True) as (run, observation):
             return run.plan(observation), observation.digest_failures
 
     the_plan, failures = run_async(go())

@@ -30,7 +30,7 @@ from fleet.errors import FleetError, HostError
 from fleet.hoststate.journal import Journal, JournalEntry
 from fleet.observed import HostSnapshot
 from fleet.plan import ActionKind, HostPlan, Plan
-from fleet.rollout.engine import RolloutResult, service_of
+from fleet.rollout.engine import PREPARATIONS, RolloutResult, service_of
 from fleet.rollout.revisions import choose_revision, desired_from_entry
 from fleet.runner import Observation, Run, RunOptions
 
@@ -40,9 +40,10 @@ def only_service(plan: Plan, service: str) -> Plan:
     hosts = []
     for host_plan in plan.hosts:
         kept = [a for a in host_plan.actions
-                if a.kind != ActionKind.PULL and service_of(a) == service]
+                if a.kind not in PREPARATIONS and service_of(a) == service]
         images = {a.image for a in kept}
-        pulls = [a for a in host_plan.actions if a.kind == ActionKind.PULL and a.image in images]
+        pulls = [a for a in host_plan.actions if a.kind == ActionKind.NETWORK
+                 or (a.kind == ActionKind.PULL and a.image in images)]
         findings = tuple(f for f in host_plan.findings if f.service == service)
         hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))
     return Plan(plan.project, tuple(hosts), plan.unreachable)

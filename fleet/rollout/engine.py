@@ -31,6 +31,9 @@ from fleet.runner import Run
 Reporter = Callable[[str, str], None]
 
 
+PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK)  # done everywhere before any change
+
+
 class Outcome(StrEnum):
     CHANGED = "changed"
     FAILED = "failed"
@@ -100,7 +103,8 @@ class Rollout:
     def _executor(self, host: str) -> Executor:
         timeouts = [s.update.timeout for s in self.run.state.services.values()]
         return Executor(self.run.pool.connected[host].docker, self.run.state.secrets,
-                        self.run.auth, self.report, ready_timeout=max(timeouts, default=120.0))
+                        self.run.auth, self.report, ready_timeout=max(timeouts, default=120.0),
+                        project=self.run.state.project)
 
     def _policy(self, service: str) -> UpdatePolicy:
         placement = self.run.state.services.get(service)
@@ -115,11 +119,12 @@ class Rollout:
     # -- phases ---------------------------------------------------------------------------
 
     async def _pull_everywhere(self) -> dict[str, str]:
-        """Pull on every host before any container changes; per host, the failure if any."""
+        """Pull images (and create networks) on every host before any container changes;
+        per host, the failure if any."""
         failures: dict[str, str] = {}
 
         async def pull(host_plan: HostPlan) -> None:
-            pulls = [a for a in host_plan.actions if a.kind == ActionKind.PULL]
+            pulls = [a for a in host_plan.actions if a.kind in PREPARATIONS]
             if pulls:
                 _, error = await self._execute(host_plan.host, pulls)
                 if error:
@@ -148,7 +153,7 @@ class Rollout:
         found: dict[str, list[Action]] = {}
         for host_plan in self.plan.hosts:
             actions = [a for a in host_plan.actions
-                       if a.kind != ActionKind.PULL and service_of(a) == service]
+                       if a.kind not in PREPARATIONS and service_of(a) == service]
             blocked = [f for f in host_plan.blocked if f.service == service]
             if actions or blocked:
                 found[host_plan.host] = actions

@@ -284,6 +284,22 @@ class DockerClient:
         exit_code = (await self.exec_inspect(exec_id)).get("ExitCode")
         return ExecResult(-1 if exit_code is None else int(exit_code), output)
 
+    # -- networks ---------------------------------------------------------------------------
+
+    async def list_networks(self) -> list[JSONObject]:
+        result: list[JSONObject] = await self._call_json("GET", "/networks")
+        return result
+
+    async def create_network(self, body: Mapping[str, Any]) -> JSONObject:
+        result: JSONObject = await self._call_json("POST", "/networks/create", body=dict(body))
+        return result
+
+    async def connect_network(self, network: str, container: str,
+                              endpoint: Mapping[str, Any] | None = None) -> None:
+        """Attach a (created, not yet started) container to one more network."""
+        await self._call("POST", f"/networks/{_segment(network)}/connect",
+                         body={"Container": container, "EndpointConfig": dict(endpoint or {})})
+
     # -- images -----------------------------------------------------------------------------
 
     async def list_images(self) -> list[JSONObject]:

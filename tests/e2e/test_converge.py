@@ -195,3 +195,31 @@ def test_status_shows_every_container(lab: Lab, project: Path) -> None:
     assert all(c["digest"].startswith("sha256:") for c in web)
     text = fleet("status", str(project), check_rc=0).stdout
     assert "hetzner /" in text and f"{PROJECT}-worker-2" in text
+
+
+def test_services_on_a_project_network_reach_each_other_by_name(lab: Lab,
+                                                                tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    services = {
+        "api": {"image": f"{lab.registry}/demo/web:v2", "hosts": host.name,
+                "networks": ["back"]},
+        "client": {"image": f"{lab.registry}/demo/worker:v1", "hosts": host.name,
+                   "networks": ["front", "back"],
+                   # Healthy only if the name `api` resolves on the shared network.
+                   "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://api:8080/"],
+                                   "interval": "1s", "retries": 3}},
+    }
+    playbook = write_playbook(tmp_path / "net.yml", "e2enet", lab.inventory_path, services,
+                              networks={"back": {}, "front": {"driver": "bridge"}})
+    try:
+        fleet("apply", "--yes", str(playbook), check_rc=0)
+        networks = docker(lab, host.name, "network", "ls", "--format", "{{.Name}}").split()
+        assert {"e2enet_back", "e2enet_front"} <= set(networks)
+        inspect = docker(lab, host.name, "inspect", "--format",
+                         "{{.State.Health.Status}} {{len .NetworkSettings.Networks}}",
+                         "e2enet-client-1").split()
+        assert inspect == ["healthy", "2"]
+        fleet("plan", str(playbook), check_rc=0)
+    finally:
+        fleet("apply", "--yes", str(write_playbook(tmp_path / "empty.yml", "e2enet",
+                                                   lab.inventory_path, {})))

@@ -19,7 +19,8 @@ def error(tmp_path: Path, service_body: str) -> tuple[int, int, str, str]:
 
 def spec(tmp_path: Path, service_body: str) -> dict[str, object]:
     body = "web:\n" + "".join(f"  {line}\n" for line in service_body.strip("\n").splitlines())
-    state = load(tmp_path, playbook(tmp_path, body))
+    header = "project: shop\nnetworks: {front: {}, back: {}, n: {}}\n"
+    state = load(tmp_path, playbook(tmp_path, body, header=header))
     return dict(state.containers["web1"][0].options)
 
 
@@ -199,7 +200,7 @@ def test_sizes_durations_and_maps_normalize(tmp_path: Path) -> None:
     assert options["sysctls"] == {"net.core.somaxconn": "1024"}
     assert options["command"] == ["echo", "hello world"]
     assert options["ulimits"] == {"nofile": {"soft": 1024, "hard": 1024}}
-    assert options["networks"] == ["back", "front"]
+    assert options["networks"] == ["shop_back", "shop_front"]  # named on hosts as Compose does
     assert options["extra_hosts"] == ["db:10.0.0.9"]
 
 
@@ -269,3 +270,14 @@ def test_bad_service_name(tmp_path: Path) -> None:
 def test_negative_replicas(tmp_path: Path) -> None:
     line, _, key, message = error(tmp_path, "image: nginx\nreplicas: -1")
     assert (line, key) == (5, "services.web.replicas") and "greater than or equal to 0" in message
+
+
+def test_networks_must_be_declared_and_external_ones_keep_their_name(tmp_path: Path) -> None:
+    body = "web:\n  image: nginx\n  networks: [back, edge]\n"
+    header = "project: shop\nnetworks: {back: {}, edge: {external: true}}\n"
+    state = load(tmp_path, playbook(tmp_path, body, header=header))
+    assert state.containers["web1"][0].options["networks"] == ["shop_back", "edge"]
+    assert state.networks == {"shop_back": "bridge"}
+    undeclared = problems(tmp_path, playbook(tmp_path, "web:\n  image: nginx\n  networks: [x]\n"))
+    assert any("network 'x' is not declared" in p.message and p.path[-2:] == ("networks", 0)
+               for p in undeclared)

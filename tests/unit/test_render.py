@@ -25,7 +25,7 @@ def render(tmp_path: Path, service: dict[str, object], *, style: str = "block",
 
     text = yaml.safe_dump({"web": service}, default_flow_style=(style == "flow"),
                           sort_keys=(style == "sorted"))
-    pb = playbook(tmp_path, text + extra)
+    pb = playbook(tmp_path, text + extra, header="project: shop\nnetworks: {n: {}}\n")
     return render_json(load(tmp_path, pb))
 
 
