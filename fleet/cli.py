@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -10,9 +11,36 @@ import click
 from fleet import __version__
 from fleet.errors import FleetError
 
+# Commands load on first use: `fleet validate` needs no SSH stack, and start-up time is
+# paid on every CI drift check.
+COMMANDS = {
+    "validate": "fleet.commands.config_cmds:validate",
+    "render": "fleet.commands.config_cmds:render",
+    "schema": "fleet.commands.config_cmds:schema",
+    "plan": "fleet.commands.fleet_cmds:plan",
+    "apply": "fleet.commands.fleet_cmds:apply",
+    "check": "fleet.commands.fleet_cmds:check",
+    "status": "fleet.commands.fleet_cmds:status",
+    "rollback": "fleet.commands.rollback_cmd:rollback",
+    "history": "fleet.commands.state_cmds:history",
+    "lock": "fleet.commands.state_cmds:lock",
+    "lab": "fleet.lab.cli:lab",
+}
+
 
 class FleetGroup(click.Group):
     """Turns FleetError into one message on stderr and exit 1 (tracebacks only with --debug)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, _, attribute = COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,21 +63,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Deploy and converge Docker containers on fleets of hosts over SSH."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-
-
-def _register_subcommands() -> None:
-    from fleet.commands.config_cmds import render, schema, validate
-    from fleet.commands.fleet_cmds import apply, check, plan, status
-    from fleet.commands.rollback_cmd import rollback
-    from fleet.commands.state_cmds import history, lock
-    from fleet.lab.cli import lab
-
-    for command in (validate, render, schema, plan, apply, check, status, rollback, history,
-                    lock, lab):
-        cli.add_command(command)
-
-
-_register_subcommands()
 
 
 def main() -> None:
