@@ -107,19 +107,25 @@ def _live_changes(desired: DesiredContainer, container: ObservedContainer,
     changes: list[FieldChange] = []
     env = reveal(dict(desired.options["environment"]), secrets)
     shown = digest_secrets(dict(desired.options["environment"]), secrets)
+    recorded = (container.spec or {}).get("environment") or {}
     for key in sorted(env):
         if container.env.get(key) != env[key]:
             observed = container.env.get(key)
-            is_secret = "<secret:" in str(shown[key])
+            # Show what runs only when it is known not to be a secret: neither now nor in the
+            # spec the container was made from (an unlabelled one could hold anything).
+            hidden = ("<secret:" in str(shown[key]) or key not in recorded
+                      or "<secret:" in str(recorded[key]))
             changes.append(FieldChange(
                 f"environment.{key}",
-                "(unset)" if observed is None else ("<redacted>" if is_secret else observed),
+                "(unset)" if observed is None else ("<redacted>" if hidden else observed),
                 _show(shown[key])))
     wanted = update_body(desired.options)
     for key, value in wanted.items():
         if container.resources and container.resources.get(key) != value:
-            changes.append(FieldChange(f"resources.{key}", _show(container.resources.get(key)),
-                                       _show(value)))
+            # Docker can raise or lower a limit in place but not remove one: that recreates.
+            removed = not value and key != "RestartPolicy"
+            changes.append(FieldChange(f"{'limits' if removed else 'resources'}.{key}",
+                                       _show(container.resources.get(key)), _show(value)))
     return changes
 
 

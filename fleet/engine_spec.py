@@ -29,15 +29,20 @@ def pinned_image(reference: str, digest: str | None) -> str:
 
 def restart_policy(restart: str) -> dict[str, Any]:
     name, _, retries = restart.partition(":")
-    return {"Name": "" if name == "no" else name,
-            "MaximumRetryCount": int(retries) if retries else 0}
+    return {"Name": name, "MaximumRetryCount": int(retries) if retries else 0}
 
 
 def update_body(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of POST /containers/{id}/update: resource limits and restart policy."""
+    """The body of POST /containers/{id}/update: resource limits and restart policy.
+
+    0 means "no limit" at create, but "unchanged" at update: a limit is raised or lowered in
+    place, never removed (the diff plans a recreate for that). Swap is set with memory, at
+    Docker's own default (twice the memory), so that memory can be raised in place."""
+    memory = options.get("mem_limit") or 0
     return {
         "NanoCpus": int(options["cpus"] * NS) if options.get("cpus") else 0,
-        "Memory": options.get("mem_limit") or 0,
+        "Memory": memory,
+        "MemorySwap": 2 * memory if memory else 0,
         "MemoryReservation": options.get("mem_reservation") or 0,
         "PidsLimit": options.get("pids_limit") or 0,
         "RestartPolicy": restart_policy(options.get("restart") or "no"),

@@ -145,9 +145,12 @@ def container_from_inspect(data: Mapping[str, Any]) -> ObservedContainer:
         resources={
             "NanoCpus": host_config.get("NanoCpus") or 0,
             "Memory": host_config.get("Memory") or 0,
+            "MemorySwap": (host_config.get("MemorySwap") or 0) if host_config.get("Memory")
+            else 0,
             "MemoryReservation": host_config.get("MemoryReservation") or 0,
             "PidsLimit": host_config.get("PidsLimit") or 0,
-            "RestartPolicy": {"Name": restart.get("Name", ""),
+            # Docker reports no policy as "" (before 25) or "no" (since).
+            "RestartPolicy": {"Name": restart.get("Name") or "no",
                               "MaximumRetryCount": restart.get("MaximumRetryCount", 0)},
         },
         started_at=state.get("StartedAt", ""),

@@ -17,6 +17,7 @@ from fleet.desired import DesiredState
 from fleet.diff import DiffContext, Finding, diff_host
 from fleet.errors import FleetError, HostError
 from fleet.hoststate.journal import Journal
+from fleet.hoststate.multi import FleetLock
 from fleet.observe import observe_host, resolve_digests
 from fleet.observed import HostSnapshot
 from fleet.plan import Plan, plan_host
@@ -49,6 +50,7 @@ class Observation:
     unreachable: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str | None] = field(default_factory=dict)
     digest_failures: dict[str, str] = field(default_factory=dict)
+    host_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> pins
 
 
 def registry_auth(state: DesiredState) -> RegistryAuth:
@@ -65,6 +67,7 @@ class Run:
         self.state = state
         self.options = options
         self.auth = registry_auth(state)
+        self.lock: FleetLock | None = None  # set while the run holds the project's lock
         self.hosts = {h.name: h for h in state.targeted_hosts}
         self.report = report or (lambda host, message: None)
         targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
@@ -118,10 +121,16 @@ class Run:
             highest[entry.service] = max(highest.get(entry.service, 0), entry.revision)
         return highest
 
+    def _digests(self, observation: Observation, host: str) -> dict[str, str | None]:
+        """Tag -> digest for one host: the run's resolution, unless the host is pinned to
+        other digests (a rollback returns each host to the digest it ran)."""
+        return {**observation.digests, **observation.host_digests.get(host, {})}
+
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
-        ctx = DiffContext(self.state.project, frozenset(self.state.services), self.state.secrets,
-                          observation.digests)
-        return {host: diff_host(self.state.containers[host], snapshot, ctx)
+        services = frozenset(self.state.services)
+        return {host: diff_host(self.state.containers[host], snapshot,
+                                DiffContext(self.state.project, services, self.state.secrets,
+                                            self._digests(observation, host)))
                 for host, snapshot in observation.snapshots.items()}
 
     def plan(self, observation: Observation) -> Plan:
@@ -129,7 +138,7 @@ class Run:
         findings = self.diff(observation)
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
-                      observation.digests, prune=self.options.prune, orders=orders,
-                      networks=self.state.networks)
+                      self._digests(observation, h.name), prune=self.options.prune,
+                      orders=orders, networks=self.state.networks)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

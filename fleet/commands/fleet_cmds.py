@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
@@ -25,6 +24,7 @@ from fleet.commands.session import (
     run_options,
     session,
     unreachable_json,
+    warn_unresolved,
 )
 from fleet.commands.status_view import status_table
 from fleet.diff import Kind
@@ -84,7 +84,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
             if not the_plan.has_changes:
                 return the_plan, RolloutResult()
             if not yes:
-                await asyncio.to_thread(confirm, yes)
+                await confirm(yes)
             return the_plan, await converge(run, the_plan, as_json, "apply")
 
     the_plan, result = run_async(go())
@@ -118,6 +118,8 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
             return run, observation
 
     run, observation = run_async(go())
+    # Without a digest a moved tag can't be seen: say so, whatever the output format.
+    warn_unresolved(observation.digest_failures)
     findings = [f for host_findings in run.diff(observation).values() for f in host_findings
                 if f.kind != Kind.IN_SYNC]
     in_sync = not findings and not observation.unreachable

@@ -32,7 +32,7 @@ from fleet.observed import HostSnapshot
 from fleet.plan import ActionKind, HostPlan, Plan
 from fleet.rollout.engine import PREPARATIONS, RolloutResult, service_of
 from fleet.rollout.revisions import choose_revision, desired_from_entry
-from fleet.runner import Observation, Run, RunOptions
+from fleet.runner import Run, RunOptions
 
 
 def only_service(plan: Plan, service: str) -> Plan:
@@ -61,11 +61,11 @@ async def _journals(run: Run) -> dict[str, list[JournalEntry]]:
 
 def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
              journals: dict[str, list[JournalEntry]], to: int | None
-             ) -> tuple[DesiredState, dict[str, str], list[str]]:
+             ) -> tuple[DesiredState, dict[str, dict[str, str]], list[str]]:
     """The desired state with `service` at its earlier revision on every host, the digests
-    to pin, and the problems that forbid the rollback."""
+    to pin per host, and the problems that forbid the rollback."""
     containers = {h: list(c) for h, c in state.containers.items()}
-    digests: dict[str, str] = {}
+    digests: dict[str, dict[str, str]] = {}
     problems: list[str] = []
     for host, snapshot in snapshots.items():
         running = {c.replica: c.revision for c in snapshot.of_project(state.project)
@@ -83,7 +83,7 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
                 continue
             kept.append(desired_from_entry(target.entry, host, state.project, state.secrets))
             if target.entry.digest:
-                digests[target.entry.image] = target.entry.digest
+                digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))
     return dataclasses.replace(state, containers=containers), digests, problems
 
@@ -122,16 +122,14 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
                 raise FleetError("cannot roll back; nothing was changed:\n  "
                                  + "\n  ".join(problems))
             run.state = target_state
-            pinned = Observation(observation.snapshots, observation.unreachable,
-                                 {**observation.digests, **digests},
-                                 observation.digest_failures)
+            pinned = dataclasses.replace(observation, host_digests=digests)
             the_plan = only_service(run.plan(pinned), service)
             if not as_json:
                 print_plan(the_plan, {})
             if not the_plan.actions:
                 return the_plan, RolloutResult()
             if not yes:
-                await asyncio.to_thread(confirm, yes)
+                await confirm(yes)
             return the_plan, await converge(run, the_plan, as_json, "rollback", [service])
 
     the_plan, result = run_async(go())

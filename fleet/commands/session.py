@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -85,7 +86,7 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
                     if not quiet:
                         click.echo(f"waiting for the lock: {refused}", err=True)
 
-                await stack.enter_async_context(fleet_lock(
+                run.lock = await stack.enter_async_context(fleet_lock(
                     run.pool.connected, state.project, lock, wait=lock_wait,
                     state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
             observation = await run.observe(for_changes=for_changes)
@@ -111,11 +112,15 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
+def warn_unresolved(digest_failures: dict[str, str]) -> None:
+    for image, reason in sorted(digest_failures.items()):
+        click.echo(f"warning: could not resolve {image} to a digest ({reason}); a moved tag "
+                   "can't be detected, and the tag is used as is", err=True)
+
+
 def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
     out = console()
-    for image, reason in sorted(digest_failures.items()):
-        click.echo(f"warning: could not resolve {image} to a digest ({reason}); "
-                   "using the tag", err=True)
+    warn_unresolved(digest_failures)
     text = plan.text()
     out.print(text if text else "No changes: every targeted host is in sync.", markup=False)
     for host, error in sorted(plan.unreachable.items()):
@@ -136,11 +141,30 @@ def require_confirmation_possible(yes: bool) -> None:
                          "without one")
 
 
-def confirm(yes: bool) -> None:
+async def confirm(yes: bool) -> None:
+    """Ask on the terminal (with the lock held and hosts connected); exit 1 on no.
+
+    The prompt runs in a daemon thread: a thread blocked reading stdin must not keep the
+    process alive after Ctrl-C."""
     if yes:
         return
     require_confirmation_possible(yes)
-    if not click.confirm("Apply these changes?", default=False):
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def ask() -> None:
+        try:
+            result = click.confirm("Apply these changes?", default=False)
+        except (click.Abort, EOFError):
+            result = False
+        def settle() -> None:
+            if not answer.done():
+                answer.set_result(result)
+
+        loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=ask, name="confirm", daemon=True).start()
+    if not await answer:
         click.echo("Nothing changed.", err=True)
         sys.exit(EXIT_ERROR)
 

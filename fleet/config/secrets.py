@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from fleet.config.compose_syntax import parse_env_file
+from fleet.errors import FleetError
 
 _TOKEN = re.compile(r"⟦secret:([A-Za-z_][A-Za-z0-9_.-]*)⟧")
 REDACTED = "<redacted:{name}>"
@@ -28,8 +29,8 @@ def token(name: str) -> str:
     return f"⟦secret:{name}⟧"
 
 
-class SecretMissing(LookupError):
-    pass
+class SecretMissing(FleetError, LookupError):
+    """A secret the spec needs is not set (a FleetError: one clear line, not a traceback)."""
 
 
 @dataclass

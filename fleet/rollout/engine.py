@@ -10,17 +10,18 @@ settles (finishes, or is reverted), and every host's state is reported.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from fleet.config.inventory import Host
 from fleet.config.secrets import tokens_from_digests
 from fleet.config.service import UpdatePolicy
 from fleet.desired import DesiredContainer, spec_hash
 from fleet.engine_spec import pinned_image
-from fleet.errors import DockerError, FleetError
-from fleet.executor import Executor
+from fleet.errors import DockerError, FleetError, LockLost
+from fleet.executor import Executor, HostOutcome
 from fleet.observed import ObservedContainer, container_from_inspect
 from fleet.plan import Action, ActionKind, HostPlan, Order, Plan
 from fleet.rollout.health import health_gate
@@ -50,6 +51,7 @@ class HostReport:
     outcome: Outcome
     detail: str = ""
     done: list[Action] = field(default_factory=list)
+    previous_kept: bool = False  # failed, but the old container was kept or restarted
 
 
 @dataclass
@@ -78,8 +80,12 @@ def previous_container(observed: ObservedContainer, host: str, project: str,
     if spec is None:
         raise FleetError(f"{host}: {observed.name} has no recorded spec to return to")
     options = tokens_from_digests(spec)
-    previous = DesiredContainer(host, project, observed.service or "", observed.replica or 1,
-                                options, spec_hash(options, run.state.secrets))
+    # `docker update` changes limits without changing labels: the live values are the truth.
+    recorded = DesiredContainer(host, project, observed.service or "", observed.replica or 1,
+                                options, "")
+    options = dict(with_live_resources(recorded, observed.resources).options)
+    previous = DesiredContainer(host, project, recorded.service, recorded.replica, options,
+                                spec_hash(options, run.state.secrets))
     digest = observed.image_digest or None
     return previous, pinned_image(observed.image_ref, digest), digest
 
@@ -97,6 +103,7 @@ class Rollout:
         self.result = RolloutResult()
         self.hosts = {h.name: h for h in run.state.targeted_hosts}
         self.journal = JournalBook(run, command, self.report)
+        self.forks = asyncio.Semaphore(max(1, run.options.forks))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -110,39 +117,54 @@ class Rollout:
         placement = self.run.state.services.get(service)
         return placement.update if placement else UpdatePolicy()
 
-    async def _execute(self, host: str, actions: Sequence[Action]) -> tuple[list[Action], str]:
-        outcome = await self._executor(host).run(HostPlan(host, (), tuple(actions)))
+    async def _execute(self, host: str, actions: Sequence[Action]) -> HostOutcome:
+        async with self.forks:
+            outcome = await self._executor(host).run(HostPlan(host, (), tuple(actions)))
         if outcome.failed is not None:
             self.journal.note(host, outcome.failed, "failed", outcome.error or "")
-        return outcome.done, outcome.error or ""
+        return outcome
+
+    def _check_lock(self) -> None:
+        """Stop like an interrupt if this run's lock was lost (taken over, released by force):
+        another run may be changing the same hosts."""
+        if self.run.lock is None or self.result.stopped:
+            return
+        try:
+            self.run.lock.check()
+        except LockLost as exc:
+            self.result.stopped = f"the project's lock was lost: {exc}"
 
     # -- phases ---------------------------------------------------------------------------
 
-    async def _pull_everywhere(self) -> dict[str, str]:
-        """Pull images (and create networks) on every host before any container changes;
-        per host, the failure if any."""
-        failures: dict[str, str] = {}
+    async def _prepare_everywhere(self) -> dict[str, dict[str, str]]:
+        """Pull images and create networks on every host before any container changes.
+        Per host, what failed to prepare (image or network -> why); each preparation is
+        tried, so one bad image blocks only the services that need it."""
+        failures: dict[str, dict[str, str]] = {}
 
-        async def pull(host_plan: HostPlan) -> None:
-            pulls = [a for a in host_plan.actions if a.kind in PREPARATIONS]
-            if pulls:
-                _, error = await self._execute(host_plan.host, pulls)
-                if error:
-                    failures[host_plan.host] = error
+        async def prepare(host_plan: HostPlan) -> None:
+            for action in (a for a in host_plan.actions if a.kind in PREPARATIONS):
+                outcome = await self._execute(host_plan.host, [action])
+                if outcome.error:
+                    failures.setdefault(host_plan.host, {})[action.target] = outcome.error
 
-        await asyncio.gather(*(pull(h) for h in self.plan.hosts))
+        await asyncio.gather(*(prepare(h) for h in self.plan.hosts))
         return failures
 
     async def execute(self) -> RolloutResult:
-        pull_failures = await self._pull_everywhere()
+        unprepared = await self._prepare_everywhere()
         services = self.only if self.only is not None else list(self.run.state.services)
         try:
+            # Containers of services gone from the playbook go first: they may hold names
+            # or host ports a renamed service needs.
+            if self.only is None and not self.interrupted.is_set():
+                self._check_lock()
+                if not self.result.stopped:
+                    await self._remove_orphans()
             for service in services:
                 if self.result.stopped or self.interrupted.is_set():
                     break
-                await self._roll_service(service, pull_failures)
-            if self.only is None and not self.result.stopped and not self.interrupted.is_set():
-                await self._remove_orphans()
+                await self._roll_service(service, unprepared)
         finally:
             await self.journal.flush()
         if self.interrupted.is_set():
@@ -159,7 +181,8 @@ class Rollout:
                 found[host_plan.host] = actions
         return found
 
-    async def _roll_service(self, service: str, pull_failures: dict[str, str]) -> None:
+    async def _roll_service(self, service: str,
+                            unprepared: dict[str, dict[str, str]]) -> None:
         by_host = self._actions_for(service)
         if not by_host:
             return
@@ -176,12 +199,14 @@ class Rollout:
         reports: list[HostReport] = []
         failed = 0
         for index, step in enumerate(steps):
-            if self.interrupted.is_set():
+            self._check_lock()
+            if self.interrupted.is_set() or self.result.stopped:
                 break
             self._announce(service, step, index, len(steps))
             batch = await asyncio.gather(*(
                 self._change_host(service, host, by_host[host], policy, step,
-                                  pull_failures.get(host) or blocked.get(host, ""))
+                                  _refusal(by_host[host], unprepared.get(host, {}))
+                                  or blocked.get(host, ""))
                 for host in step.hosts))
             reports += batch
             await self.journal.flush()
@@ -212,11 +237,13 @@ class Rollout:
             # Known before any change (a foreign container in the way, an image that would
             # not pull): reported, but not a failure of the new version, so not counted.
             return HostReport(host, service, Outcome.BLOCKED, refusal)
-        done, error = await self._execute(host, actions)
+        outcome = await self._execute(host, actions)
+        done, error = outcome.done, outcome.error or ""
         if error:
             for action in done:
                 self.journal.note(host, action, "failed", error)
-            return HostReport(host, service, Outcome.FAILED, error, done)
+            return HostReport(host, service, Outcome.FAILED, error, done,
+                              previous_kept=outcome.previous_kept)
         names = sorted({a.desired.name for a in done if a.desired is not None
                         and a.kind in (ActionKind.CREATE, ActionKind.RECREATE,
                                        ActionKind.START, ActionKind.RESTART,
@@ -247,7 +274,7 @@ class Rollout:
         """Every host this rollout changed returns to its previous revision, in reverse order."""
         for report in reversed(reports):
             if not report.done:
-                if report.outcome == Outcome.FAILED and report.detail.startswith("recreate "):
+                if report.outcome == Outcome.FAILED and report.previous_kept:
                     # The replacement failed and the executor kept (or restarted) the old
                     # container: the host is already on its previous revision.
                     report.outcome = Outcome.ROLLED_BACK
@@ -271,39 +298,59 @@ class Rollout:
                              if was_failed else "returned to the previous revision")
 
     async def _revert_host(self, report: HostReport, policy: UpdatePolicy) -> list[Action]:
+        """Undo, newest first, what the rollout did on a host. Each step is tried even if
+        another fails (a container just created is removed even if an older one can't come
+        back); the failures are raised together at the end."""
         host = report.host
-        docker = self.run.pool.connected[host].docker
-        project = self.run.state.project
-        undo: list[Action] = []
+        connection = self.run.pool.connected[host]
+        errors: list[str] = []
+        done: list[Action] = []
         for action in reversed(report.done):
-            if action.kind == ActionKind.CREATE:
-                undo.append(Action(host, ActionKind.REMOVE, action.target, "rollback",
-                                   observed=await self._current(host, action.target)))
-            elif action.kind in (ActionKind.RECREATE, ActionKind.REMOVE):
-                assert action.observed is not None
-                previous, image, digest = previous_container(action.observed, host, project,
-                                                             self.run)
-                current = await self._current(host, previous.name)
-                revision = (current.revision if current else action.revision) + 1
-                kind = ActionKind.RECREATE if current else ActionKind.CREATE
-                undo.append(Action(host, kind, previous.name, "rollback", previous, current,
-                                   image=image, digest=digest, revision=revision,
-                                   order=Order.STOP_FIRST))
-            elif action.kind == ActionKind.UPDATE and action.observed is not None:
-                undo.append(Action(host, ActionKind.UPDATE, action.target, "rollback",
-                                   _with_resources(action), action.observed))
-        done, error = await self._execute(host, [a for a in undo if a.kind != ActionKind.REMOVE
-                                                 or a.observed is not None])
-        if error:
-            raise FleetError(error)
-        names = [a.target for a in done if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
-        if names:
-            failure = await health_gate(docker, self.run.pool.connected[host].ssh, names,
-                                        probe=policy.probe, monitor=min(policy.monitor, 2.0),
-                                        timeout=policy.timeout)
-            if failure:
-                raise FleetError(f"previous revision is not healthy either: {failure}")
+            try:
+                undo = await self._undo(host, action)
+                if undo is None:
+                    continue
+                outcome = await self._execute(host, [undo])
+                if outcome.error:
+                    errors.append(outcome.error)
+                    continue
+                done.append(undo)
+                if undo.kind in (ActionKind.CREATE, ActionKind.RECREATE):
+                    failure = await health_gate(connection.docker, connection.ssh,
+                                                [undo.target], probe=policy.probe,
+                                                monitor=min(policy.monitor, 2.0),
+                                                timeout=policy.timeout)
+                    if failure:
+                        errors.append(f"{undo.target}: previous revision is not healthy "
+                                      f"either: {failure}")
+            except (FleetError, OSError) as exc:
+                errors.append(f"{action.target}: {exc}")
+        if errors:
+            raise FleetError("; ".join(errors))
         return done
+
+    async def _undo(self, host: str, action: Action) -> Action | None:
+        """The action that undoes `action` (None when there is nothing to undo)."""
+        if action.kind == ActionKind.CREATE:
+            current = await self._current(host, action.target)
+            return (Action(host, ActionKind.REMOVE, action.target, "rollback", observed=current)
+                    if current is not None else None)
+        if action.kind in (ActionKind.RECREATE, ActionKind.REMOVE):
+            assert action.observed is not None
+            previous, image, digest = previous_container(action.observed, host,
+                                                         self.run.state.project, self.run)
+            current = await self._current(host, previous.name)
+            revision = (current.revision if current else action.revision) + 1
+            kind = ActionKind.RECREATE if current else ActionKind.CREATE
+            return Action(host, kind, previous.name, "rollback", previous, current,
+                          image=image, digest=digest, revision=revision,
+                          order=Order.STOP_FIRST)
+        if action.kind == ActionKind.UPDATE and action.observed is not None:
+            assert action.desired is not None
+            before = with_live_resources(action.desired, action.observed.resources)
+            return Action(host, ActionKind.UPDATE, action.target, "rollback", before,
+                          action.observed)
+        return None
 
     async def _current(self, host: str, name: str) -> ObservedContainer | None:
         try:
@@ -321,30 +368,36 @@ class Rollout:
             orphans = [a for a in host_plan.actions if a.kind == ActionKind.REMOVE
                        and service_of(a) not in services]
             if orphans:
-                done, error = await self._execute(host_plan.host, orphans)
-                for action in done:
+                result = await self._execute(host_plan.host, orphans)
+                for action in result.done:
                     self.journal.note(host_plan.host, action, "ok", "")
-                outcome = Outcome.FAILED if error else Outcome.CHANGED
+                outcome = Outcome.FAILED if result.error else Outcome.CHANGED
                 self.result.reports.append(HostReport(host_plan.host, "(orphans)", outcome,
-                                                      error, done))
+                                                      result.error or "", result.done))
 
         await asyncio.gather(*(one(h) for h in self.plan.hosts))
 
 
-def _with_resources(action: Action) -> DesiredContainer:
-    """The desired container as it was before an in-place update (for undoing it)."""
-    assert action.desired is not None and action.observed is not None
-    resources = action.observed.resources
-    options = dict(action.desired.options)
+def with_live_resources(container: DesiredContainer, resources: Mapping[str, Any]
+                        ) -> DesiredContainer:
+    """`container` with the resource limits and restart policy a running container has."""
+    if not resources:
+        return container
     restart = resources.get("RestartPolicy") or {}
     name = restart.get("Name") or "no"
     retries = restart.get("MaximumRetryCount") or 0
-    options.update({
-        "cpus": (resources.get("NanoCpus") or 0) / 1e9 or None,
-        "mem_limit": resources.get("Memory") or None,
-        "mem_reservation": resources.get("MemoryReservation") or None,
-        "pids_limit": resources.get("PidsLimit") or None,
-        "restart": f"{name}:{retries}" if name == "on-failure" and retries else name,
-    })
-    return DesiredContainer(action.host, action.desired.project, action.desired.service,
-                            action.desired.replica, options, action.desired.spec_hash)
+    options = {**container.options,
+               "cpus": (resources.get("NanoCpus") or 0) / 1e9 or None,
+               "mem_limit": resources.get("Memory") or None,
+               "mem_reservation": resources.get("MemoryReservation") or None,
+               "pids_limit": resources.get("PidsLimit") or None,
+               "restart": f"{name}:{retries}" if name == "on-failure" and retries else name}
+    return DesiredContainer(container.host, container.project, container.service,
+                            container.replica, options, container.spec_hash)
+
+
+def _refusal(actions: Sequence[Action], unprepared: dict[str, str]) -> str:
+    """Why a host can't start this service's change: an image or network it needs failed."""
+    needed = {a.image for a in actions if a.image} | {
+        n for a in actions if a.desired is not None for n in a.desired.options["networks"]}
+    return "; ".join(reason for target, reason in unprepared.items() if target in needed)

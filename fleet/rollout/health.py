@@ -17,6 +17,7 @@ from fleet.transport import DockerClient
 from fleet.transport.http_over_ssh import SSHChannelTransport, SSHDirectTCPBackend
 
 POLL_SECONDS = 0.5
+SETTLE_SECONDS = 1.0
 
 
 async def explain(docker: DockerClient, container_id: str,
@@ -57,14 +58,34 @@ def _ready(state: Mapping[str, Any]) -> tuple[bool, bool]:
     return ready, failed
 
 
+def _run_identity(data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Changes whenever the container restarts (a crash loop under a restart policy can
+    look "running" at every poll)."""
+    return (data.get("State") or {}).get("StartedAt"), data.get("RestartCount")
+
+
 async def wait_ready(docker: DockerClient, container_id: str, timeout: float) -> str | None:
-    """None once running (and healthy, if it has a healthcheck); else why not."""
+    """None once running (and healthy, if it has a healthcheck); else why not.
+
+    Without a healthcheck, "running" must also hold for SETTLE_SECONDS without a restart:
+    a process that dies right after starting must not pass."""
     deadline = time.monotonic() + timeout
+    settled_since: float | None = None
+    identity: tuple[Any, Any] | None = None
     while True:
-        state = (await docker.inspect_container(container_id)).get("State") or {}
+        data = await docker.inspect_container(container_id)
+        state = data.get("State") or {}
         ready, failed = _ready(state)
-        if ready:
+        if ready and state.get("Health"):
             return None
+        if ready:
+            if identity is not None and _run_identity(data) != identity:
+                return "restarted while starting: " + await explain(docker, container_id,
+                                                                    state)
+            identity = _run_identity(data)
+            settled_since = settled_since or time.monotonic()
+            if time.monotonic() - settled_since >= SETTLE_SECONDS:
+                return None
         if failed or time.monotonic() > deadline:
             prefix = "" if failed else f"not ready after {timeout:g}s: "
             return prefix + await explain(docker, container_id, state)
@@ -99,17 +120,23 @@ async def health_gate(docker: DockerClient, ssh: asyncssh.SSHClientConnection,
                       container_ids: Sequence[str], *, probe: Probe | None, monitor: float,
                       timeout: float) -> str | None:
     """None when every container came up and stayed up for `monitor` seconds."""
+    identities = {}
     for container_id in container_ids:
         failure = await wait_ready(docker, container_id, timeout)
         if failure:
             return failure
+        identities[container_id] = _run_identity(await docker.inspect_container(container_id))
     deadline = time.monotonic() + monitor
     while True:
         for container_id in container_ids:
-            state = (await docker.inspect_container(container_id)).get("State") or {}
+            data = await docker.inspect_container(container_id)
+            state = data.get("State") or {}
             ready, _ = _ready(state)
             if not ready:
                 return "did not stay healthy: " + await explain(docker, container_id, state)
+            if _run_identity(data) != identities[container_id]:
+                return "restarted during monitoring: " + await explain(docker, container_id,
+                                                                       state)
         if probe is not None:
             failure = await run_probe(ssh, probe)
             if failure:

@@ -13,6 +13,8 @@ from fleet.hoststate.journal import Journal, JournalEntry, Outcome
 from fleet.plan import Action, ActionKind
 from fleet.runner import Run
 
+IN_PLACE = "updated in place"  # entries of `docker update`: same revision, new limits
+
 
 def journal_entry(run: Run, action: Action, command: str, outcome: Outcome,
                   detail: str) -> JournalEntry | None:
@@ -25,7 +27,7 @@ def journal_entry(run: Run, action: Action, command: str, outcome: Outcome,
         made = fleet_labels(action.desired, secrets, action.observed.image_digest or None,
                             action.observed.revision)
         return JournalEntry.from_labels(made, command=command, outcome=outcome,
-                                        detail=detail or "updated in place")
+                                        detail=f"{IN_PLACE}: {detail}" if detail else IN_PLACE)
     if action.kind == ActionKind.REMOVE and action.observed is not None:
         if labels.SPEC not in action.observed.labels:
             return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fleet.config.secrets import SecretStore, tokens_from_digests
 from fleet.desired import DesiredContainer, spec_hash
 from fleet.hoststate.journal import JournalEntry
+from fleet.rollout.journaling import IN_PLACE
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,10 @@ class Target:
 def choose_revision(entries: Sequence[JournalEntry], service: str, replica: int,
                     current: int | None, to: int | None = None) -> Target:
     ours = [e for e in entries if e.service == service and e.replica == replica]
-    # A revision that later failed or was rolled back is not one to return to.
-    disowned = {e.revision for e in ours if e.outcome in ("failed", "rolled-back")}
+    # A revision that later failed or was rolled back is not one to return to; an in-place
+    # update of its limits that failed does not disown the revision itself.
+    disowned = {e.revision for e in ours if e.outcome in ("failed", "rolled-back")
+                and not e.detail.startswith(IN_PLACE)}
     mine = [e for e in ours if e.outcome == "ok" and e.spec and e.revision not in disowned]
     if to is not None:
         found = [e for e in mine if e.revision == to]
@@ -39,7 +42,9 @@ def choose_revision(entries: Sequence[JournalEntry], service: str, replica: int,
     if not earlier:
         return Target(replica, None, f"no successful revision of {service} replica {replica} "
                                      f"before revision {current} in the host's journal")
-    return Target(replica, max(earlier, key=lambda e: e.revision))
+    target = max(e.revision for e in earlier)
+    # The newest entry of that revision: an in-place update records its latest limits.
+    return Target(replica, [e for e in earlier if e.revision == target][-1])
 
 
 def desired_from_entry(entry: JournalEntry, host: str, project: str,

@@ -65,7 +65,9 @@ def schedule(hosts: Sequence[Host], policy: UpdatePolicy,
              groups: Mapping[str, frozenset[str]] | None = None) -> list[Step]:
     """Steps in order; every host appears exactly once."""
     steps: list[Step] = []
-    canaries = quantity(policy.canary, len(hosts), at_least_one=False) if policy.canary else 0
+    # A canary is a size: "10%" of 5 hosts is still one host.
+    canaries = quantity(policy.canary, len(hosts), at_least_one=True) if policy.canary not in (
+        0, "0%") else 0
     for index, (label, members) in enumerate(waves(hosts, policy, groups)):
         names = [h.name for h in members]
         if index == 0 and canaries:

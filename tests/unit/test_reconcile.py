@@ -223,3 +223,39 @@ def _debug(state: DesiredState, snapshot: HostSnapshot) -> list[str]:  # pragma:
     c = ctx(state)
     findings = diff_host(state.containers[HOST], snapshot, c)
     return [f"{f.service}/{f.replica} {f.kind} {f.detail}" for f in findings]
+
+
+def test_no_restart_policy_reads_the_same_from_any_docker(state: DesiredState) -> None:
+    # Docker < 25 reports no policy as "", later versions as "no": both are in sync.
+    snapshot = in_sync_snapshot(state)
+    worker = next(c for c in snapshot.containers if c.name == "shop-worker-1")
+    for name in ("", "no"):
+        resources = {**worker.resources, "RestartPolicy": {"Name": name or "no",
+                                                           "MaximumRetryCount": 0}}
+        changed = HostSnapshot(HOST, tuple(
+            ObservedContainer(**{**c.__dict__, "resources": resources}) if c is worker else c
+            for c in snapshot.containers))
+        assert plan_text(state, changed) == ""
+
+
+def test_a_removed_limit_recreates_and_a_changed_one_updates(state: DesiredState) -> None:
+    containers = list(in_sync_snapshot(state).containers)
+    worker = next(c for c in containers if c.name == "shop-worker-1")
+    limited = ObservedContainer(**{**worker.__dict__,
+                                   "resources": {**worker.resources, "Memory": 1 << 20,
+                                                 "MemorySwap": 2 << 20}})
+    containers[containers.index(worker)] = limited
+    text = plan_text(state, HostSnapshot(HOST, tuple(containers)))
+    assert "recreate shop-worker-1 (start-first): config_changed: limits.Memory" in text
+
+
+def test_an_unlabelled_containers_environment_is_never_shown(state: DesiredState) -> None:
+    containers = list(in_sync_snapshot(state).containers)
+    web = next(c for c in containers if c.name == "shop-web-1")
+    bare = {k: v for k, v in web.labels.items() if k != labels.SPEC}
+    containers[containers.index(web)] = ObservedContainer(
+        **{**web.__dict__, "labels": bare, "env": {**web.env, "A": "hunter2"}})
+    findings = diff_host(state.containers[HOST], HostSnapshot(HOST, tuple(containers)),
+                         ctx(state))
+    detail = next(f.detail for f in findings if f.service == "web")
+    assert "hunter2" not in detail and "environment.A: <redacted> -> 1" in detail

@@ -38,3 +38,16 @@ def test_recorded_spec_becomes_desired_with_secret_tokens() -> None:
     desired = desired_from_entry(entry(1), "h1", "p", store)
     assert desired.options["environment"] == {"T": token("T")}
     assert desired.name == "p-web-1"
+
+
+def test_in_place_updates_neither_disown_nor_hide_a_revision() -> None:
+    update_failed = JournalEntry(command="apply", service="web", replica=1, revision=2,
+                                 image="r/web:v2", digest="", spec={"image": "r/web:v2"},
+                                 spec_hash="h", outcome="failed",
+                                 detail="updated in place: Memory")
+    newer_limits = JournalEntry(command="apply", service="web", replica=1, revision=2,
+                                image="r/web:v2", digest="", spec={"image": "r/web:v2",
+                                                                   "mem_limit": 5},
+                                spec_hash="h2", outcome="ok", detail="updated in place")
+    entries = [entry(1), entry(2), newer_limits, update_failed, entry(3)]
+    assert choose_revision(entries, "web", 1, current=3).entry == newer_limits

@@ -65,3 +65,8 @@ def test_every_host_exactly_once_and_batches_bounded(count: int, batch: int | st
     assert sorted(flat) == sorted(h.name for h in fleet)
     assert all(s.hosts for s in steps)
     assert all(len(s.hosts) <= canary for s in steps if s.canary)
+
+
+def test_a_percentage_canary_is_at_least_one_host() -> None:
+    assert schedule(hosts(5), UpdatePolicy(canary="10%"))[0].canary
+    assert not any(s.canary for s in schedule(hosts(5), UpdatePolicy(canary="0%")))
