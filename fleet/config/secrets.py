@@ -23,6 +23,7 @@ from fleet.errors import FleetError
 
 _TOKEN = re.compile(r"⟦secret:([A-Za-z_][A-Za-z0-9_.-]*)⟧")
 REDACTED = "<redacted:{name}>"
+HASH_KEY_NAME = "FLEET_SECRET_KEY"
 
 
 def token(name: str) -> str:
@@ -52,7 +53,13 @@ class SecretStore:
         raise SecretMissing(f"secret '{name}' is not set in {where}")
 
     def digest(self, name: str) -> str:
-        key = hashlib.sha256(f"fleet.secret\0{self.project}\0{name}".encode()).digest()
+        """A keyed digest of a secret's value, for hashes, labels and journals.
+
+        Keyed by FLEET_SECRET_KEY (from the environment or the secrets file) when set: then
+        what hosts store can't be brute-forced back to a weak secret by whoever reads it.
+        Every controller of a project must use the same key, or hashes differ."""
+        salt = self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME) or ""
+        key = hashlib.sha256(f"fleet.secret\0{self.project}\0{name}\0{salt}".encode()).digest()
         return hmac.new(key, self.value(name).encode(), hashlib.sha256).hexdigest()[:16]
 
 

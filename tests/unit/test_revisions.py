@@ -51,3 +51,10 @@ def test_in_place_updates_neither_disown_nor_hide_a_revision() -> None:
                                 spec_hash="h2", outcome="ok", detail="updated in place")
     entries = [entry(1), entry(2), newer_limits, update_failed, entry(3)]
     assert choose_revision(entries, "web", 1, current=3).entry == newer_limits
+
+
+def test_the_secret_digest_is_keyed_when_a_key_is_set() -> None:
+    plain = SecretStore("p", environ={"T": "v"}).digest("T")
+    keyed = SecretStore("p", environ={"T": "v", "FLEET_SECRET_KEY": "k1"}).digest("T")
+    from_file = SecretStore("p", {"FLEET_SECRET_KEY": "k1"}, environ={"T": "v"}).digest("T")
+    assert plain != keyed == from_file
