@@ -107,7 +107,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "project": plan.project,
         "changes": plan.has_changes,
         "hosts": [{"host": h.host, "actions": [action_json(a) for a in h.actions],
-                   "findings": [f.as_json() for f in h.drift]} for h in plan.hosts],
+                   "findings": [{**f.as_json(), "changes": [
+                       {"field": c.field, "observed": c.observed, "desired": c.desired}
+                       for c in f.changes]} for f in h.drift]} for h in plan.hosts],
         "unreachable": unreachable_json(dict(plan.unreachable)),
     }
 

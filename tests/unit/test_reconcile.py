@@ -259,3 +259,21 @@ def test_an_unlabelled_containers_environment_is_never_shown(state: DesiredState
                          ctx(state))
     detail = next(f.detail for f in findings if f.service == "web")
     assert "hunter2" not in detail and "environment.A: <redacted> -> 1" in detail
+
+
+def test_plan_json_lists_every_field_level_change(state: DesiredState) -> None:
+    from fleet.commands.session import plan_json
+    from fleet.plan import Plan
+
+    containers = list(in_sync_snapshot(state).containers)
+    web = next(c for c in containers if c.name == "shop-web-1")
+    containers[containers.index(web)] = ObservedContainer(
+        **{**web.__dict__, "env": {**web.env, "A": "2"}})
+    snapshot = HostSnapshot(HOST, tuple(containers))
+    c = ctx(state)
+    host_plan = plan_host(diff_host(state.containers[HOST], snapshot, c), snapshot, "shop",
+                          c.digests)
+    data = plan_json(Plan("shop", (host_plan,)))
+    finding = data["hosts"][0]["findings"][0]
+    assert finding["kind"] == "config_changed"
+    assert finding["changes"] == [{"field": "environment.A", "observed": "2", "desired": "1"}]
