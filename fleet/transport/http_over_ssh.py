@@ -65,6 +65,19 @@ class SSHChannelStream(httpcore.AsyncNetworkStream):
         return None
 
 
+async def _open_stream(opening: Awaitable[tuple[asyncssh.SSHReader[bytes],
+                                               asyncssh.SSHWriter[bytes]]],
+                       timeout: float | None, refused: str) -> SSHChannelStream:
+    """A new channel on the SSH connection as an httpcore stream, errors in httpcore's terms."""
+    try:
+        reader, writer = await _within(opening, timeout, httpcore.ConnectTimeout)
+    except asyncssh.ChannelOpenError as exc:
+        raise httpcore.ConnectError(f"{refused}: {exc.reason}") from exc
+    except (asyncssh.Error, OSError) as exc:
+        raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+    return SSHChannelStream(reader, writer)
+
+
 class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
     """Every connect opens a channel to `socket_path` on the far side of `ssh`."""
 
@@ -83,16 +96,9 @@ class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
         return await self._open_channel(timeout)
 
     async def _open_channel(self, timeout: float | None) -> SSHChannelStream:
-        try:
-            reader, writer = await _within(self._ssh.open_unix_connection(self._socket_path),
-                                           timeout, httpcore.ConnectTimeout)
-        except asyncssh.ChannelOpenError as exc:
-            raise httpcore.ConnectError(
-                f"the SSH server would not open a channel to {self._socket_path}: {exc.reason}"
-            ) from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
-        return SSHChannelStream(reader, writer)
+        return await _open_stream(
+            self._ssh.open_unix_connection(self._socket_path), timeout,
+            f"the SSH server would not open a channel to {self._socket_path}")
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -108,15 +114,8 @@ class SSHDirectTCPBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> SSHChannelStream:
-        try:
-            reader, writer = await _within(self._ssh.open_connection(host, port), timeout,
-                                           httpcore.ConnectTimeout)
-        except asyncssh.ChannelOpenError as exc:
-            raise httpcore.ConnectError(f"{host}:{port} refused on the host: {exc.reason}"
-                                        ) from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
-        return SSHChannelStream(reader, writer)
+        return await _open_stream(self._ssh.open_connection(host, port), timeout,
+                                  f"{host}:{port} refused on the host")
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None
