@@ -16,7 +16,7 @@ from fleet.config.templating import base_context, render_value
 from fleet.desired import DesiredState
 from fleet.diff import DiffContext, Finding, diff_host
 from fleet.errors import FleetError, HostError
-from fleet.hoststate.journal import Journal
+from fleet.hoststate.journal import Journal, JournalEntry
 from fleet.hoststate.multi import FleetLock
 from fleet.observe import observe_host, resolve_digests
 from fleet.observed import HostSnapshot
@@ -68,6 +68,7 @@ class Run:
         self.options = options
         self.auth = registry_auth(state)
         self.lock: FleetLock | None = None  # set while the run holds the project's lock
+        self.journals: dict[str, list[JournalEntry]] = {}  # read by observe(for_changes=True)
         self.hosts = {h.name: h for h in state.targeted_hosts}
         self.report = report or (lambda host, message: None)
         targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
@@ -116,8 +117,9 @@ class Run:
     async def _revisions(self, host: str) -> dict[str, int]:
         journal = Journal(self.pool.connected[host], self.state.project,
                           self.hosts[host].state_dir)
+        self.journals[host] = await journal.read()
         highest: dict[str, int] = {}
-        for entry in await journal.read():
+        for entry in self.journals[host]:
             highest[entry.service] = max(highest.get(entry.service, 0), entry.revision)
         return highest
 

@@ -18,8 +18,8 @@ from fleet.commands.session import (
     plan_json,
     print_plan,
     print_report,
-    report_json,
     require_confirmation_possible,
+    rollout_json,
     run_async,
     run_options,
     session,
@@ -83,21 +83,13 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
                 print_plan(the_plan, observation.digest_failures)
             if not the_plan.has_changes:
                 return the_plan, RolloutResult()
-            if not yes:
-                await confirm(yes)
+            await confirm(yes)
             return the_plan, await converge(run, the_plan, as_json, "apply")
 
     the_plan, result = run_async(go())
     converged = result.ok and not the_plan.unreachable
     if as_json:
-        print_json({
-            "project": the_plan.project,
-            "converged": converged,
-            "hosts": report_json(result),
-            "stopped": result.stopped or None,
-            "interrupted": result.interrupted,
-            "unreachable": unreachable_json(dict(the_plan.unreachable)),
-        })
+        print_json({"converged": converged, **rollout_json(the_plan, result)})
     elif the_plan.has_changes:
         print_report(result, dict(the_plan.unreachable))
     sys.exit(EXIT_OK if converged else EXIT_ERROR)

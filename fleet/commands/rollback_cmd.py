@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 
@@ -18,21 +17,20 @@ from fleet.commands.session import (
     lock_wait_option,
     print_plan,
     print_report,
-    report_json,
     require_confirmation_possible,
+    rollout_json,
     run_async,
     run_options,
     session,
-    unreachable_json,
 )
 from fleet.desired import DesiredState
-from fleet.errors import FleetError, HostError
-from fleet.hoststate.journal import Journal, JournalEntry
+from fleet.errors import FleetError
+from fleet.hoststate.journal import JournalEntry
 from fleet.observed import HostSnapshot
 from fleet.plan import ActionKind, HostPlan, Plan
 from fleet.rollout.engine import PREPARATIONS, RolloutResult, service_of
 from fleet.rollout.revisions import choose_revision, desired_from_entry
-from fleet.runner import Run, RunOptions
+from fleet.runner import RunOptions
 
 
 def only_service(plan: Plan, service: str) -> Plan:
@@ -47,16 +45,6 @@ def only_service(plan: Plan, service: str) -> Plan:
         findings = tuple(f for f in host_plan.findings if f.service == service)
         hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))
     return Plan(plan.project, tuple(hosts), plan.unreachable)
-
-
-async def _journals(run: Run) -> dict[str, list[JournalEntry]]:
-    hosts = {h.name: h for h in run.state.targeted_hosts}
-
-    async def read(name: str) -> tuple[str, list[JournalEntry]]:
-        journal = Journal(run.pool.connected[name], run.state.project, hosts[name].state_dir)
-        return name, await journal.read()
-
-    return dict(await asyncio.gather(*(read(n) for n in run.pool.connected)))
 
 
 def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
@@ -112,10 +100,8 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
     async def go() -> tuple[Plan, RolloutResult]:
         async with session(state, options, "observing", as_json, for_changes=True,
                             lock="rollback", lock_wait=lock_wait) as (run, observation):
-            try:
-                journals = await _journals(run)
-            except HostError as exc:
-                raise FleetError(f"cannot read the history: {exc}") from exc
+            # Read by the observation (a host whose journal can't be read is unreachable).
+            journals = run.journals
             target_state, digests, problems = _targets(state, service, observation.snapshots,
                                                        journals, to_revision)
             if problems:
@@ -128,17 +114,13 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
                 print_plan(the_plan, {})
             if not the_plan.actions:
                 return the_plan, RolloutResult()
-            if not yes:
-                await confirm(yes)
+            await confirm(yes)
             return the_plan, await converge(run, the_plan, as_json, "rollback", [service])
 
     the_plan, result = run_async(go())
     done = result.ok and not the_plan.unreachable
     if as_json:
-        print_json({"project": the_plan.project, "service": service, "rolled_back": done,
-                    "hosts": report_json(result), "stopped": result.stopped or None,
-                    "interrupted": result.interrupted,
-                    "unreachable": unreachable_json(dict(the_plan.unreachable))})
+        print_json({"service": service, "rolled_back": done, **rollout_json(the_plan, result)})
     elif the_plan.actions:
         print_report(result, dict(the_plan.unreachable))
     sys.exit(EXIT_OK if done else EXIT_ERROR)

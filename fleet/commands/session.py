@@ -204,6 +204,13 @@ def report_json(result: RolloutResult) -> list[dict[str, Any]]:
     return rows
 
 
+def rollout_json(plan: Plan, result: RolloutResult) -> dict[str, Any]:
+    """What `apply --json` and `rollback --json` share: each host's actions and outcomes."""
+    return {"project": plan.project, "hosts": report_json(result),
+            "stopped": result.stopped or None, "interrupted": result.interrupted,
+            "unreachable": unreachable_json(dict(plan.unreachable))}
+
+
 def print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
     for report in result.reports:
         if report.outcome != Outcome.CHANGED:
