@@ -208,9 +208,13 @@ def test_rollback_returns_to_the_previous_revision_and_history_shows_it(lab: Lab
                              ("rollback", "v1", "ok")], rows
         made = [e["revision"] for e in host["entries"] if e["outcome"] == "ok"]
         assert made == sorted(set(made)), made  # a revision number is never reused
-    # --to goes to a named revision: back to v2 (revision 2).
-    fleet("rollback", "--service", "web", "--to", "2", "--yes", str(playbook), check_rc=0)
-    assert _pages(lab) == {"v2"}
+    # --to goes to a named revision: back to v2 (revision numbers are per host, so one host).
+    first = history["hosts"][0]
+    v2 = [e["revision"] for e in first["entries"]
+          if e["command"] == "apply" and e["image"].endswith(":v2") and e["outcome"] == "ok"][-1]
+    fleet("rollback", "--service", "web", "--to", str(v2), "--limit", first["host"], "--yes",
+          str(playbook), check_rc=0)
+    assert _pages_of(lab, first["host"]) == ["v2"]
     refused = fleet("rollback", "--service", "web", "--to", "99", "--yes", str(playbook),
                     check_rc=1)
     assert "no successful revision 99" in refused.stderr
