@@ -41,15 +41,16 @@ from typing import Any
 from transport_floor import floor_once, target_of
 
 from fleet.config.inventory import load_inventory
-from fleet.diff import Kind
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core.desired import desired_state
+from fleet.core.diff import Kind
+from fleet.core.plan import ActionKind
+from fleet.docker.wire import MAX_API_VERSION
+from fleet.engine.rollout import Rollout
+from fleet.engine.run import Run, RunOptions
 from fleet.hoststate.multi import fleet_lock, state_dirs
 from fleet.lab import Lab, lab_down, lab_exec, lab_up
-from fleet.plan import ActionKind
-from fleet.project import ProjectFiles, load_project
-from fleet.rollout.engine import Rollout
-from fleet.runner import Run, RunOptions
 from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
-from fleet.transport.docker_wire import MAX_API_VERSION
 from fleet.transport.ssh import DEFAULT_FORKS
 
 PROJECT = "bench"
@@ -111,7 +112,7 @@ def clean_lab(lab: Lab) -> None:
 async def check_once(playbook: Path, forks: int) -> float:
     """`fleet check`'s library path; the fleet must be in sync."""
     started = time.perf_counter()
-    state = load_project(ProjectFiles([str(playbook)]))
+    state = desired_state(read_project(ProjectFiles([str(playbook)])))
     async with Run(state, RunOptions(forks=forks)) as run:
         observation = await run.observe()
         findings = run.diff(observation)
@@ -137,7 +138,7 @@ async def apply_once(playbook: Path, forks: int, expected_pulls: int) -> float:
     """`fleet apply --yes`'s library path (lock, observe, plan, rollout with its journal), on
     hosts with no containers and no images."""
     started = time.perf_counter()
-    state = load_project(ProjectFiles([str(playbook)]))
+    state = desired_state(read_project(ProjectFiles([str(playbook)])))
     async with Run(state, RunOptions(forks=forks)) as run, fleet_lock(
             run.pool.connected, state.project, "apply",
             state_dirs=state_dirs(state.targeted_hosts)):
@@ -181,8 +182,7 @@ def wanted_on(lab: Lab, worker_hosts: set[str]) -> dict[str, Wanted]:
 
 async def pull_and_start(host: HostConnection, wanted: Wanted) -> None:
     # One client for every call, its version pinned as in transport_floor (no negotiation).
-    docker = DockerClient.over_ssh(host.name, host.ssh, host.target.docker_socket,
-                                   api_version=MAX_API_VERSION)
+    docker = DockerClient.over_ssh(host, api_version=MAX_API_VERSION)
     try:
         await docker.list_containers(all=True)
         await asyncio.gather(*(docker.pull_image(image) for image in wanted.images))

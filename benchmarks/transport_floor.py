@@ -15,8 +15,8 @@ import sys
 import time
 
 from fleet.config.inventory import Host, load_inventory
+from fleet.docker.wire import MAX_API_VERSION
 from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
-from fleet.transport.docker_wire import MAX_API_VERSION
 from fleet.transport.ssh import DEFAULT_FORKS
 
 
@@ -32,8 +32,7 @@ def target_of(host: Host) -> SSHTarget:
 async def list_containers(host: HostConnection) -> int:
     # The version is pinned so that the floor is exactly one API call; fleet commands
     # negotiate it (GET /version), one round trip more per host.
-    docker = DockerClient.over_ssh(host.name, host.ssh, host.target.docker_socket,
-                                   api_version=MAX_API_VERSION)
+    docker = DockerClient.over_ssh(host, api_version=MAX_API_VERSION)
     try:
         return len(await docker.list_containers(all=True))
     finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fleet.hoststate.lease import LockInfo
+    from fleet.core.lease import LockInfo
 
 
 class FleetError(Exception):

@@ -65,3 +65,10 @@ def parse_image_reference(text: str) -> ImageRef:
     if tag is None and digest is None:
         tag = "latest"
     return ImageRef(registry, path, tag, digest)
+
+
+def pinned_image(reference: str, digest: str | None) -> str:
+    """`name@digest` when the tag was resolved, so every host runs the same bytes."""
+    if not digest:
+        return reference
+    return f"{parse_image_reference(reference).name}@{digest}"

@@ -11,25 +11,19 @@ over SFTP on the run's SSH connection (no shell command is ever run).
 Raises (with the host name): LockHeld, LockLost, HostStateError.
 """
 
-from fleet.hoststate.journal import Journal, JournalEntry, Outcome, decode_journal, encode_entries
-from fleet.hoststate.lease import DEFAULT_TTL, LockInfo, current_operator, new_lease
+from fleet.hoststate.journal import Journal
+from fleet.hoststate.lease import current_operator, new_lease
 from fleet.hoststate.lock import HostLock
 from fleet.hoststate.multi import FleetLock, fleet_lock, state_dirs
 from fleet.hoststate.paths import DEFAULT_STATE_DIR, ProjectPaths
 
 __all__ = [
     "DEFAULT_STATE_DIR",
-    "DEFAULT_TTL",
     "FleetLock",
     "HostLock",
     "Journal",
-    "JournalEntry",
-    "LockInfo",
-    "Outcome",
     "ProjectPaths",
     "current_operator",
-    "decode_journal",
-    "encode_entries",
     "fleet_lock",
     "new_lease",
     "state_dirs",

@@ -14,9 +14,10 @@ from contextlib import AbstractAsyncContextManager
 
 import asyncssh
 
+from fleet.core.lease import DEFAULT_TTL, LockInfo, unreadable_lease_is_stale, utc_now
 from fleet.errors import HostStateError, LockHeld, LockLost
 from fleet.hoststate import sftp as files
-from fleet.hoststate.lease import DEFAULT_TTL, LockInfo, unreadable_lease_is_stale, utc_now
+from fleet.hoststate.lease import holder_is_gone
 from fleet.hoststate.paths import DEFAULT_STATE_DIR, ProjectPaths
 from fleet.transport.ssh import HostConnection
 
@@ -82,7 +83,7 @@ class HostLock:
                     await files.replace_file(sftp, self.paths.lock, renewed.encode(),
                                              self.paths.aside(f"renew-{lease.run_id}"))
                     return renewed
-                elif not held.expired(now) and not held.holder_is_gone():
+                elif not held.expired(now) and not holder_is_gone(held):
                     raise LockHeld(self.host, held)
                 await self._take_over(sftp, held, lease.run_id)
         raise HostStateError(self.host, f"{self.paths.lock} kept changing; try again")

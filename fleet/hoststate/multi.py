@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.config.inventory import Host
+from fleet.core.lease import DEFAULT_TTL, LockInfo
 from fleet.errors import HostError, HostStateError, LockHeld, LockLost
-from fleet.hoststate.lease import DEFAULT_TTL, LockInfo, new_lease
+from fleet.hoststate.lease import new_lease
 from fleet.hoststate.lock import HostLock
 from fleet.hoststate.paths import DEFAULT_STATE_DIR
 from fleet.transport.ssh import HostConnection

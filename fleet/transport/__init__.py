@@ -1,15 +1,6 @@
-"""fleet's transport: SSH connections to hosts and the Docker Engine API over them."""
+"""SSH, and nothing else: one asyncssh connection per host (host-key policy, jump hosts,
+bounded handshakes), and httpx transports over its channels."""
 
-from fleet.transport.docker_api import DockerClient, ExecResult
-from fleet.transport.docker_wire import ContainerOutput, StreamChunk
 from fleet.transport.ssh import ConnectionPool, HostConnection, SSHTarget
 
-__all__ = [
-    "ConnectionPool",
-    "ContainerOutput",
-    "DockerClient",
-    "ExecResult",
-    "HostConnection",
-    "SSHTarget",
-    "StreamChunk",
-]
+__all__ = ["ConnectionPool", "HostConnection", "SSHTarget"]

@@ -3,8 +3,7 @@
     target = SSHTarget(name="web-1", address="198.18.1.11", user="root", ...)
     async with ConnectionPool([target], forks=50) as pool:
         for name, error in pool.failed.items(): ...
-        docker = pool.connected["web-1"].docker
-        await docker.list_containers()
+        connection = pool.connected["web-1"]   # .ssh: the asyncssh connection
 
 Raises (always with the host name): ConnectError, HostKeyError.
 """
@@ -23,7 +22,6 @@ from typing import Any
 import asyncssh
 
 from fleet.errors import ConnectError, HostError
-from fleet.transport.docker_api import DockerClient
 from fleet.transport.host_keys import (
     HostKeyChecking,
     HostKeyVerifier,
@@ -130,12 +128,11 @@ async def _connect(target: SSHTarget, *, keepalive_interval: float,
 
 
 class HostConnection:
-    """One authenticated SSH connection to a host, and its Docker API client."""
+    """One authenticated SSH connection to a host."""
 
     def __init__(self, target: SSHTarget, ssh: asyncssh.SSHClientConnection) -> None:
         self.target = target
         self.ssh = ssh
-        self._docker: DockerClient | None = None
 
     @property
     def name(self) -> str:
@@ -152,16 +149,7 @@ class HostConnection:
         ssh = await _connect(target, keepalive_interval=keepalive_interval, tunnel=tunnel)
         return cls(target, ssh)
 
-    @property
-    def docker(self) -> DockerClient:
-        """The Docker Engine API of this host, over this connection (created on first use)."""
-        if self._docker is None:
-            self._docker = DockerClient.over_ssh(self.name, self.ssh, self.target.docker_socket)
-        return self._docker
-
     async def close(self) -> None:
-        if self._docker is not None:
-            await self._docker.aclose()
         self.ssh.close()
         with contextlib.suppress(TimeoutError):  # a dead peer must not hold up the run
             await asyncio.wait_for(self.ssh.wait_closed(), CLOSE_TIMEOUT)

@@ -15,10 +15,11 @@ import pytest
 from e2e_helpers import fleet, fleet_json, write_playbook
 
 from fleet.config.inventory import load_inventory
+from fleet.core.journal import JournalEntry
+from fleet.engine.run import ssh_target
 from fleet.errors import LockHeld
-from fleet.hoststate import HostLock, Journal, JournalEntry, fleet_lock, new_lease
+from fleet.hoststate import HostLock, Journal, fleet_lock, new_lease
 from fleet.lab import Lab
-from fleet.runner import ssh_target
 from fleet.transport import ConnectionPool, HostConnection
 
 PROJECT = "e2estate"

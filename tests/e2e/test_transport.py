@@ -16,8 +16,9 @@ import asyncssh
 import pytest
 
 from fleet.config.inventory import Host, load_inventory
+from fleet.docker.client import DockerClient
 from fleet.errors import ConnectError, DockerError, DockerNotFoundError, HostKeyError
-from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
+from fleet.transport import ConnectionPool, HostConnection, SSHTarget
 
 pytestmark = pytest.mark.lab
 
@@ -48,7 +49,7 @@ def targets(lab: Any) -> list[SSHTarget]:
 def with_host(target: SSHTarget, use: Callable[[DockerClient], Awaitable[T]]) -> T:
     async def main() -> T:
         async with await HostConnection.open(target) as host:
-            return await use(host.docker)
+            return await use(DockerClient.over_ssh(host))
     return asyncio.run(main())
 
 
@@ -66,11 +67,12 @@ def test_connects_to_every_host_with_strict_checking(targets: list[SSHTarget]) -
         async with ConnectionPool(targets) as pool:
             assert pool.failed == {}
             hosts = list(pool.connected.values())
-            pings = await asyncio.gather(*(host.docker.ping() for host in hosts))
-            versions = await asyncio.gather(*(host.docker.version() for host in hosts))
+            clients = [DockerClient.over_ssh(host) for host in hosts]
+            pings = await asyncio.gather(*(docker.ping() for docker in clients))
+            versions = await asyncio.gather(*(docker.version() for docker in clients))
             assert pings == ["OK"] * len(hosts)
             assert all(version["ApiVersion"] for version in versions)
-            assert {await host.docker.api_version() for host in hosts} == {"1.41"}
+            assert {await docker.api_version() for docker in clients} == {"1.41"}
 
     run(main())
 
@@ -220,7 +222,7 @@ def test_unreachable_host_fails_alone_within_timeout(targets: list[SSHTarget]) -
 def test_thirty_concurrent_calls_share_one_connection(targets: list[SSHTarget]) -> None:
     async def main() -> None:
         async with await HostConnection.open(targets[0]) as host:
-            docker = host.docker
+            docker = DockerClient.over_ssh(host)
             calls: list[Awaitable[Any]] = []
             for index in range(30):
                 calls.append(docker.list_containers() if index % 3 else docker.info())

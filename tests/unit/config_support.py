@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fleet.config.problems import ConfigError, Problem
-from fleet.desired import DesiredState
-from fleet.project import ProjectFiles, load_project
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core.desired import DesiredState, desired_state
 
 INVENTORY = """\
 hosts:
@@ -41,7 +41,7 @@ def load(directory: Path, *playbooks: Path, inventory: str | None = INVENTORY,
     if inventory is not None:
         inventories.append(str(write(directory, "inventory.yml", inventory)))
     files = ProjectFiles([str(p) for p in playbooks], inventories, limit)
-    return load_project(files, environ=environ if environ is not None else {})
+    return desired_state(read_project(files, environ=environ if environ is not None else {}))
 
 
 def problems(directory: Path, *playbooks: Path, **kwargs: object) -> list[Problem]:

@@ -1,20 +1,24 @@
-"""A pure simulation of the executor for reconciler tests: applies a plan to a snapshot."""
+"""A pure simulation of a Docker engine for reconciler tests: performs a plan's steps (one
+Engine API call each) on a snapshot, the way dockerd would answer them."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 from fleet.config.secrets import SecretStore
-from fleet.engine_spec import create_body, update_body
-from fleet.observed import HostSnapshot, ObservedContainer, container_from_inspect
-from fleet.plan import ActionKind, HostPlan
+from fleet.core.observed import HostSnapshot, ObservedContainer, container_from_inspect
+from fleet.core.plan import HostPlan, Step, StepKind
+from fleet.core.resources import update_body
+from fleet.docker.bodies import create_body
 
 _ids = itertools.count(1)
 
 
 def inspect_json(container_id: str, name: str, body: dict[str, Any],
                  state: str = "running") -> dict[str, Any]:
+    """What GET /containers/{id}/json answers for a container created with `body`."""
     host_config = body.get("HostConfig", {})
     return {
         "Id": container_id,
@@ -31,38 +35,70 @@ def make_container(name: str, body: dict[str, Any], state: str = "running") -> O
     return container_from_inspect(inspect_json(f"c{next(_ids)}", name, body, state))
 
 
+class SimulatedEngine:
+    def __init__(self, snapshot: HostSnapshot, secrets: SecretStore) -> None:
+        self.containers = {c.id: c for c in snapshot.containers}
+        self.images = set(snapshot.images)
+        self.networks = set(snapshot.networks)
+        self.secrets = secrets
+        self.created: dict[str, str] = {}  # name -> id, as the executor keeps it
+
+    def _find(self, ref: str) -> ObservedContainer:
+        ref = self.created.get(ref, ref)
+        if ref in self.containers:
+            return self.containers[ref]
+        matches = [c for c in self.containers.values() if c.name == ref]
+        assert len(matches) == 1, f"no container {ref}"
+        return matches[0]
+
+    def _taken(self, name: str) -> bool:
+        return any(c.name == name for c in self.containers.values())
+
+    def perform(self, step: Step) -> None:
+        match step.kind:
+            case StepKind.PULL:
+                self.images.add(step.image)
+            case StepKind.NETWORK_CREATE:
+                self.networks.add(step.target)
+            case StepKind.CREATE:
+                assert step.container is not None
+                assert not self._taken(step.target), f"409: name {step.target} is taken"
+                body = create_body(step.container, self.secrets, step.digest, step.revision)
+                body["Image"] = step.image
+                made = make_container(step.target, body, "created")
+                self.containers[made.id] = made
+                self.created[step.target] = made.id
+            case StepKind.START:
+                old = self._find(step.target)
+                self.containers[old.id] = replace(old, state="running", health=None)
+            case StepKind.STOP:
+                old = self._find(step.target)
+                self.containers[old.id] = replace(old, state="exited")
+            case StepKind.RENAME:
+                old = self._find(step.target)
+                assert not self._taken(step.name), f"409: name {step.name} is taken"
+                self.containers[old.id] = replace(old, name=step.name)
+                if step.target in self.created:
+                    self.created[step.name] = self.created.pop(step.target)
+            case StepKind.REMOVE:
+                del self.containers[self._find(step.target).id]
+                self.created.pop(step.target, None)
+            case StepKind.UPDATE:
+                assert step.container is not None
+                old = self._find(step.target)
+                self.containers[old.id] = replace(
+                    old, resources=update_body(step.container.options))
+            case StepKind.CONNECT | StepKind.WAIT_READY:
+                self._find(step.target)
+
+    def snapshot(self, host: str) -> HostSnapshot:
+        return HostSnapshot(host, tuple(self.containers.values()), frozenset(self.images),
+                            frozenset(self.networks))
+
+
 def apply_plan(snapshot: HostSnapshot, plan: HostPlan, secrets: SecretStore) -> HostSnapshot:
-    containers = {c.id: c for c in snapshot.containers}
-    images = set(snapshot.images)
+    engine = SimulatedEngine(snapshot, secrets)
     for action in plan.actions:
-        if action.kind == ActionKind.PULL:
-            images.add(action.image)
-            continue
-        if action.kind in (ActionKind.CREATE, ActionKind.RECREATE):
-            assert action.desired is not None
-            if action.observed is not None:
-                del containers[action.observed.id]
-            body = create_body(action.desired, secrets, action.digest, action.revision)
-            body["Image"] = action.image
-            new = make_container(action.target, body)
-            containers[new.id] = new
-            continue
-        assert action.observed is not None
-        old = containers[action.observed.id]
-        if action.kind == ActionKind.REMOVE:
-            del containers[old.id]
-        elif action.kind in (ActionKind.START, ActionKind.RESTART):
-            containers[old.id] = _replace(old, state="running", health=None)
-        elif action.kind == ActionKind.UPDATE:
-            assert action.desired is not None
-            containers[old.id] = _replace(old, resources=update_body(action.desired.options))
-        elif action.kind == ActionKind.RENAME:
-            assert action.desired is not None
-            containers[old.id] = _replace(old, name=action.desired.name)
-    return HostSnapshot(snapshot.host, tuple(containers.values()), frozenset(images))
-
-
-def _replace(container: ObservedContainer, **changes: Any) -> ObservedContainer:
-    from dataclasses import replace
-
-    return replace(container, **changes)
+        for step in action.steps:
+            engine.perform(step)
+    return engine.snapshot(snapshot.host)

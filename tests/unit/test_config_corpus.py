@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from fleet.config.problems import ConfigError, Problem, format_key_path
-from fleet.project import ProjectFiles, load_project
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core.desired import desired_state
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 INVENTORY = CORPUS / "inventory.yml"
@@ -30,7 +31,7 @@ def _load(path: Path, tmp_path: Path) -> list[Problem]:
     else:
         files = ProjectFiles([str(path)], [str(INVENTORY)])
     try:
-        return load_project(files, environ={}).problems
+        return desired_state(read_project(files, environ={})).problems
     except ConfigError as exc:
         return list(exc.problems)
 

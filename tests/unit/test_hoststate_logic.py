@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet import labels
 from fleet.config.inventory import load_inventory
+from fleet.core import labels
+from fleet.core.journal import JournalEntry, decode_journal, encode_entries
+from fleet.core.lease import LockInfo, unreadable_lease_is_stale
 from fleet.errors import HostStateError, LockHeld
-from fleet.hoststate import (
-    JournalEntry,
-    LockInfo,
-    ProjectPaths,
-    current_operator,
-    decode_journal,
-    encode_entries,
-    new_lease,
-)
-from fleet.hoststate.lease import unreadable_lease_is_stale
+from fleet.hoststate import ProjectPaths, current_operator, new_lease
 from fleet.hoststate.multi import _refusal
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -74,7 +67,8 @@ def test_entry_from_container_labels_keeps_the_spec_label_as_is() -> None:
                         labels.SPEC_HASH: "f" * 64, labels.SPEC: json.dumps(spec),
                         labels.IMAGE: "web:1", labels.IMAGE_DIGEST: "sha256:" + "b" * 64,
                         labels.REVISION: "7"}
-    made = JournalEntry.from_labels(container_labels, command="rollback", outcome="ok")
+    made = JournalEntry.from_labels(container_labels, command="rollback", outcome="ok",
+                                    operator=current_operator())
     assert (made.service, made.replica, made.revision, made.image) == ("web", 2, 7, "web:1")
     assert made.spec == spec and made.spec_hash == "f" * 64
     assert made.digest == "sha256:" + "b" * 64 and made.command == "rollback"

@@ -12,16 +12,15 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from fleet.core.journal import JournalEntry
+from fleet.core.lease import LockInfo, utc_now
 from fleet.errors import HostStateError, LockHeld, LockLost
 from fleet.hoststate import (
     HostLock,
     Journal,
-    JournalEntry,
-    LockInfo,
     fleet_lock,
     new_lease,
 )
-from fleet.hoststate.lease import utc_now
 from fleet.transport import HostConnection, SSHTarget
 
 

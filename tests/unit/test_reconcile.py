@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reconcile_sim import apply_plan, make_container
 
-from fleet import labels
-from fleet.desired import DesiredContainer, DesiredState
-from fleet.diff import DiffContext, Kind, diff_host
-from fleet.engine_spec import create_body
-from fleet.observed import HostSnapshot, ObservedContainer, container_from_list
-from fleet.plan import plan_host
-from fleet.project import ProjectFiles, load_project
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core import labels
+from fleet.core.desired import DesiredContainer, DesiredState, desired_state
+from fleet.core.diff import DiffContext, Kind, diff_host
+from fleet.core.observed import HostSnapshot, ObservedContainer, container_from_list
+from fleet.core.plan import plan_host
+from fleet.docker.bodies import create_body
 
 DIGEST_V1 = "sha256:" + "1" * 64
 DIGEST_V2 = "sha256:" + "2" * 64
@@ -40,7 +40,8 @@ services:
     image: reg.example:5000/demo/worker:v1
     replicas: 2
 """)
-    return load_project(ProjectFiles([str(tmp_path / "pb.yml")]), environ={"TOKEN": "t0p"})
+    return desired_state(read_project(ProjectFiles([str(tmp_path / "pb.yml")]),
+                                      environ={"TOKEN": "t0p"}))
 
 
 def ctx(state: DesiredState, digests: dict[str, str | None] | None = None) -> DiffContext:
@@ -262,8 +263,8 @@ def test_an_unlabelled_containers_environment_is_never_shown(state: DesiredState
 
 
 def test_plan_json_lists_every_field_level_change(state: DesiredState) -> None:
-    from fleet.commands.session import plan_json
-    from fleet.plan import Plan
+    from fleet.cli.session import plan_json
+    from fleet.core.plan import Plan
 
     containers = list(in_sync_snapshot(state).containers)
     web = next(c for c in containers if c.name == "shop-web-1")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet import registry_auth
 from fleet.config.secrets import SecretStore, token
-from fleet.registry_auth import RegistryAuth
+from fleet.docker import registry_auth
+from fleet.docker.registry_auth import RegistryAuth
 
 
 def test_playbook_credentials_reveal_secrets_only_for_the_pull() -> None:

@@ -10,7 +10,7 @@ from config_support import load, playbook, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.commands.config_cmds import render_json
+from fleet.cli.config_cmds import render_json
 
 BASE = {
     "image": "nginx:1.25", "command": ["run", "--fast"], "environment": {"A": "1", "B": "2"},

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from fleet.config.secrets import SecretStore, token
-from fleet.hoststate.journal import JournalEntry
-from fleet.rollout.revisions import choose_revision, desired_from_entry
+from fleet.core.journal import JournalEntry
+from fleet.core.revisions import choose_revision, desired_from_entry
 
 
 def entry(revision: int, outcome: str = "ok", replica: int = 1, image: str = "r/web:v1"

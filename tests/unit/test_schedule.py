@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from fleet.config.inventory import Host
 from fleet.config.service import UpdatePolicy
-from fleet.rollout.schedule import Step, failure_budget, quantity, schedule
+from fleet.core.schedule import Batch, failure_budget, quantity, schedule
 
 CLOUDS = ["aws", "gcp", "hetzner"]
 
@@ -17,27 +17,27 @@ def hosts(count: int) -> list[Host]:
             for i in range(count)]
 
 
-def names(steps: list[Step]) -> list[tuple[str, tuple[str, ...], bool]]:
-    return [(s.wave, s.hosts, s.canary) for s in steps]
+def names(batches: list[Batch]) -> list[tuple[str, tuple[str, ...], bool]]:
+    return [(s.wave, s.hosts, s.canary) for s in batches]
 
 
 def test_one_wave_per_label_value_in_inventory_order() -> None:
-    steps = schedule(hosts(6), UpdatePolicy(waves="cloud", batch=2))
-    assert names(steps) == [("cloud=aws", ("h0", "h3"), False),
+    batches = schedule(hosts(6), UpdatePolicy(waves="cloud", batch=2))
+    assert names(batches) == [("cloud=aws", ("h0", "h3"), False),
                             ("cloud=gcp", ("h1", "h4"), False),
                             ("cloud=hetzner", ("h2", "h5"), False)]
 
 
 def test_pattern_waves_and_the_rest_last() -> None:
-    steps = schedule(hosts(6), UpdatePolicy(waves=["cloud=hetzner", "h1"], batch="50%"))
-    assert names(steps) == [("cloud=hetzner", ("h2",), False), ("cloud=hetzner", ("h5",), False),
+    batches = schedule(hosts(6), UpdatePolicy(waves=["cloud=hetzner", "h1"], batch="50%"))
+    assert names(batches) == [("cloud=hetzner", ("h2",), False), ("cloud=hetzner", ("h5",), False),
                             ("h1", ("h1",), False),
                             ("(rest)", ("h0", "h3"), False), ("(rest)", ("h4",), False)]
 
 
 def test_canary_goes_first_alone() -> None:
-    steps = schedule(hosts(6), UpdatePolicy(waves="cloud", batch=5, canary=1))
-    assert names(steps)[:2] == [("cloud=aws", ("h0",), True), ("cloud=aws", ("h3",), False)]
+    batches = schedule(hosts(6), UpdatePolicy(waves="cloud", batch=5, canary=1))
+    assert names(batches)[:2] == [("cloud=aws", ("h0",), True), ("cloud=aws", ("h3",), False)]
 
 
 def test_hosts_without_the_label_form_a_last_wave() -> None:
@@ -60,11 +60,11 @@ def test_every_host_exactly_once_and_batches_bounded(count: int, batch: int | st
                                                      by_label: bool) -> None:
     fleet = hosts(count)
     policy = UpdatePolicy(waves="cloud" if by_label else None, batch=batch, canary=canary)
-    steps = schedule(fleet, policy)
-    flat = [h for s in steps for h in s.hosts]
+    batches = schedule(fleet, policy)
+    flat = [h for s in batches for h in s.hosts]
     assert sorted(flat) == sorted(h.name for h in fleet)
-    assert all(s.hosts for s in steps)
-    assert all(len(s.hosts) <= canary for s in steps if s.canary)
+    assert all(s.hosts for s in batches)
+    assert all(len(s.hosts) <= canary for s in batches if s.canary)
 
 
 def test_a_percentage_canary_is_at_least_one_host() -> None:

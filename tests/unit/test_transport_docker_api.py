@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fleet.docker.client import DockerClient
 from fleet.errors import DockerError, DockerNotFoundError
-from fleet.transport.docker_api import DockerClient
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -21,6 +21,7 @@ from typing import Any
 import asyncssh
 import pytest
 
+from fleet.docker.client import DockerClient
 from fleet.errors import ConnectError, DockerError, HostKeyError
 from fleet.transport import ConnectionPool, HostConnection, SSHTarget
 
@@ -146,9 +147,9 @@ def test_strict_known_key_connects_and_speaks_http(lab: Lab) -> None:
         async with lab.sshd() as port:
             lab.trust(port)
             async with await HostConnection.open(lab.target(port)) as host:
-                assert await host.docker.ping() == "OK"
-                assert await host.docker.api_version() == "1.41"
-                assert await host.docker.list_containers() == []
+                assert await DockerClient.over_ssh(host).ping() == "OK"
+                assert await DockerClient.over_ssh(host).api_version() == "1.41"
+                assert await DockerClient.over_ssh(host).list_containers() == []
 
     asyncio.run(main())
 
@@ -187,7 +188,7 @@ def test_accept_new_records_once_under_concurrency(lab: Lab) -> None:
             await asyncio.gather(*(host.close() for host in hosts))
             # the recorded key is now trusted under strict checking too
             async with await HostConnection.open(lab.target(port)) as host:
-                assert await host.docker.ping() == "OK"
+                assert await DockerClient.over_ssh(host).ping() == "OK"
 
     asyncio.run(main())
     lines = lab.known_hosts.read_text().splitlines()
@@ -246,7 +247,7 @@ def test_pool_isolates_failures_and_bounds_channels(lab: Lab) -> None:
                 assert set(pool.connected) == {good.name}
                 assert isinstance(pool.failed["refused"], ConnectError)
                 assert "connection refused" in str(pool.failed["refused"])
-                docker = pool.connected[good.name].docker
+                docker = DockerClient.over_ssh(pool.connected[good.name])
                 answers = await asyncio.gather(*(docker.list_containers() for _ in range(30)))
                 assert answers == [[]] * 30
             assert not pool.connected
@@ -262,7 +263,7 @@ def test_missing_docker_socket_is_docker_error(lab: Lab) -> None:
             target = lab.target(port, docker_socket=str(lab.tmp / "nope.sock"))
             async with await HostConnection.open(target) as host:
                 with pytest.raises(DockerError, match="cannot talk to the Docker daemon"):
-                    await host.docker.ping()
+                    await DockerClient.over_ssh(host).ping()
 
     asyncio.run(main())
 
@@ -281,7 +282,7 @@ def test_jump_host_is_verified_and_shared(lab: Lab) -> None:
             async with ConnectionPool(targets) as pool:
                 assert set(pool.connected) == {"inner-0", "inner-1", "inner-2"}
                 assert len(pool._jumps) == 1
-                assert await pool.connected["inner-2"].docker.ping() == "OK"
+                assert await DockerClient.over_ssh(pool.connected["inner-2"]).ping() == "OK"
 
     asyncio.run(main())
 
@@ -302,6 +303,6 @@ def test_ssh_config_is_honoured_and_optional(lab: Lab, tmp_path: Path,
             (home / ".ssh" / "config").write_text(
                 f"Host 127.0.0.1\n  IdentityFile {lab.client_key}\n")
             async with await HostConnection.open(keyless) as host:
-                assert await host.docker.ping() == "OK"
+                assert await DockerClient.over_ssh(host).ping() == "OK"
 
     asyncio.run(main())

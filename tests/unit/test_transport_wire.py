@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from fleet.transport.docker_wire import (
+from fleet.docker.wire import (
     demultiplex_stream,
     encode_registry_auth,
     error_message,

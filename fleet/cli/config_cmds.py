@@ -1,0 +1,112 @@
+"""`fleet validate`, `fleet render` and `fleet schema`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import yaml
+
+from fleet.cli.common import (
+    json_option,
+    print_json,
+    project_files,
+    project_options,
+    report_warnings,
+)
+from fleet.config.inventory_model import InventoryFile
+from fleet.config.playbook import PlaybookFile
+from fleet.config.problems import ConfigError
+from fleet.config.project import read_project
+from fleet.core.desired import DesiredState, desired_state
+
+
+@click.command()
+@project_options
+@json_option
+def validate(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+             as_json: bool) -> None:
+    """Validate the inventory and playbooks completely; report every problem.
+
+    Exit 0 when valid (warnings allowed), 1 when invalid.
+    """
+    try:
+        state = desired_state(read_project(project_files(inventories, playbooks, limit)))
+    except ConfigError as exc:
+        if as_json:
+            print_json({"valid": False, "problems": [p.as_json() for p in exc.problems]})
+        else:
+            click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    if as_json:
+        print_json({"valid": True, "problems": [p.as_json() for p in state.problems]})
+        return
+    report_warnings(state.problems)
+    count = sum(len(c) for c in state.containers.values())
+    click.echo(f"valid: project '{state.project}', {len(state.services)} services, "
+               f"{len(state.targeted_hosts)} hosts, {count} containers")
+
+
+def render_json(state: DesiredState) -> dict[str, object]:
+    return {
+        "project": state.project,
+        "hosts": [
+            {
+                "host": host.name,
+                "address": host.address,
+                "labels": dict(host.labels),
+                "containers": [
+                    {"name": c.name, "service": c.service, "replica": c.replica,
+                     "spec_hash": c.spec_hash, "spec": c.redacted_options()}
+                    for c in state.containers[host.name]
+                ],
+            }
+            for host in state.targeted_hosts
+        ],
+        "warnings": [p.as_json() for p in state.problems if p.severity == "warning"],
+    }
+
+
+@click.command()
+@project_options
+@json_option
+def render(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+           as_json: bool) -> None:
+    """Print, per host, the fully rendered containers and their spec hashes (secrets redacted)."""
+    state = desired_state(read_project(project_files(inventories, playbooks, limit)))
+    data = render_json(state)
+    if as_json:
+        print_json(data)
+        return
+    report_warnings(state.problems)
+    for host in data["hosts"]:  # type: ignore[attr-defined]
+        click.echo(f"# {host['host']} ({host['address']})")
+        if not host["containers"]:
+            click.echo("#   (no containers)")
+        for container in host["containers"]:
+            click.echo(f"{container['name']}:  # spec-hash {container['spec_hash'][:12]}")
+            text = yaml.safe_dump(_compact(container["spec"]), sort_keys=True,
+                                  default_flow_style=False, allow_unicode=True)
+            click.echo("".join(f"  {line}\n" for line in text.splitlines()), nl=False)
+        click.echo("")
+
+
+def _compact(value: object) -> object:
+    """Leave out unset and empty fields so the text shows what was configured."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()
+                if not (v is None or v is False or v == [] or v == {})}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["inventory", "playbook"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of an inventory or playbook file (for editor completion)."""
+    model = InventoryFile if kind == "inventory" else PlaybookFile
+    document = model.model_json_schema(mode="validation")
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = f"fleet {kind}"
+    click.echo(json.dumps(document, indent=2))

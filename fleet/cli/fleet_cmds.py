@@ -1,0 +1,157 @@
+"""`fleet plan`, `fleet apply`, `fleet check` and `fleet status`: the reconciler's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fleet.cli.common import console, json_option, print_json, project_options
+from fleet.cli.session import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    confirm,
+    converge,
+    load_state,
+    lock_wait_option,
+    plan_json,
+    print_plan,
+    print_report,
+    require_confirmation_possible,
+    rollout_json,
+    run_async,
+    run_options,
+    session,
+    unreachable_json,
+    warn_unresolved,
+)
+from fleet.cli.status_view import status_table
+from fleet.core.diff import Kind
+from fleet.core.plan import Plan
+from fleet.engine.rollout import RolloutResult
+from fleet.engine.run import Observation, Run, RunOptions
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+         forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Show, per host, what apply would change. Exit 0 no changes, 2 changes, 1 error."""
+    state = load_state(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> tuple[Plan, dict[str, str]]:
+        async with session(state, options, "planning", as_json,
+                           for_changes=True) as (run, observation):
+            return run.plan(observation), observation.digest_failures
+
+    plan_, failures = run_async(go())
+    if as_json:
+        print_json(plan_json(plan_))
+    else:
+        print_plan(plan_, failures)
+    if plan_.unreachable:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if plan_.has_changes else EXIT_OK)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--no-prune", is_flag=True,
+              help="Keep containers of services removed from the playbook, and extra replicas.")
+@lock_wait_option
+def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+          forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool,
+          lock_wait: float | None) -> None:
+    """Converge the targeted hosts to the playbook, rolling out per each service's `update:`
+    policy. Exit 0 converged, 1 otherwise."""
+    state = load_state(inventories, playbooks, limit, as_json)
+    require_confirmation_possible(yes)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
+
+    async def go() -> tuple[Plan, RolloutResult]:
+        async with session(state, options, "observing", as_json, for_changes=True,
+                            lock="apply", lock_wait=lock_wait) as (run, observation):
+            plan_ = run.plan(observation)
+            if not as_json:
+                print_plan(plan_, observation.digest_failures)
+            if not plan_.has_changes:
+                return plan_, RolloutResult()
+            await confirm(yes)
+            return plan_, await converge(run, plan_, as_json, "apply")
+
+    plan_, result = run_async(go())
+    converged = result.ok and not plan_.unreachable
+    if as_json:
+        print_json({"converged": converged, **rollout_json(plan_, result)})
+    elif plan_.has_changes:
+        print_report(result, dict(plan_.unreachable))
+    sys.exit(EXIT_OK if converged else EXIT_ERROR)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+          forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Drift check. Exit 0 in sync, 2 drift found, 1 when a host could not be checked."""
+    state = load_state(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> tuple[Run, Observation]:
+        async with session(state, options, "checking", as_json) as (run, observation):
+            return run, observation
+
+    run, observation = run_async(go())
+    # Without a digest a moved tag can't be seen: say so, whatever the output format.
+    warn_unresolved(observation.digest_failures)
+    findings = [f for host_findings in run.diff(observation).values() for f in host_findings
+                if f.kind != Kind.IN_SYNC]
+    in_sync = not findings and not observation.unreachable
+    if as_json:
+        print_json({"in_sync": in_sync, "hosts_checked": len(observation.snapshots),
+                    "findings": [f.as_json() for f in findings],
+                    "unreachable": unreachable_json(observation.unreachable)})
+    else:
+        for f in findings:
+            replica = f"/{f.replica}" if f.replica else ""
+            click.echo(f"{f.host}: {f.service}{replica}: {f.kind}: {f.detail}")
+        for host, error in sorted(observation.unreachable.items()):
+            click.echo(f"{host}: unreachable: {error}", err=True)
+        verdict = "in sync" if in_sync else (f"{len(findings)} finding(s)" if findings else
+                                             "could not check every host")
+        click.echo(f"Checked {len(observation.snapshots)} host(s): {verdict}.")
+    if observation.unreachable:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if findings else EXIT_OK)
+
+
+@click.command()
+@project_options
+@run_options
+@json_option
+def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
+           forks: int, connect_timeout: float, as_json: bool) -> None:
+    """Services x hosts, grouped by cloud and region: state, image, health, uptime, revision."""
+    state = load_state(inventories, playbooks, limit, as_json)
+    options = RunOptions(forks=forks, connect_timeout=connect_timeout)
+
+    async def go() -> Observation:
+        async with session(state, options, "reading", as_json) as (_, observation):
+            return observation
+
+    observation = run_async(go())
+    table, rows = status_table(state, observation)
+    if as_json:
+        print_json({"project": state.project, "containers": rows,
+                    "unreachable": unreachable_json(observation.unreachable)})
+    else:
+        console().print(table)
+    sys.exit(EXIT_ERROR if observation.unreachable else EXIT_OK)

@@ -1,0 +1,253 @@
+"""What the commands that touch hosts share: options, loading, a session with the fleet
+(connect, lock, observe), plan and report output, and carrying out a plan as a rollout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from fleet.cli.common import console, project_files, report_warnings
+from fleet.cli.progress import HostProgress
+from fleet.config.project import read_project
+from fleet.config.units import parse_duration
+from fleet.core.desired import DesiredState, desired_state
+from fleet.core.plan import Action, Plan, Step
+from fleet.core.policy import HostOutcome, HostReport
+from fleet.engine.rollout import Rollout, RolloutResult
+from fleet.engine.run import Observation, Run, RunOptions
+from fleet.errors import FleetError, LockHeld
+from fleet.hoststate.multi import fleet_lock, state_dirs
+from fleet.transport.ssh import DEFAULT_FORKS
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def run_options(func: F) -> F:
+    func = click.option("--forks", type=click.IntRange(1, 1000), default=DEFAULT_FORKS,
+                        show_default=True, help="Hosts worked on at once.")(func)
+    func = click.option("--connect-timeout", type=float, default=10.0, show_default=True,
+                        help="Seconds to wait for a host's SSH connection.")(func)
+    return func
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def lock_wait_option(func: F) -> F:
+    return click.option("--lock-wait", metavar="DURATION", callback=_duration,
+                        help="If another run holds the project's lock, wait up to this long "
+                             "(e.g. 5m) instead of failing at once.")(func)
+
+
+def load_state(inventories: tuple[str, ...], playbooks: tuple[str, ...], limit: str | None,
+          quiet: bool) -> DesiredState:
+    state = desired_state(read_project(project_files(inventories, playbooks, limit)))
+    if not quiet:
+        report_warnings(state.problems)
+    return state
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def session(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
+                   for_changes: bool = False, lock: str | None = None,
+                   lock_wait: float | None = None) -> AsyncIterator[tuple[Run, Observation]]:
+    """Connect to the targeted hosts, take the project's lock on them when `lock` names the
+    command (before anything is read, so the plan can't go stale), and observe."""
+    run = Run(state, options)
+    async with contextlib.AsyncExitStack() as stack:
+        with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
+                          plain_lines=False) as progress:
+            def report(host: str, message: str) -> None:
+                progress.update(host, message)
+                progress.host_done(host)
+
+            run.report = report
+            await stack.enter_async_context(run)
+            if lock:
+                def waiting(refused: LockHeld) -> None:
+                    if not quiet:
+                        click.echo(f"waiting for the lock: {refused}", err=True)
+
+                run.lock = await stack.enter_async_context(fleet_lock(
+                    run.pool.connected, state.project, lock, wait=lock_wait,
+                    state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
+            observation = await run.observe(for_changes=for_changes)
+        yield run, observation
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    return {"kind": str(step.kind), "target": step.target, "container": step.shown or None,
+            "what": step.what(), "cause": step.cause,
+            "undo": [u.what() for u in step.undo], "commit": step.commit}
+
+
+def action_json(action: Action) -> dict[str, Any]:
+    return {"kind": str(action.kind), "target": action.target, "cause": action.cause,
+            "order": str(action.order) if action.order else None,
+            "revision": action.revision or None, "image": action.image or None,
+            "steps": [step_json(s) for s in action.steps]}
+
+
+def unreachable_json(unreachable: dict[str, str]) -> list[dict[str, str]]:
+    return [{"host": h, "error": e} for h, e in sorted(unreachable.items())]
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "project": plan.project,
+        "changes": plan.has_changes,
+        "hosts": [{"host": h.host, "actions": [action_json(a) for a in h.actions],
+                   "findings": [{**f.as_json(), "changes": [
+                       {"field": c.field, "observed": c.observed, "desired": c.desired}
+                       for c in f.changes]} for f in h.drift]} for h in plan.hosts],
+        "unreachable": unreachable_json(dict(plan.unreachable)),
+    }
+
+
+def warn_unresolved(digest_failures: dict[str, str]) -> None:
+    for image, reason in sorted(digest_failures.items()):
+        click.echo(f"warning: could not resolve {image} to a digest ({reason}); a moved tag "
+                   "can't be detected, and the tag is used as is", err=True)
+
+
+def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
+    out = console()
+    warn_unresolved(digest_failures)
+    text = plan.text()
+    out.print(text if text else "No changes: every targeted host is in sync.", markup=False)
+    for host, error in sorted(plan.unreachable.items()):
+        click.echo(f"{host}: unreachable: {error}", err=True)
+    if plan.actions:
+        kinds: dict[str, int] = {}
+        for action in plan.actions:
+            kinds[str(action.kind)] = kinds.get(str(action.kind), 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        hosts = sum(1 for h in plan.hosts if h.actions)
+        out.print(f"Plan: {summary} on {hosts} host{'s' if hosts != 1 else ''}.", markup=False)
+
+
+def require_confirmation_possible(yes: bool) -> None:
+    """Checked before any host is touched: without a terminal to ask on, --yes is required."""
+    if not yes and not sys.stdin.isatty():
+        raise FleetError("not a terminal to ask for confirmation on: pass --yes to go ahead "
+                         "without one")
+
+
+async def confirm(yes: bool) -> None:
+    """Ask on the terminal (with the lock held and hosts connected); exit 1 on no.
+
+    The prompt runs in a daemon thread: a thread blocked reading stdin must not keep the
+    process alive after Ctrl-C."""
+    if yes:
+        return
+    require_confirmation_possible(yes)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def ask() -> None:
+        try:
+            result = click.confirm("Apply these changes?", default=False)
+        except (click.Abort, EOFError):
+            result = False
+        def settle() -> None:
+            if not answer.done():
+                answer.set_result(result)
+
+        loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=ask, name="confirm", daemon=True).start()
+    if not await answer:
+        click.echo("Nothing changed.", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def interruptible(event: asyncio.Event) -> None:
+    """First Ctrl-C: start no new batch, settle the one in flight. Second: stop now."""
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        if event.is_set():
+            loop.remove_signal_handler(signal.SIGINT)
+            raise KeyboardInterrupt
+        event.set()
+        click.echo("\ninterrupt: finishing the batch in flight, starting no new one "
+                   "(Ctrl-C again to stop at once)", err=True)
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+
+
+def report_json(result: RolloutResult) -> list[dict[str, Any]]:
+    by_host: dict[str, list[HostReport]] = {}
+    for report in result.reports:
+        by_host.setdefault(report.host, []).append(report)
+    rows = []
+    for host, reports in sorted(by_host.items()):
+        bad = [r for r in reports if r.outcome not in (HostOutcome.CHANGED, HostOutcome.UNTOUCHED)]
+        rows.append({
+            "host": host,
+            "ok": not bad,
+            "error": "; ".join(f"{r.service}: {r.outcome}: {r.detail}" for r in bad) or None,
+            "actions": [action_json(a) for r in reports for a in r.done],
+            "services": [{"service": r.service, "outcome": str(r.outcome), "detail": r.detail}
+                         for r in reports],
+        })
+    return rows
+
+
+def rollout_json(plan: Plan, result: RolloutResult) -> dict[str, Any]:
+    """What `apply --json` and `rollback --json` share: each host's actions and outcomes."""
+    return {"project": plan.project, "hosts": report_json(result),
+            "stopped": result.stopped or None, "interrupted": result.interrupted,
+            "unreachable": unreachable_json(dict(plan.unreachable))}
+
+
+def print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
+    for report in result.reports:
+        if report.outcome != HostOutcome.CHANGED:
+            detail = f": {report.detail}" if report.detail else ""
+            click.echo(f"{report.host}: {report.service}: {report.outcome}{detail}", err=True)
+    if result.stopped:
+        click.echo(f"rollout stopped: {result.stopped}", err=True)
+    if result.interrupted:
+        click.echo("rollout interrupted: hosts not reached are untouched", err=True)
+    changed = len({r.host for r in result.reports if r.outcome == HostOutcome.CHANGED})
+    failed = len({r.host for r in result.reports
+                  if r.outcome not in (HostOutcome.CHANGED, HostOutcome.UNTOUCHED)})
+    click.echo(f"Applied: {changed} host(s) changed, {failed} failed or rolled back, "
+               f"{len(unreachable)} unreachable.")
+
+
+async def converge(run: Run, plan: Plan, as_json: bool, command: str,
+                   services: list[str] | None = None) -> RolloutResult:
+    """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight."""
+    busy = [h for h in plan.hosts if h.actions or h.blocked]
+    interrupted = asyncio.Event()
+    interruptible(interrupted)
+    with HostProgress(command, len(busy), quiet=as_json) as progress:
+        def report(host: str, message: str) -> None:
+            progress.update(host, message)
+            if message.endswith(": done"):
+                progress.host_done(host)
+
+        rollout = Rollout(run, plan, interrupted=interrupted, report=report,
+                          command=command, services=services)
+        return await rollout.execute()

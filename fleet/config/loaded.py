@@ -1,0 +1,29 @@
+"""A project as read from its files: what the pure core compiles into the desired state.
+
+Reading happens in fleet.config.project; this is only the value it hands over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from fleet.config.inventory import Inventory
+from fleet.config.playbook import LoadedPlaybook, PlaybookSet
+from fleet.config.problems import Problem
+from fleet.config.secrets import SecretStore
+
+# The contents of a service's env_file, named relative to its playbook (raises OSError or
+# ValueError). A callback, not a mapping: env_file may be a template, so its path is known
+# only once rendered for a host.
+EnvFileReader = Callable[[LoadedPlaybook, str], dict[str, str]]
+
+
+@dataclass
+class ProjectInput:
+    playbooks: PlaybookSet
+    inventory: Inventory
+    secrets: SecretStore
+    environ: Mapping[str, str]  # the controller's environment (bare env keys, interpolation)
+    env_files: EnvFileReader
+    limit: str | None = None
+    problems: list[Problem] = field(default_factory=list)  # found while reading

@@ -1,0 +1,339 @@
+"""The desired state per host: every container fleet should run, fully rendered and hashed.
+
+A project as read (fleet.config.loaded.ProjectInput) -> DesiredState is pure: the same input
+always gives the same containers and hashes. Nothing here reads a file, the environment or
+a host; env_file contents come through the input's reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.config.compose_syntax import parse_short_port
+from fleet.config.inventory import Host, Inventory
+from fleet.config.loaded import EnvFileReader, ProjectInput
+from fleet.config.patterns import PatternError, select_hosts
+from fleet.config.playbook import LoadedPlaybook, NetworkDef, PlaybookSet
+from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
+from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names
+from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
+from fleet.config.templating import TemplateError, base_context, contains_template, render_value
+from fleet.config.validation import lookup, problems_from
+
+SPEC_HASH_VERSION = "1"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def container_name(project: str, service: str, replica: int) -> str:
+    return f"{project}-{service}-{replica}"
+
+
+@dataclass(frozen=True)
+class DesiredContainer:
+    host: str
+    project: str
+    service: str
+    replica: int
+    options: Mapping[str, Any]  # normalized Compose fields; secrets as tokens
+    spec_hash: str
+
+    @property
+    def name(self) -> str:
+        return container_name(self.project, self.service, self.replica)
+
+    def redacted_options(self) -> Any:
+        return redact(dict(self.options))
+
+
+@dataclass(frozen=True)
+class ServicePlacement:
+    name: str
+    hosts: tuple[str, ...]
+    replicas: int
+    update: UpdatePolicy
+
+
+@dataclass
+class DesiredState:
+    project: str
+    inventory: Inventory
+    targeted_hosts: list[Host]
+    containers: dict[str, list[DesiredContainer]]  # host name -> containers, sorted
+    services: dict[str, ServicePlacement]
+    secrets: SecretStore
+    problems: list[Problem] = field(default_factory=list)
+    registries: dict[str, dict[str, str]] = field(default_factory=dict)  # secrets as tokens
+    networks: dict[str, str] = field(default_factory=dict)  # networks fleet creates -> driver
+
+
+def docker_network_names(project: str, declared: Mapping[str, NetworkDef | None]
+                         ) -> dict[str, str]:
+    """A playbook network's name on the hosts: `PROJECT_NAME` (as Compose names them), or
+    the name itself for an `external` network, which fleet expects to exist."""
+    return {name: name if definition and definition.external else f"{project}_{name}"
+            for name, definition in declared.items()}
+
+
+def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
+    """SHA-256 of the normalized spec; secrets enter only as keyed digests."""
+    payload = canonical_json({"v": SPEC_HASH_VERSION, "spec": digest_secrets(dict(options),
+                                                                             secrets)})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _host_context(host: Host, playbook_vars: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**playbook_vars, **host.vars}
+    return {
+        "host": {"name": host.name, "address": host.address, "labels": dict(host.labels),
+                 "vars": merged, "groups": list(host.groups)},
+        "vars": merged,
+    }
+
+
+def _finish_environment(service: Service, pb: LoadedPlaybook, env_files: EnvFileReader,
+                        environ: Mapping[str, str]) -> Service:
+    """Merge env_file under environment; a bare `KEY` takes the controller's value (Compose)."""
+    merged: dict[str, str] = {}
+    for name in service.env_file:
+        merged.update(env_files(pb, name))
+    for key, value in service.environment.items():
+        if value is not None:
+            merged[key] = value
+        elif key in environ:
+            merged[key] = environ[key]
+    return service.model_copy(update={"environment": dict(sorted(merged.items()))})
+
+
+class _Collector:
+    """Problems found for many hosts, reported once per location with the hosts named."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, int, int, KeyPath, str], list[str]] = {}
+        self.reported: set[tuple[str, int, int, KeyPath, str]] = set()
+
+    def already_reported(self, problems: list[Problem]) -> None:
+        """Problems reported once for the service; not repeated for every host."""
+        self.reported.update((p.file, p.line, p.column, p.path, p.message) for p in problems)
+
+    def add(self, problem: Problem, service: str, host: str) -> None:
+        if (problem.file, problem.line, problem.column, problem.path,
+                problem.message) in self.reported:
+            return
+        message = f"{problem.message} (service {service}; "
+        key = (problem.file, problem.line, problem.column, problem.path, message)
+        self.by_key.setdefault(key, []).append(host)
+
+    def problems(self) -> list[Problem]:
+        result = []
+        for (file, line, column, path, message), hosts in self.by_key.items():
+            shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+            noun = "host" if len(hosts) == 1 else "hosts"
+            result.append(Problem(file, line, column, path, f"{message}{noun} {shown})"))
+        return result
+
+
+def desired_state(source: ProjectInput) -> DesiredState:
+    """The desired state, or ConfigError with every problem (the files' and the state's).
+
+    Warnings (patterns that match no host...) are kept in `DesiredState.problems`."""
+    state = compile_desired_state(source)
+    state.problems = source.problems + state.problems
+    if errors_in(state.problems):
+        raise ConfigError(state.problems)
+    return state
+
+
+def compile_desired_state(source: ProjectInput) -> DesiredState:
+    playbooks, inventory, limit = source.playbooks, source.inventory, source.limit
+    environ, secrets = source.environ, source.secrets
+    problems: list[Problem] = []
+    project = playbooks.project
+    targeted = inventory.hosts
+    if limit:
+        try:
+            targeted = tuple(inventory.select(limit))
+        except PatternError as exc:
+            problems.append(Problem("--limit", 0, 0, (), str(exc)))
+        if not targeted:
+            problems.append(Problem("--limit", 0, 0, (), f"'{limit}' matches no host",
+                                    "warning"))
+    targeted_names = {h.name for h in targeted}
+    containers: dict[str, list[DesiredContainer]] = {h.name: [] for h in targeted}
+    services: dict[str, ServicePlacement] = {}
+    context = base_context(project, secrets, environ)
+    per_host = _Collector()
+    declared = {name: definition for pb in playbooks.playbooks
+                for name, definition in pb.header.networks.items()}
+    network_names = docker_network_names(project, declared)
+    for name, pb in playbooks.services():
+        raw = pb.raw_service(name)
+        base: KeyPath = ("services", name)
+        structural: list[Problem] = []
+        placement = _check_structure(name, raw, pb, inventory, structural)
+        problems.extend(structural)
+        if placement is None:
+            continue
+        per_host.already_reported(structural)
+        services[name] = placement
+        for host in inventory.hosts:
+            if host.name not in placement.hosts or host.name not in targeted_names:
+                continue
+            ctx = {**context, **_host_context(host, pb.header.vars), "service": name}
+            try:
+                rendered = {k: v if k in HOST_INDEPENDENT_KEYS else render_value(v, ctx, (k,))
+                            for k, v in raw.items()}
+            except TemplateError as exc:
+                per_host.add(pb.doc.problem((*base, *exc.path), str(exc)), name, host.name)
+                continue
+            try:
+                service = Service.model_validate(rendered)
+                service = _finish_environment(service, pb, source.env_files, environ)
+            except ValidationError as exc:
+                for problem in problems_from(exc, Service, rendered, pb.doc, base):
+                    per_host.add(problem, name, host.name)
+                continue
+            except (OSError, ValueError) as exc:
+                per_host.add(pb.doc.problem((*base, "env_file"), f"cannot read env_file: {exc}"),
+                             name, host.name)
+                continue
+            if service.replicas > 1:
+                for index, port in _published_ports(rendered.get("ports")):
+                    per_host.add(pb.doc.problem(
+                        (*base, "ports", index),
+                        f"{service.replicas} replicas on one host cannot all publish host port "
+                        f"{port}; leave the host port out for an ephemeral one, or use 1 replica"),
+                        name, host.name)
+            undeclared = [n for n in service.networks if n not in network_names]
+            if undeclared:
+                index = service.networks.index(undeclared[0])
+                per_host.add(pb.doc.problem(
+                    (*base, "networks", index), f"network '{undeclared[0]}' is not declared "
+                    "in the playbook's top-level 'networks:'"), name, host.name)
+                continue
+            options = service.container_options()
+            options["networks"] = [network_names[n] for n in service.networks]
+            if secret_names(options["labels"]):
+                per_host.add(pb.doc.problem(
+                    (*base, "labels"), "secret() cannot be used in labels: labels are readable "
+                    "by anyone who can list containers; pass secrets in 'environment'"),
+                    name, host.name)
+                continue
+            digest = spec_hash(options, secrets)
+            for replica in range(1, service.replicas + 1):
+                containers[host.name].append(
+                    DesiredContainer(host.name, project, name, replica, options, digest))
+    problems.extend(per_host.problems())
+    for host_containers in containers.values():
+        host_containers.sort(key=lambda c: (c.service, c.replica))
+    problems.extend(_port_conflicts(containers, playbooks))
+    registries = {name: auth.model_dump() for pb in playbooks.playbooks
+                  for name, auth in pb.header.registries.items()}
+    created = {network_names[name]: (definition.driver if definition else None) or "bridge"
+               for name, definition in declared.items()
+               if not (definition and definition.external)}
+    return DesiredState(project, inventory, list(targeted), containers, services, secrets,
+                        problems, registries, created)
+
+
+def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,
+                     problems: list[Problem]) -> ServicePlacement | None:
+    """Host-independent checks: what does not depend on templates is reported once."""
+    base: KeyPath = ("services", name)
+    for key in sorted(HOST_INDEPENDENT_KEYS):
+        if contains_template(raw.get(key)):
+            problems.append(pb.doc.problem(
+                (*base, key), f"templates are not allowed in '{key}': placement and rollout "
+                "are the same for every host"))
+            return None
+    try:
+        service = Service.model_validate(raw)
+    except ValidationError as exc:
+        found = [p for p in problems_from(exc, Service, raw, pb.doc, base)
+                 if not contains_template(lookup(raw, p.path[len(base):]))]
+        problems.extend(found)
+        if any(p.path[len(base):][:1] in (("hosts",), ("update",), ("replicas",)) for p in found):
+            return None
+        hosts_pattern = raw.get("hosts", "all")
+        update_raw = raw.get("update") or {}
+        replicas = raw.get("replicas", 1)
+        try:
+            update: UpdatePolicy | None = UpdatePolicy.model_validate(update_raw)
+        except ValidationError:
+            return None
+    else:
+        hosts_pattern, update, replicas = service.hosts, service.update, service.replicas
+    if "update" not in raw:  # the playbook's top-level `update:` gives the default
+        update = pb.header.update
+    try:
+        result = select_hosts(str(hosts_pattern), inventory.hosts, inventory.groups)
+    except PatternError as exc:
+        problems.append(pb.doc.problem((*base, "hosts"), str(exc)))
+        return None
+    for term in result.empty_terms:
+        problems.append(pb.doc.problem((*base, "hosts"), f"'{term}' matches no host",
+                                       severity="warning"))
+    replica_count = replicas if isinstance(replicas, int) else 1
+    return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy())
+
+
+def _published_ports(ports: Any) -> list[tuple[int, int]]:
+    """(index in the file's list, host port) for each fixed host port a `ports:` list publishes."""
+    found: list[tuple[int, int]] = []
+    for index, item in enumerate(ports if isinstance(ports, list) else []):
+        try:
+            if isinstance(item, dict):
+                mappings = [item] if item.get("published") not in (None, "") else []
+            else:
+                mappings = parse_short_port(item)
+            found.extend((index, int(m["published"])) for m in mappings if m["published"])
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def _port_conflicts(containers: Mapping[str, list[DesiredContainer]],
+                    playbooks: PlaybookSet) -> list[Problem]:
+    """Two services (or one service twice) publishing one host port on one host."""
+    docs = {name: pb for name, pb in playbooks.services()}
+    clashes: dict[tuple[str, int, str, str], list[str]] = {}
+    for host, items in containers.items():
+        taken: dict[tuple[int, str], list[tuple[str, str]]] = {}
+        for container in items:
+            if container.replica != 1:
+                continue  # replicas publishing a fixed port are reported per service
+            for port in container.options.get("ports", []):
+                if not port["published"]:
+                    continue
+                key = (port["published"], port["protocol"])
+                for ip, other in taken.get(key, []):
+                    if ip in _WILDCARDS or port["host_ip"] in _WILDCARDS or ip == port["host_ip"]:
+                        by = ("is published twice by this service"
+                              if other == container.service
+                              else f"is also published by service '{other}'")
+                        clashes.setdefault((container.service, key[0], key[1], by),
+                                           []).append(host)
+                        break
+                taken.setdefault(key, []).append((port["host_ip"], container.service))
+    problems: list[Problem] = []
+    for (service, number, protocol, by), hosts in clashes.items():
+        pb = docs[service]
+        indexes = [i for i, p in _published_ports(pb.raw_service(service).get("ports"))
+                   if p == number]
+        path: KeyPath = ("services", service, "ports", *indexes[-1:])
+        shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+        problems.append(pb.doc.problem(
+            path, f"host port {number}/{protocol} {by} on "
+                  f"{'host' if len(hosts) == 1 else 'hosts'} {shown}"))
+    return problems

@@ -1,0 +1,234 @@
+"""Diff: desired containers against a host's observed snapshot, per service and replica.
+
+Pure and deterministic. Kinds (a contract of `fleet check --json`):
+in_sync, missing, stopped, unhealthy, config_changed, image_changed, extra, orphan, conflict.
+Only containers labelled with the project are ever ours; anything else in the way is a
+conflict, never a target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fleet.config.references import pinned_image
+from fleet.config.secrets import SecretStore, digest_secrets, reveal
+from fleet.core.desired import DesiredContainer
+from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.core.resources import UPDATABLE_FIELDS, update_body
+
+
+class Kind(StrEnum):
+    IN_SYNC = "in_sync"
+    MISSING = "missing"
+    STOPPED = "stopped"
+    UNHEALTHY = "unhealthy"
+    CONFIG_CHANGED = "config_changed"
+    IMAGE_CHANGED = "image_changed"
+    EXTRA = "extra"
+    ORPHAN = "orphan"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    observed: str
+    desired: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.observed} -> {self.desired}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    host: str
+    service: str
+    replica: int | None
+    kind: Kind
+    detail: str = ""
+    changes: tuple[FieldChange, ...] = ()
+    desired: DesiredContainer | None = None
+    observed: ObservedContainer | None = None
+    blocking: tuple[ObservedContainer, ...] = ()  # foreign containers in the way
+
+    def as_json(self) -> dict[str, Any]:
+        return {"host": self.host, "service": self.service, "replica": self.replica,
+                "kind": str(self.kind), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class DiffContext:
+    project: str
+    services: frozenset[str]  # every service of the playbook (others are orphans)
+    secrets: SecretStore
+    digests: Mapping[str, str | None] = field(default_factory=dict)  # image ref -> digest
+
+
+_SECRET_DIGEST = re.compile(r"<secret:([^:>]+):[0-9a-f]+>")
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return _SECRET_DIGEST.sub(lambda m: f"<redacted:{m[1]}>", text)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key in value:
+            out.update(_flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def field_changes(observed: Mapping[str, Any], desired: Mapping[str, Any]) -> list[FieldChange]:
+    """Leaf-level differences between two specs (both with secrets as digests)."""
+    old, new = _flatten(dict(observed)), _flatten(dict(desired))
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before, after = _show(old.get(key)), _show(new.get(key))
+            if before == after:
+                after += " (new value)"
+            changes.append(FieldChange(key, before, after))
+    return changes
+
+
+def _top_field(change: FieldChange) -> str:
+    return change.field.split(".", 1)[0]
+
+
+def _live_changes(desired: DesiredContainer, container: ObservedContainer,
+                  secrets: SecretStore) -> list[FieldChange]:
+    """What was changed on the host behind fleet's back (labels can't tell)."""
+    changes: list[FieldChange] = []
+    env = reveal(dict(desired.options["environment"]), secrets)
+    shown = digest_secrets(dict(desired.options["environment"]), secrets)
+    recorded = (container.spec or {}).get("environment") or {}
+    for key in sorted(env):
+        if container.env.get(key) != env[key]:
+            observed = container.env.get(key)
+            # Show what runs only when it is known not to be a secret: neither now nor in the
+            # spec the container was made from (an unlabelled one could hold anything).
+            hidden = ("<secret:" in str(shown[key]) or key not in recorded
+                      or "<secret:" in str(recorded[key]))
+            changes.append(FieldChange(
+                f"environment.{key}",
+                "(unset)" if observed is None else ("<redacted>" if hidden else observed),
+                _show(shown[key])))
+    wanted = update_body(desired.options)
+    for key, value in wanted.items():
+        if container.resources and container.resources.get(key) != value:
+            # Docker can raise or lower a limit in place but not remove one: that recreates.
+            removed = not value and key != "RestartPolicy"
+            changes.append(FieldChange(f"{'limits' if removed else 'resources'}.{key}",
+                                       _show(container.resources.get(key)), _show(value)))
+    return changes
+
+
+def _compare(desired: DesiredContainer, container: ObservedContainer,
+             ctx: DiffContext) -> Finding:
+    def finding(kind: Kind, detail: str = "", changes: Sequence[FieldChange] = ()) -> Finding:
+        return Finding(desired.host, desired.service, desired.replica, kind, detail,
+                       tuple(changes), desired, container)
+
+    image = str(desired.options["image"])
+    digest = ctx.digests.get(image)
+    if container.image_ref != image:
+        return finding(Kind.IMAGE_CHANGED, f"image {container.image_ref or '?'} -> {image}")
+    if digest and container.image_digest and container.image_digest != digest:
+        return finding(Kind.IMAGE_CHANGED, f"{image} now resolves to {digest[:19]} "
+                              f"(running {container.image_digest[:19]})")
+    expected_image = pinned_image(container.image_ref, container.image_digest or None)
+    if container.config_image and container.config_image != expected_image:
+        return finding(Kind.IMAGE_CHANGED,
+                       f"container runs {container.config_image}, not {expected_image}")
+    changes: list[FieldChange] = []
+    if container.spec_hash != desired.spec_hash:
+        recorded = container.spec
+        if recorded is None:
+            changes.append(FieldChange("spec", "(unknown: no fleet.spec label)", "(desired)"))
+        else:
+            wanted = digest_secrets(dict(desired.options), ctx.secrets)
+            changes = [c for c in field_changes(recorded, wanted) if _top_field(c) != "image"]
+            # Fields already changed in place (docker update) are checked live below.
+            changes = [c for c in changes if _top_field(c) not in UPDATABLE_FIELDS]
+    live = _live_changes(desired, container, ctx.secrets)
+    changes += [c for c in live if c.field not in {x.field for x in changes}]
+    if changes:
+        detail = "; ".join(str(c) for c in changes[:4]) + (
+            f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        return finding(Kind.CONFIG_CHANGED, detail, changes)
+    if not container.running:
+        return finding(Kind.STOPPED, f"container is {container.state}")
+    if container.health == "unhealthy":
+        return finding(Kind.UNHEALTHY, "healthcheck reports unhealthy")
+    return finding(Kind.IN_SYNC)
+
+
+def only_updatable(finding: Finding) -> bool:
+    """True when every change can be applied in place (resource limits, restart policy)."""
+    return bool(finding.changes) and all(
+        c.field.startswith("resources.") for c in finding.changes)
+
+
+def _blocking(desired: DesiredContainer, foreign: Sequence[ObservedContainer]
+              ) -> list[ObservedContainer]:
+    ports = {(p["published"], p["protocol"]) for p in desired.options["ports"] if p["published"]}
+    return [c for c in foreign if c.name == desired.name or (
+        c.running and any((p.host_port, p.protocol) in ports for p in c.published))]
+
+
+def _pick(candidates: list[ObservedContainer], desired: DesiredContainer) -> ObservedContainer:
+    """Among duplicates (a crashed run), keep the running one with the desired spec."""
+    def score(c: ObservedContainer) -> tuple[bool, bool, bool, str]:
+        return (c.spec_hash == desired.spec_hash, c.running, c.name == desired.name, c.id)
+    return max(candidates, key=score)
+
+
+def diff_host(desired: Sequence[DesiredContainer], snapshot: HostSnapshot,
+              ctx: DiffContext) -> list[Finding]:
+    ours = snapshot.of_project(ctx.project)
+    foreign = snapshot.foreign(ctx.project)
+    by_slot: dict[tuple[str | None, int | None], list[ObservedContainer]] = {}
+    for container in ours:
+        by_slot.setdefault((container.service, container.replica), []).append(container)
+    findings: list[Finding] = []
+    kept: set[str] = set()
+    for want in desired:
+        candidates = by_slot.get((want.service, want.replica), [])
+        blocking = tuple(_blocking(want, foreign))
+        if blocking:
+            names = ", ".join(c.name for c in blocking)
+            findings.append(Finding(snapshot.host, want.service, want.replica, Kind.CONFLICT,
+                                    f"container(s) not managed by project '{ctx.project}' hold "
+                                    f"its name or host port: {names}", desired=want,
+                                    observed=candidates[0] if candidates else None,
+                                    blocking=blocking))
+            kept.update(c.id for c in candidates)
+            continue
+        if not candidates:
+            findings.append(Finding(snapshot.host, want.service, want.replica, Kind.MISSING,
+                                    "no container", desired=want))
+            continue
+        chosen = _pick(candidates, want)
+        kept.add(chosen.id)
+        findings.append(_compare(want, chosen, ctx))
+    desired_slots = {(d.service, d.replica) for d in desired}
+    for container in sorted(ours, key=lambda c: (c.service or "", c.replica or 0, c.name)):
+        if container.id in kept:
+            continue
+        service = container.service or "?"
+        if service not in ctx.services:
+            kind, detail = Kind.ORPHAN, f"service '{service}' is no longer in the playbook"
+        elif (container.service, container.replica) in desired_slots:
+            kind, detail = Kind.EXTRA, f"duplicate container {container.name}"
+        else:
+            kind, detail = Kind.EXTRA, f"replica {container.replica} is not desired on this host"
+        findings.append(Finding(snapshot.host, service, container.replica, kind, detail,
+                                observed=container))
+    return findings

@@ -1,0 +1,419 @@
+"""The plan: per host, the actions that turn observed state into desired state, each made of
+steps that are one Docker Engine API call each (pure).
+
+An action is one change as `fleet plan` shows it (create, recreate, remove...), with its cause;
+its steps are the API calls that make it, in order, each with its own cause. A step may carry
+an undo (the calls that put the previous state back if a later step of the action fails) and
+may be the action's commit (once done, the new revision stands and nothing is undone). The
+executor performs the steps and decides nothing; see fleet.engine.executor.
+
+Order on a host: removals first (they free names and host ports), then networks and pulls,
+then the rest in desired order. Replacement is start-first unless the container publishes a
+fixed host port (then the old one must let go of it first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fleet.config.references import pinned_image
+from fleet.config.service import UpdatePolicy
+from fleet.core.desired import DesiredContainer
+from fleet.core.diff import Finding, Kind, only_updatable
+from fleet.core.observed import HostSnapshot, ObservedContainer
+
+DEFAULT_STOP_GRACE = 10  # seconds; Docker's own default
+READY = "running, and healthy if it has a healthcheck"
+
+
+class ActionKind(StrEnum):
+    PULL = "pull"
+    CREATE = "create"  # create and start
+    START = "start"
+    RESTART = "restart"
+    UPDATE = "update"  # in place: resource limits, restart policy
+    RECREATE = "recreate"
+    RENAME = "rename"
+    REMOVE = "remove"  # stop and remove
+    NETWORK = "network"  # create a network of the project
+
+
+class StepKind(StrEnum):
+    PULL = "pull"
+    NETWORK_CREATE = "network-create"
+    CREATE = "create"
+    CONNECT = "connect"
+    START = "start"
+    WAIT_READY = "wait-ready"  # polls the container's state: the one step that is not one call
+    STOP = "stop"
+    RENAME = "rename"
+    REMOVE = "remove"
+    UPDATE = "update"
+
+
+class Order(StrEnum):
+    START_FIRST = "start-first"
+    STOP_FIRST = "stop-first"
+
+
+def short_image(image: str) -> str:
+    """`name@sha256:` and 12 hex digits: enough to tell digests apart in a plan."""
+    if "@sha256:" in image:
+        return image[: image.index("@sha256:") + len("@sha256:") + 12]
+    return image
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Docker Engine API call. `target` is what the call addresses: a container's id (or,
+    for a container this action creates, its name), an image, or a network."""
+
+    kind: StepKind
+    target: str
+    cause: str
+    shown: str = ""  # a container's name, when `target` is its id
+    container: DesiredContainer | None = None  # create, connect (aliases), update (limits)
+    image: str = ""  # pull, create: the pinned reference
+    digest: str | None = None
+    revision: int = 0
+    name: str = ""  # rename: the new name
+    network: str = ""  # connect: the network
+    driver: str = ""  # network-create
+    timeout: float | None = None  # stop: grace seconds; wait-ready: seconds
+    tolerate: frozenset[int] = frozenset()  # statuses that mean "already so"
+    undo: tuple[Step, ...] = ()
+    commit: bool = False
+
+    def what(self) -> str:
+        container = self.shown or self.target
+        if self.shown and self.shown != self.target:  # an id: 64 hex digits from Docker
+            short = self.target[:12] if len(self.target) == 64 else self.target
+            container = f"{self.shown} [{short}]"
+        match self.kind:
+            case StepKind.PULL:
+                return f"pull {short_image(self.image)}"
+            case StepKind.NETWORK_CREATE:
+                return f"network-create {self.target} (driver {self.driver})"
+            case StepKind.CREATE:
+                return (f"create {self.target} from {short_image(self.image)}, "
+                        f"revision {self.revision}")
+            case StepKind.CONNECT:
+                return f"connect {container} to {self.network}"
+            case StepKind.WAIT_READY:
+                return f"wait-ready {container} (up to {self.timeout:g}s)"
+            case StepKind.STOP:
+                return f"stop {container} (grace {self.timeout:g}s)"
+            case StepKind.RENAME:
+                return f"rename {container} -> {self.name}"
+            case _:
+                return f"{self.kind} {container}"
+
+    def text(self) -> str:
+        undo = f" [undo: {'; '.join(u.what() for u in self.undo)}]" if self.undo else ""
+        commit = " [commit]" if self.commit else ""
+        return f"{self.what()}: {self.cause}{commit}{undo}"
+
+
+@dataclass(frozen=True)
+class Action:
+    host: str
+    kind: ActionKind
+    target: str  # container name, image for pulls, network name
+    cause: str
+    desired: DesiredContainer | None = None
+    observed: ObservedContainer | None = None
+    image: str = ""  # the pinned reference created from / pulled
+    digest: str | None = None
+    revision: int = 0
+    order: Order | None = None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def service(self) -> str | None:
+        if self.desired is not None:
+            return self.desired.service
+        return self.observed.service if self.observed is not None else None
+
+    def heading(self) -> str:
+        order = f" ({self.order})" if self.order else ""
+        target = short_image(self.target) if self.kind == ActionKind.PULL else self.target
+        return f"{self.kind} {target}{order}: {self.cause}"
+
+    def text(self) -> str:
+        """The heading, then every step on its own line (one step: the heading says it)."""
+        if len(self.steps) <= 1:
+            return self.heading()
+        return "\n".join([self.heading(),
+                          *(f"  {n}. {s.text()}" for n, s in enumerate(self.steps, 1))])
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    findings: tuple[Finding, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def blocked(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind == Kind.CONFLICT]
+
+    @property
+    def drift(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind != Kind.IN_SYNC]
+
+    def text(self) -> str:
+        lines = [f"{self.host}:"]
+        for action in self.actions:
+            lines += [f"  {line}" for line in action.text().splitlines()]
+        lines += [f"  blocked {f.desired.name if f.desired else f.service}: {f.detail}"
+                  for f in self.blocked]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    hosts: tuple[HostPlan, ...]
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def actions(self) -> list[Action]:
+        return [a for h in self.hosts for a in h.actions]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions) or any(h.blocked for h in self.hosts)
+
+    def text(self) -> str:
+        return "\n".join(h.text() for h in self.hosts if h.actions or h.blocked)
+
+
+# -- the steps of each kind of action --------------------------------------------------------
+
+
+def stop_grace(observed: ObservedContainer | None, desired: DesiredContainer | None) -> int:
+    """The grace period of the container being stopped: its own recorded spec's."""
+    recorded = observed.spec if observed is not None else None
+    options = recorded or (desired.options if desired is not None else {})
+    grace = options.get("stop_grace_period")
+    return int(grace) if isinstance(grace, int | float) else DEFAULT_STOP_GRACE
+
+
+def _on(kind: StepKind, observed: ObservedContainer, cause: str, **fields: Any) -> Step:
+    """A step on an observed container: addressed by its id, shown by its name."""
+    return Step(kind, observed.id, cause, shown=observed.name, **fields)
+
+
+def _stop(container: ObservedContainer, cause: str, desired: DesiredContainer | None = None,
+          undo: tuple[Step, ...] = ()) -> Step:
+    return _on(StepKind.STOP, container, cause, timeout=stop_grace(container, desired),
+               undo=undo)
+
+
+def _remove(container: ObservedContainer, cause: str) -> Step:
+    return _on(StepKind.REMOVE, container, cause)
+
+
+def _bring_up(want: DesiredContainer, name: str, image: str, digest: str | None,
+              revision: int, timeout: float, *, commit: bool) -> list[Step]:
+    """Create `name`, attach its other networks, start it, wait until it is ready. If a later
+    step fails, the container made here is removed (by the id its create returned)."""
+    created = Step(StepKind.CREATE, name, "the new container",
+                   container=want, image=image, digest=digest, revision=revision,
+                   undo=(Step(StepKind.REMOVE, name, "discard the new container"),))
+    networks = list(want.options["networks"])[1:]
+    return [created,
+            *(Step(StepKind.CONNECT, name, "one network at create; the others now",
+                   container=want, network=network) for network in networks),
+            Step(StepKind.START, name, "start the new container"),
+            Step(StepKind.WAIT_READY, name, READY, timeout=timeout, commit=commit)]
+
+
+def pull_action(host: str, image: str, digest: str | None, needed_by: str) -> Action:
+    cause = f"needed by {needed_by}"
+    return Action(host, ActionKind.PULL, image, cause, image=image, digest=digest,
+                  steps=(Step(StepKind.PULL, image, cause, image=image, digest=digest),))
+
+
+def network_action(host: str, name: str, driver: str) -> Action:
+    step = Step(StepKind.NETWORK_CREATE, name, "a network of the project", driver=driver,
+                tolerate=frozenset({409}))  # created meanwhile by another run: fine
+    return Action(host, ActionKind.NETWORK, name, f"driver {driver}", steps=(step,))
+
+
+def create_action(host: str, want: DesiredContainer, image: str, digest: str | None,
+                  revision: int, cause: str, timeout: float) -> Action:
+    steps = _bring_up(want, want.name, image, digest, revision, timeout, commit=True)
+    return Action(host, ActionKind.CREATE, want.name, cause, want, image=image, digest=digest,
+                  revision=revision, steps=tuple(steps))
+
+
+def recreate_action(host: str, want: DesiredContainer, have: ObservedContainer, image: str,
+                    digest: str | None, revision: int, order: Order, cause: str,
+                    timeout: float, taken: frozenset[str] = frozenset()) -> Action:
+    """Replace `have` by revision `revision` of `want`.
+
+    start-first: the new container comes up under a temporary name beside the old one; once
+    it is ready (the commit) the old one stops and goes, and the new one takes the name.
+    stop-first: the old one is moved aside (it keeps its id) and stopped, so that it can come
+    back if the new one fails; once the new one is ready, the old one is removed. The
+    temporary names avoid `taken` (every name on the host)."""
+    steps: list[Step] = []
+    if order == Order.START_FIRST:
+        temp = free_name(f"{want.name}--r{revision}", taken)
+        steps += _bring_up(want, temp, image, digest, revision, timeout, commit=True)
+        steps += [_stop(have, "replaced by the new container", want),
+                  _remove(have, "replaced by the new container"),
+                  Step(StepKind.RENAME, temp, "the new container takes the name",
+                       name=want.name)]
+    else:
+        aside = f"{want.name}--r{have.revision}-old"
+        if have.name != aside:
+            aside = free_name(aside, taken)
+        back = Step(StepKind.RENAME, have.id, "restore the previous container",
+                    shown=aside, name=want.name)
+        restart = Step(StepKind.START, have.id, "restore the previous container",
+                       shown=aside)
+        if have.name != aside:
+            steps.append(Step(StepKind.RENAME, have.id, "set aside, so it can come back",
+                              shown=have.name, name=aside, undo=(back,)))
+            stop_undo: tuple[Step, ...] = (restart,)
+        else:  # set aside by an interrupted run already
+            stop_undo = (restart, back)
+        steps.append(Step(StepKind.STOP, have.id, "free its host port(s) and name",
+                          shown=aside, timeout=stop_grace(have, want), undo=stop_undo))
+        steps += _bring_up(want, want.name, image, digest, revision, timeout, commit=True)
+        steps.append(Step(StepKind.REMOVE, have.id, "replaced by the new container",
+                          shown=aside))
+    return Action(host, ActionKind.RECREATE, want.name, cause, want, have, image=image,
+                  digest=digest, revision=revision, order=order, steps=tuple(steps))
+
+
+def start_action(host: str, have: ObservedContainer, want: DesiredContainer | None,
+                 cause: str, timeout: float) -> Action:
+    steps = (_on(StepKind.START, have, cause),
+             _on(StepKind.WAIT_READY, have, READY, timeout=timeout))
+    return Action(host, ActionKind.START, have.name, cause, want, have, steps=steps)
+
+
+def restart_action(host: str, have: ObservedContainer, want: DesiredContainer | None,
+                   cause: str, timeout: float) -> Action:
+    steps = (_stop(have, cause, want),
+             _on(StepKind.START, have, cause),
+             _on(StepKind.WAIT_READY, have, READY, timeout=timeout))
+    return Action(host, ActionKind.RESTART, have.name, cause, want, have, steps=steps)
+
+
+def update_action(host: str, want: DesiredContainer, have: ObservedContainer,
+                  cause: str) -> Action:
+    step = _on(StepKind.UPDATE, have, "resource limits and restart policy", container=want)
+    return Action(host, ActionKind.UPDATE, want.name, cause, want, have, steps=(step,))
+
+
+def rename_action(host: str, have: ObservedContainer, want: DesiredContainer,
+                  cause: str) -> Action:
+    step = _on(StepKind.RENAME, have, cause, name=want.name)
+    return Action(host, ActionKind.RENAME, have.name, cause, want, have, steps=(step,))
+
+
+def remove_action(host: str, have: ObservedContainer, cause: str) -> Action:
+    steps = (_stop(have, cause), _remove(have, cause))
+    return Action(host, ActionKind.REMOVE, have.name, cause, None, have, steps=steps)
+
+
+# -- planning a host ------------------------------------------------------------------------
+
+
+def replacement_order(desired: DesiredContainer, policy: str) -> Order:
+    if policy == "stop-first":
+        return Order.STOP_FIRST
+    if policy == "start-first":
+        return Order.START_FIRST
+    fixed = any(p["published"] for p in desired.options["ports"])
+    return Order.STOP_FIRST if fixed else Order.START_FIRST
+
+
+def next_revision(snapshot: HostSnapshot, project: str, service: str) -> int:
+    revisions = [c.revision for c in snapshot.of_project(project) if c.service == service]
+    return max([*revisions, snapshot.last_revisions.get(service, 0)]) + 1
+
+
+def _networks_to_create(findings: Sequence[Finding], snapshot: HostSnapshot,
+                        networks: Mapping[str, str]) -> list[Action]:
+    needed = sorted({name for f in findings if f.desired is not None
+                     for name in f.desired.options["networks"]
+                     if name in networks and name not in snapshot.networks})
+    return [network_action(snapshot.host, name, networks[name]) for name in needed]
+
+
+def free_name(name: str, taken: frozenset[str]) -> str:
+    """`name`, or `name-2`, `name-3`... if a container on the host holds it (one left by
+    an interrupted run, say: it is removed as extra, unless --no-prune keeps it)."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
+def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
+              digests: Mapping[str, str | None], *, prune: bool = True,
+              policies: Mapping[str, UpdatePolicy] | None = None,
+              networks: Mapping[str, str] | None = None) -> HostPlan:
+    """`policies`: each service's update policy (order, timeout); `networks`: the project's
+    networks fleet creates (name -> driver)."""
+    policies = policies or {}
+    host = snapshot.host
+    pulls: dict[str, Action] = {}
+    actions: list[Action] = []
+    taken = frozenset(c.name for c in snapshot.containers)
+    for finding in findings:
+        want, have = finding.desired, finding.observed
+        if have is not None and have.project != project:
+            continue  # never touch what the project doesn't own (defence in depth)
+        policy = policies.get(want.service if want else finding.service) or UpdatePolicy()
+        if finding.kind in (Kind.MISSING, Kind.IMAGE_CHANGED) or (
+            finding.kind == Kind.CONFIG_CHANGED and not only_updatable(finding)
+        ):
+            assert want is not None
+            configured = str(want.options["image"])
+            digest = digests.get(configured)
+            image = pinned_image(configured, digest)
+            if image not in snapshot.images and image not in pulls:
+                pulls[image] = pull_action(host, image, digest, want.name)
+            revision = next_revision(snapshot, project, want.service)
+            if finding.kind == Kind.MISSING or have is None:
+                actions.append(create_action(host, want, image, digest, revision, "missing",
+                                             policy.timeout))
+            else:
+                actions.append(recreate_action(
+                    host, want, have, image, digest, revision,
+                    replacement_order(want, policy.order), f"{finding.kind}: {finding.detail}",
+                    policy.timeout, taken))
+            continue
+        if finding.kind == Kind.CONFIG_CHANGED and have is not None and want is not None:
+            actions.append(update_action(host, want, have, f"in place: {finding.detail}"))
+            if not have.running:
+                actions.append(start_action(host, have, want, f"container is {have.state}",
+                                            policy.timeout))
+        elif finding.kind == Kind.STOPPED and have is not None:
+            actions.append(start_action(host, have, want, finding.detail, policy.timeout))
+        elif finding.kind == Kind.UNHEALTHY and have is not None:
+            actions.append(restart_action(host, have, want, finding.detail, policy.timeout))
+        elif finding.kind in (Kind.EXTRA, Kind.ORPHAN) and have is not None and prune:
+            actions.append(remove_action(host, have, f"{finding.kind}: {finding.detail}"))
+        if (want is not None and have is not None and have.name != want.name
+                and finding.kind in (Kind.IN_SYNC, Kind.STOPPED, Kind.UNHEALTHY,
+                                     Kind.CONFIG_CHANGED)):
+            actions.append(rename_action(host, have, want,
+                                         f"to {want.name} (left by an interrupted run)"))
+    removals = [a for a in actions if a.kind == ActionKind.REMOVE]
+    others = [a for a in actions if a.kind != ActionKind.REMOVE]
+    creates = [a for a in others if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
+    ordered = (removals + (_networks_to_create(findings, snapshot, networks or {})
+                           if creates else [])
+               + sorted(pulls.values(), key=lambda a: a.target) + others)
+    return HostPlan(host, tuple(findings), tuple(ordered))

@@ -1,0 +1,192 @@
+"""Rollout decisions over recorded outcomes (pure): how a service's hosts are stepped
+through, whether a batch's failures stop the rollout or roll it back, which hosts a
+rollback returns and with which actions. The driver (fleet.engine.rollout) does the I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fleet.config.references import pinned_image
+from fleet.config.secrets import SecretStore, tokens_from_digests
+from fleet.config.service import UpdatePolicy
+from fleet.core import labels
+from fleet.core.desired import DesiredContainer, spec_hash
+from fleet.core.observed import ObservedContainer
+from fleet.core.plan import (
+    Action,
+    ActionKind,
+    Order,
+    create_action,
+    recreate_action,
+    remove_action,
+    update_action,
+)
+from fleet.core.resources import options_from_resources
+from fleet.core.schedule import Batch, failure_budget
+
+PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK)  # done everywhere before any change
+
+
+class HostOutcome(StrEnum):
+    CHANGED = "changed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+    ROLLBACK_FAILED = "rollback-failed"
+    BLOCKED = "blocked"  # could not start: a conflict or a failed pull (nothing was changed)
+    UNTOUCHED = "untouched"  # not reached: the rollout stopped before it
+
+
+@dataclass
+class HostReport:
+    """What happened to one service on one host."""
+
+    host: str
+    service: str
+    outcome: HostOutcome
+    detail: str = ""
+    done: list[Action] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)  # name -> id made on the host
+    previous_kept: bool = False  # failed, but the old container was kept or restarted
+
+
+class Next(StrEnum):
+    GO_ON = "go-on"
+    STOP = "stop"
+    ROLL_BACK = "roll-back"  # return the changed hosts, then stop
+
+
+@dataclass(frozen=True)
+class Decision:
+    next: Next
+    why: str = ""
+
+
+def after_batch(service: str, policy: UpdatePolicy, reports: Sequence[HostReport],
+                hosts: int) -> Decision:
+    """After each batch: the failures so far against the budget (max_failures of `hosts`)."""
+    failed = sum(1 for r in reports if r.outcome == HostOutcome.FAILED)
+    budget = failure_budget(policy, hosts)
+    if failed <= budget:
+        return Decision(Next.GO_ON)
+    why = (f"{service}: {failed} host(s) failed, more than max_failures ({budget}); "
+           f"on_failure: {policy.on_failure}")
+    if policy.on_failure == "continue":
+        return Decision(Next.GO_ON, why)
+    return Decision(Next.ROLL_BACK if policy.on_failure == "rollback" else Next.STOP, why)
+
+
+def first_deployment(actions: Mapping[str, Sequence[Action]]) -> bool:
+    """Nothing is replaced, so there is no service to keep up: every host at once (still
+    gated on health)."""
+    return all(a.kind == ActionKind.CREATE for acts in actions.values() for a in acts)
+
+
+def steps_for(actions: Mapping[str, Sequence[Action]], batches: list[Batch],
+              hosts: Sequence[str]) -> list[Batch]:
+    if first_deployment(actions):
+        return [Batch("all", tuple(hosts))]
+    return batches
+
+
+def unprepared_reason(actions: Sequence[Action], unprepared: Mapping[str, str]) -> str:
+    """Why a host can't start this service's change: an image or network it needs failed
+    to prepare (image or network -> why)."""
+    needed = {a.image for a in actions if a.image} | {
+        n for a in actions if a.desired is not None for n in a.desired.options["networks"]}
+    return "; ".join(reason for target, reason in unprepared.items() if target in needed)
+
+
+def monitor_seconds(policy: UpdatePolicy, canary: bool) -> float:
+    return max(policy.monitor, policy.canary_wait) if canary else policy.monitor
+
+
+def gated_names(done: Sequence[Action]) -> list[str]:
+    """The containers a health gate watches after these actions."""
+    return sorted({a.desired.name for a in done if a.desired is not None
+                   and a.kind in (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START,
+                                  ActionKind.RESTART, ActionKind.RENAME)})
+
+
+# -- rollback -------------------------------------------------------------------------------
+
+
+def with_live_resources(container: DesiredContainer, resources: Mapping[str, object]
+                        ) -> DesiredContainer:
+    """`container` with the resource limits and restart policy a running container has."""
+    if not resources:
+        return container
+    options = {**container.options, **options_from_resources(resources)}
+    return DesiredContainer(container.host, container.project, container.service,
+                            container.replica, options, container.spec_hash)
+
+
+def previous_container(observed: ObservedContainer, host: str, project: str,
+                       secrets: SecretStore) -> tuple[DesiredContainer, str, str | None] | str:
+    """The desired container `observed` was made from (its recorded spec, with the limits
+    it has live, since `docker update` changes those without labels), its pinned image and
+    digest; or why there is none."""
+    spec = observed.spec
+    if spec is None:
+        return f"{observed.name} has no recorded spec to return to"
+    options = tokens_from_digests(spec)
+    recorded = DesiredContainer(host, project, observed.service or "", observed.replica or 1,
+                                options, "")
+    options = dict(with_live_resources(recorded, observed.resources).options)
+    previous = DesiredContainer(host, project, recorded.service, recorded.replica, options,
+                                spec_hash(options, secrets))
+    digest = observed.image_digest or None
+    return previous, pinned_image(observed.image_ref, digest), digest
+
+
+def _made(action: Action, created: Mapping[str, str], secrets: SecretStore
+          ) -> ObservedContainer | None:
+    """The container an action made, as the host now has it (from the execution record)."""
+    container_id = created.get(action.target)
+    if container_id is None or action.desired is None:
+        return None
+    made = labels.fleet_labels(action.desired, secrets, action.digest, action.revision)
+    return ObservedContainer(container_id, action.target, "running", made)
+
+
+def undo_action(report: HostReport, action: Action, project: str, secrets: SecretStore,
+                timeout: float) -> Action | str | None:
+    """The action that undoes `action` on the report's host: None when there is nothing to
+    undo, a string when it can't be undone (why)."""
+    host = report.host
+    if action.kind == ActionKind.CREATE:
+        made = _made(action, report.created, secrets)
+        return remove_action(host, made, "rollback") if made is not None else None
+    if action.kind in (ActionKind.RECREATE, ActionKind.REMOVE):
+        assert action.observed is not None
+        found = previous_container(action.observed, host, project, secrets)
+        if isinstance(found, str):
+            return f"{action.target}: {found}"
+        previous, image, digest = found
+        current = _made(action, report.created, secrets) \
+            if action.kind == ActionKind.RECREATE else None
+        revision = action.revision + 1
+        if current is None:
+            return create_action(host, previous, image, digest, revision, "rollback", timeout)
+        return recreate_action(host, previous, current, image, digest, revision,
+                               Order.STOP_FIRST, "rollback", timeout)
+    if action.kind == ActionKind.UPDATE and action.observed is not None:
+        assert action.desired is not None
+        before = with_live_resources(action.desired, action.observed.resources)
+        return update_action(host, before, action.observed, "rollback")
+    return None
+
+
+def undo_plan(report: HostReport, project: str, secrets: SecretStore,
+              timeout: float) -> tuple[list[Action], list[str]]:
+    """What undoes, newest first, everything the rollout did on a host; and what can't be."""
+    actions: list[Action] = []
+    problems: list[str] = []
+    for action in reversed(report.done):
+        undo = undo_action(report, action, project, secrets, timeout)
+        if isinstance(undo, str):
+            problems.append(undo)
+        elif undo is not None:
+            actions.append(undo)
+    return actions, problems

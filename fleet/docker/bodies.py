@@ -1,0 +1,162 @@
+"""Docker Engine API request bodies, built as plain values from a desired container (pure).
+
+The executor sends what these return and decides nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.config.references import pinned_image
+from fleet.config.secrets import SecretStore, reveal
+from fleet.core import labels
+from fleet.core.desired import DesiredContainer
+from fleet.core.labels import fleet_labels
+from fleet.core.resources import update_body
+
+NS = 1_000_000_000
+
+
+def _healthcheck(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not check:
+        return None
+    if check.get("disable"):
+        return {"Test": ["NONE"]}
+    body: dict[str, Any] = {}
+    if check.get("test"):
+        body["Test"] = check["test"]
+    for key, field in (("Interval", "interval"), ("Timeout", "timeout"),
+                       ("StartPeriod", "start_period")):
+        if check.get(field) is not None:
+            body[key] = int(check[field] * NS)
+    if check.get("retries") is not None:
+        body["Retries"] = check["retries"]
+    return body
+
+
+def _ports(ports: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in ports:
+        key = f"{port['target']}/{port['protocol']}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append({
+            "HostIp": port.get("host_ip") or "",
+            "HostPort": str(port["published"]) if port.get("published") else "",
+        })
+    return exposed, bindings
+
+
+def _mounts(volumes: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Binds for bind mounts that may create their source (like `docker run -v`), else Mounts."""
+    binds: list[str] = []
+    mounts: list[dict[str, Any]] = []
+    for volume in volumes:
+        bind = volume.get("bind") or {}
+        if volume["type"] == "bind" and bind.get("create_host_path", True):
+            modes = ["ro" if volume.get("read_only") else "rw"]
+            if bind.get("propagation"):
+                modes.append(bind["propagation"])
+            binds.append(f"{volume['source']}:{volume['target']}:{','.join(modes)}")
+            continue
+        mount: dict[str, Any] = {"Type": volume["type"], "Target": volume["target"],
+                                 "ReadOnly": bool(volume.get("read_only"))}
+        if volume.get("source"):
+            mount["Source"] = volume["source"]
+        if volume["type"] == "bind" and bind.get("propagation"):
+            mount["BindOptions"] = {"Propagation": bind["propagation"]}
+        if volume["type"] == "volume" and (volume.get("volume") or {}).get("nocopy"):
+            mount["VolumeOptions"] = {"NoCopy": True}
+        tmpfs = volume.get("tmpfs") or {}
+        if volume["type"] == "tmpfs" and tmpfs:
+            mount["TmpfsOptions"] = {k: v for k, v in (("SizeBytes", tmpfs.get("size")),
+                                                       ("Mode", tmpfs.get("mode"))) if v}
+        mounts.append(mount)
+    return binds, mounts
+
+
+def _devices(devices: list[str]) -> list[dict[str, str]]:
+    result = []
+    for device in devices:
+        parts = device.split(":")
+        host = parts[0]
+        container = parts[1] if len(parts) > 1 else host
+        permissions = parts[2] if len(parts) > 2 else "rwm"
+        result.append({"PathOnHost": host, "PathInContainer": container,
+                       "CgroupPermissions": permissions})
+    return result
+
+
+def endpoint_config(container: DesiredContainer) -> dict[str, Any]:
+    """On a user-defined network, the service name resolves to the service's containers."""
+    return {"Aliases": [container.service]}
+
+
+def network_body(name: str, driver: str, project: str) -> dict[str, Any]:
+    """POST /networks/create for a network fleet manages for the project."""
+    return {"Name": name, "Driver": driver, "CheckDuplicate": True,
+            "Labels": {labels.PROJECT: project}}
+
+
+def create_body(container: DesiredContainer, secrets: SecretStore, image_digest: str | None,
+                revision: int) -> dict[str, Any]:
+    """The body of POST /containers/create. Secrets are revealed here and only here."""
+    options: dict[str, Any] = reveal(dict(container.options), secrets)
+    exposed, bindings = _ports(options["ports"])
+    binds, mounts = _mounts(options["volumes"])
+    host_config: dict[str, Any] = {
+        "PortBindings": bindings,
+        "Binds": binds,
+        "Mounts": mounts,
+        "CapAdd": options["cap_add"],
+        "CapDrop": options["cap_drop"],
+        "Privileged": options["privileged"],
+        "ReadonlyRootfs": options["read_only"],
+        "Tmpfs": options["tmpfs"],
+        "Ulimits": [{"Name": name, "Soft": u["soft"], "Hard": u["hard"]}
+                    for name, u in sorted(options["ulimits"].items())],
+        "Sysctls": options["sysctls"],
+        "ExtraHosts": options["extra_hosts"],
+        "Dns": options["dns"],
+        "Devices": _devices(options["devices"]),
+        **update_body(options),
+    }
+    if options.get("logging"):
+        host_config["LogConfig"] = {"Type": options["logging"].get("driver") or "",
+                                    "Config": options["logging"].get("options") or {}}
+    if options.get("init") is not None:
+        host_config["Init"] = options["init"]
+    if options.get("shm_size"):
+        host_config["ShmSize"] = options["shm_size"]
+    networking: dict[str, Any] = {}
+    if options.get("network_mode"):
+        host_config["NetworkMode"] = options["network_mode"]
+    elif options["networks"]:
+        # API 1.41 attaches one network at create; the executor connects the others.
+        first = options["networks"][0]
+        host_config["NetworkMode"] = first
+        networking = {"EndpointsConfig": {first: endpoint_config(container)}}
+    body: dict[str, Any] = {
+        "Image": pinned_image(options["image"], image_digest),
+        "Env": [f"{k}={v}" for k, v in sorted(options["environment"].items())],
+        "Labels": {**options["labels"],
+                   **fleet_labels(container, secrets, image_digest, revision)},
+        "ExposedPorts": exposed,
+        "HostConfig": host_config,
+    }
+    if networking:
+        body["NetworkingConfig"] = networking
+    optional = {
+        "Cmd": options.get("command"),
+        "Entrypoint": options.get("entrypoint"),
+        "User": options.get("user"),
+        "WorkingDir": options.get("working_dir"),
+        "Hostname": options.get("hostname"),
+        "StopSignal": options.get("stop_signal"),
+        "StopTimeout": (int(options["stop_grace_period"])
+                        if options.get("stop_grace_period") is not None else None),
+        "Healthcheck": _healthcheck(options.get("healthcheck")),
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body

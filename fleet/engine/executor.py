@@ -1,0 +1,134 @@
+"""The executor: the only writes. It performs a plan's steps, one Docker Engine API call each,
+and decides nothing: the order, the names, the undo of a failed replacement and the point from
+which a new revision stands all come with the steps (fleet.core.plan).
+
+Per host, actions run in plan order; hosts run in parallel (bounded by the caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fleet.config.secrets import SecretStore
+from fleet.core.plan import Action, Step, StepKind
+from fleet.core.reporting import Reporter, silent
+from fleet.core.resources import update_body
+from fleet.docker.bodies import create_body, endpoint_config, network_body
+from fleet.docker.client import DockerClient
+from fleet.docker.registry_auth import RegistryAuth
+from fleet.engine.health import wait_ready
+from fleet.errors import DockerError, FleetError
+
+
+class StepFailed(FleetError):
+    """A step that answered but did not succeed (a container that never became ready)."""
+
+
+@dataclass
+class ExecutionResult:
+    host: str
+    done: list[Action] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)  # name -> id of containers made
+    error: str | None = None
+    failed: Action | None = None  # the action that failed, if one did
+    previous_kept: bool = False  # ...and it replaced a container that still runs
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Executor:
+    docker: DockerClient
+    secrets: SecretStore
+    auth: RegistryAuth
+    project: str
+    report: Reporter = silent
+
+    async def run(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+        result = ExecutionResult(host)
+        for action in actions:
+            self.report(host, action.heading())
+            failure = await self._execute(action, result)
+            if failure is not None:
+                result.error = f"{action.kind} {action.target}: {failure}"
+                result.failed = action
+                return result
+            result.done.append(action)
+        return result
+
+    async def _execute(self, action: Action, result: ExecutionResult) -> str | None:
+        """Perform the action's steps; on a failure, its pending undos, newest first.
+        Returns why it failed, or None."""
+        pending: list[Step] = []
+        for step in action.steps:
+            try:
+                await self.perform(step, result.created)
+            except (FleetError, OSError) as exc:
+                reason = str(exc)
+                kept = await self._undo(pending, result.created)
+                result.previous_kept = action.observed is not None and kept
+                return reason
+            if step.commit:
+                pending.clear()
+            pending.extend(step.undo)
+        return None
+
+    async def _undo(self, steps: list[Step], created: dict[str, str]) -> bool:
+        """Every undo step is tried; True if all of them worked."""
+        worked = True
+        for step in reversed(steps):
+            try:
+                await self.perform(step, created)
+            except (FleetError, OSError):
+                worked = False
+        return worked
+
+    async def perform(self, step: Step, created: dict[str, str]) -> None:
+        """One API call. A container this action created is addressed by the id its create
+        returned, never by its name (another container may hold the name meanwhile)."""
+        target = created.get(step.target, step.target)
+        try:
+            await self._call(step, target, created)
+        except DockerError as exc:
+            if exc.status not in step.tolerate:
+                raise
+
+    async def _call(self, step: Step, target: str, created: dict[str, str]) -> None:
+        docker = self.docker
+        match step.kind:
+            case StepKind.PULL:
+                await docker.pull_image(step.image, auth=self.auth.for_image(step.image))
+            case StepKind.NETWORK_CREATE:
+                await docker.create_network(network_body(step.target, step.driver,
+                                                         self.project))
+            case StepKind.CREATE:
+                assert step.container is not None
+                body = create_body(step.container, self.secrets, step.digest, step.revision)
+                body["Image"] = step.image
+                made = await docker.create_container(step.target, body)
+                created[step.target] = str(made["Id"])
+            case StepKind.CONNECT:
+                assert step.container is not None
+                await docker.connect_network(step.network, target,
+                                             endpoint_config(step.container))
+            case StepKind.START:
+                await docker.start_container(target)
+            case StepKind.WAIT_READY:
+                failure = await wait_ready(docker, target, step.timeout or 0.0)
+                if failure:
+                    raise StepFailed(failure)
+            case StepKind.STOP:
+                await docker.stop_container(target, timeout=int(step.timeout or 0))
+            case StepKind.RENAME:
+                await docker.rename_container(target, step.name)
+                if step.target in created:
+                    created[step.name] = created.pop(step.target)
+            case StepKind.REMOVE:
+                await docker.remove_container(target, force=True)
+                created.pop(step.target, None)
+            case StepKind.UPDATE:
+                assert step.container is not None
+                await docker.update_container(target, update_body(step.container.options))

@@ -1,0 +1,125 @@
+"""Health gates, the I/O half: poll a host's containers and run probes from the host itself.
+What counts as ready, failed or restarted is judged in fleet.core.health.
+
+A changed container must come up, then stay running and healthy (and pass its probe) for
+`monitor` seconds. A failure says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncssh
+import httpx
+
+from fleet.config.service import Probe
+from fleet.core import health
+from fleet.core.health import MonitorWatch, ReadyWatch, Verdict
+from fleet.docker.client import DockerClient
+from fleet.errors import DockerError
+from fleet.transport.http_over_ssh import SSHChannelTransport, SSHDirectTCPBackend
+
+POLL_SECONDS = 0.5
+SETTLE_SECONDS = health.SETTLE_SECONDS
+LOG_LINES = 5
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def explain(docker: DockerClient, container_id: str,
+                  state: Mapping[str, Any] | None = None) -> str:
+    """The container's state, last health check and last log lines, as one sentence."""
+    if state is None:
+        try:
+            state = (await docker.inspect_container(container_id)).get("State") or {}
+        except DockerError as exc:
+            return f"cannot inspect the container: {exc.reason}"
+    try:
+        lines = (await docker.container_logs(container_id, tail=LOG_LINES)).text.splitlines()
+    except DockerError:
+        lines = []
+    return health.describe(state, [line for line in lines if line.strip()])
+
+
+async def _settle(docker: DockerClient, container_id: str, verdict: Verdict,
+                  data: Mapping[str, Any]) -> str | None:
+    if verdict.passed:
+        return None
+    why = await explain(docker, container_id, data.get("State") or {})
+    return f"{verdict.failure}: {why}" if verdict.failure else why
+
+
+async def wait_ready(docker: DockerClient, container_id: str, timeout: float, *,
+                     clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
+    """None once running (and healthy, if it has a healthcheck); else why not."""
+    watch = ReadyWatch(clock(), timeout, SETTLE_SECONDS)
+    while True:
+        data = await docker.inspect_container(container_id)
+        verdict = watch.observe(clock(), data)
+        if verdict.done:
+            return await _settle(docker, container_id, verdict, data)
+        await sleep(POLL_SECONDS)
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException) and not str(exc):
+        return f"no answer within {timeout:g}s"
+    return str(exc) or type(exc).__name__
+
+
+async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
+                    timeout: float = 5.0) -> str | None:
+    """None if the probe passes from the host itself; else why it failed."""
+    if probe.tcp is not None:
+        try:
+            _, writer = await asyncio.wait_for(ssh.open_connection("127.0.0.1", probe.tcp),
+                                               timeout)
+            writer.close()
+            return None
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            return f"probe tcp:{probe.tcp} failed: {_why(exc, timeout)}"
+    assert probe.http is not None
+    transport = SSHChannelTransport(ssh, "", max_channels=1, backend=SSHDirectTCPBackend(ssh))
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            response = await client.get(probe.http)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return f"probe {probe.http} failed: {_why(exc, timeout)}"
+    except NotImplementedError:  # TLS over an SSH channel: the probe runs on the host's loopback
+        return f"probe {probe.http} failed: only http:// probes are supported"
+    if response.status_code != probe.status:
+        return (f"probe {probe.http} answered {response.status_code}, expected {probe.status}: "
+                f"{response.text.strip()[:120]}")
+    return None
+
+
+async def health_gate(docker: DockerClient, ssh: asyncssh.SSHClientConnection,
+                      container_ids: Sequence[str], *, probe: Probe | None, monitor: float,
+                      timeout: float, clock: Clock = time.monotonic,
+                      sleep: Sleep = asyncio.sleep) -> str | None:
+    """None when every container came up and stayed up for `monitor` seconds."""
+    identities = {}
+    for container_id in container_ids:
+        failure = await wait_ready(docker, container_id, timeout, clock=clock, sleep=sleep)
+        if failure:
+            return failure
+        identities[container_id] = health.run_identity(
+            await docker.inspect_container(container_id))
+    watch = MonitorWatch(clock() + monitor, identities)
+    while True:
+        for container_id in container_ids:
+            data = await docker.inspect_container(container_id)
+            verdict = watch.observe(container_id, data)
+            if verdict.done:
+                return await _settle(docker, container_id, verdict, data)
+        if probe is not None:
+            failure = await run_probe(ssh, probe)
+            if failure:
+                return failure
+        if watch.over(clock()):
+            return None
+        await sleep(min(POLL_SECONDS, max(0.0, watch.until - clock())))

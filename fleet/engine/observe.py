@@ -1,0 +1,72 @@
+"""Observation: the only reads. One list call per host, then inspects of the project's own
+containers in parallel over the host's one SSH connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from fleet.core.observed import (
+    HostSnapshot,
+    container_from_inspect,
+    container_from_list,
+    images_from_list,
+)
+from fleet.docker.client import DockerClient
+from fleet.docker.registry_auth import RegistryAuth
+from fleet.errors import DockerError, HostError
+
+
+async def observe_host(host: str, docker: DockerClient, project: str, *,
+                       with_images: bool = False) -> HostSnapshot:
+    listed = await docker.list_containers(all=True)
+    containers = [container_from_list(item) for item in listed]
+    ours = [c for c in containers if c.project == project]
+    inspected = await asyncio.gather(*(docker.inspect_container(c.id) for c in ours),
+                                     return_exceptions=True)
+    detailed = {}
+    for container, data in zip(ours, inspected, strict=True):
+        if isinstance(data, BaseException):
+            if isinstance(data, DockerError) and data.status == 404:
+                continue  # removed between the list and the inspect
+            raise data
+        detailed[container.id] = container_from_inspect(data)
+    merged = tuple(detailed.get(c.id, c) for c in containers
+                   if c.project != project or c.id in detailed)
+    if not with_images:
+        return HostSnapshot(host, merged)
+    images, networks = await asyncio.gather(docker.list_images(), docker.list_networks())
+    return HostSnapshot(host, merged, images_from_list(images),
+                        frozenset(str(n.get("Name", "")) for n in networks))
+
+
+async def resolve_digests(images_by_host: Mapping[str, Iterable[str]],
+                          clients: Mapping[str, DockerClient], auth: RegistryAuth
+                          ) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Resolve every tag once per run (asked through a host's daemon, which reaches the
+    registry), so all hosts run the same digest even if the tag moves mid-rollout."""
+    wanted: dict[str, list[str]] = {}
+    for host, images in images_by_host.items():
+        if host in clients:
+            for image in images:
+                wanted.setdefault(image, []).append(host)
+    digests: dict[str, str | None] = {}
+    failures: dict[str, str] = {}
+
+    async def resolve(image: str, hosts: list[str]) -> None:
+        if "@" in image:
+            digests[image] = image.partition("@")[2]
+            return
+        last_error = ""
+        for host in hosts[:3]:
+            try:
+                digests[image] = await clients[host].distribution_inspect(
+                    image, auth=auth.for_image(image))
+                return
+            except HostError as exc:
+                last_error = exc.reason
+        digests[image] = None
+        failures[image] = last_error
+
+    await asyncio.gather(*(resolve(image, hosts) for image, hosts in sorted(wanted.items())))
+    return digests, failures

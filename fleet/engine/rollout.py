@@ -1,0 +1,272 @@
+"""The rollout driver: a plan carried out service by service, in waves and batches, each host
+gated on health, with automatic rollback when failures exceed the budget. Every decision
+(batches, budget, what to undo) is fleet.core.policy's; this module does the I/O.
+
+Order of work: images are pulled on every host first (no container changes yet); then
+containers of services no longer in the playbook are removed; then each service of the
+playbook rolls out with its own `update:` policy. Ctrl-C starts no new batch: the batch in
+flight settles (finishes, or is reverted), and every host's state is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fleet.config.service import UpdatePolicy
+from fleet.core import policy as decide
+from fleet.core.plan import Action, ActionKind, HostPlan, Plan
+from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
+from fleet.core.reporting import Reporter, silent
+from fleet.core.schedule import Batch, schedule
+from fleet.engine.executor import ExecutionResult, Executor
+from fleet.engine.health import health_gate
+from fleet.engine.journaling import JournalBook
+from fleet.engine.run import Run
+from fleet.errors import DockerError, FleetError, LockLost
+
+
+@dataclass
+class RolloutResult:
+    reports: list[HostReport] = field(default_factory=list)
+    stopped: str = ""  # why the rollout stopped early, if it did
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.stopped and all(
+            r.outcome in (HostOutcome.CHANGED, HostOutcome.UNTOUCHED) for r in self.reports
+        ) and not self.interrupted
+
+
+class Rollout:
+    def __init__(self, run: Run, plan: Plan, *, interrupted: asyncio.Event | None = None,
+                 report: Reporter = silent, command: str = "apply",
+                 services: Sequence[str] | None = None) -> None:
+        self.run = run
+        self.plan = plan
+        self.interrupted = interrupted or asyncio.Event()
+        self.report = report
+        self.command = command
+        self.only = list(services) if services is not None else None
+        self.result = RolloutResult()
+        self.journal = JournalBook(run, command, self.report)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _policy(self, service: str) -> UpdatePolicy:
+        placement = self.run.state.services.get(service)
+        return placement.update if placement else UpdatePolicy()
+
+    async def _execute(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+        executor = Executor(self.run.docker(host), self.run.state.secrets,
+                            self.run.auth, self.run.state.project, self.report)
+        async with self.run.forks:
+            result = await executor.run(host, actions)
+        if result.failed is not None:
+            self.journal.note(host, result.failed, "failed", result.error or "")
+        return result
+
+    def _check_lock(self) -> None:
+        """Stop like an interrupt if this run's lock was lost (taken over, released by force):
+        another run may be changing the same hosts."""
+        if self.run.lock is None or self.result.stopped:
+            return
+        try:
+            self.run.lock.check()
+        except LockLost as exc:
+            self.result.stopped = f"the project's lock was lost: {exc}"
+
+    async def _gate(self, host: str, names: list[str], policy: UpdatePolicy,
+                    monitor: float) -> str | None:
+        try:
+            return await health_gate(self.run.docker(host), self.run.pool.connected[host].ssh,
+                                     names,
+                                     probe=policy.probe, monitor=monitor,
+                                     timeout=policy.timeout)
+        except DockerError as exc:
+            return exc.reason
+
+    # -- phases ---------------------------------------------------------------------------
+
+    async def _prepare_everywhere(self) -> dict[str, dict[str, str]]:
+        """Pull images and create networks on every host before any container changes.
+        Per host, what failed to prepare (image or network -> why); each preparation is
+        tried, so one bad image blocks only the services that need it."""
+        failures: dict[str, dict[str, str]] = {}
+
+        async def prepare(host_plan: HostPlan) -> None:
+            for action in (a for a in host_plan.actions if a.kind in PREPARATIONS):
+                result = await self._execute(host_plan.host, [action])
+                if result.error:
+                    failures.setdefault(host_plan.host, {})[action.target] = result.error
+
+        await asyncio.gather(*(prepare(h) for h in self.plan.hosts))
+        return failures
+
+    async def execute(self) -> RolloutResult:
+        unprepared = await self._prepare_everywhere()
+        services = self.only if self.only is not None else list(self.run.state.services)
+        try:
+            # Containers of services gone from the playbook go first: they may hold names
+            # or host ports a renamed service needs.
+            if self.only is None and not self.interrupted.is_set():
+                self._check_lock()
+                if not self.result.stopped:
+                    await self._remove_orphans()
+            for service in services:
+                if self.result.stopped or self.interrupted.is_set():
+                    break
+                await self._roll_service(service, unprepared)
+        finally:
+            await self.journal.flush()
+        if self.interrupted.is_set():
+            self.result.interrupted = True
+        return self.result
+
+    def _actions_for(self, service: str) -> dict[str, list[Action]]:
+        found: dict[str, list[Action]] = {}
+        for host_plan in self.plan.hosts:
+            actions = [a for a in host_plan.actions
+                       if a.kind not in PREPARATIONS and a.service == service]
+            blocked = [f for f in host_plan.blocked if f.service == service]
+            if actions or blocked:
+                found[host_plan.host] = actions
+        return found
+
+    async def _roll_service(self, service: str,
+                            unprepared: dict[str, dict[str, str]]) -> None:
+        by_host = self._actions_for(service)
+        if not by_host:
+            return
+        policy = self._policy(service)
+        hosts = [h for h in self.run.state.targeted_hosts if h.name in by_host]
+        batches = decide.steps_for(by_host, schedule(hosts, policy,
+                                                     self.run.state.inventory.groups),
+                                   [h.name for h in hosts])
+        blocked = {h.host: "; ".join(f.detail for f in h.blocked if f.service == service)
+                   for h in self.plan.hosts}
+        reports: list[HostReport] = []
+        for index, batch in enumerate(batches):
+            self._check_lock()
+            if self.interrupted.is_set() or self.result.stopped:
+                break
+            self._announce(service, batch, index, len(batches))
+            reports += await asyncio.gather(*(
+                self._change_host(service, host, by_host[host], policy, batch,
+                                  decide.unprepared_reason(by_host[host],
+                                                           unprepared.get(host, {}))
+                                  or blocked.get(host, ""))
+                for host in batch.hosts))
+            await self.journal.flush()
+            decision = decide.after_batch(service, policy, reports, len(hosts))
+            if decision.next == Next.ROLL_BACK:
+                await self._roll_back(service, reports, policy)
+            if decision.next != Next.GO_ON:
+                self.result.stopped = decision.why
+                break
+            if index + 1 < len(batches) and policy.delay and not self.interrupted.is_set():
+                await asyncio.sleep(policy.delay)
+        reached = {r.host for r in reports}
+        reports += [HostReport(h.name, service, HostOutcome.UNTOUCHED) for h in hosts
+                    if h.name not in reached]
+        self.result.reports += reports
+
+    def _announce(self, service: str, batch: Batch, index: int, total: int) -> None:
+        kind = "canary" if batch.canary else f"batch {index + 1}/{total}"
+        for host in batch.hosts:
+            self.report(host, f"{service}: wave {batch.wave}, {kind}")
+
+    async def _change_host(self, service: str, host: str, actions: list[Action],
+                           policy: UpdatePolicy, batch: Batch, refusal: str) -> HostReport:
+        if refusal:
+            # Known before any change (a foreign container in the way, an image that would
+            # not pull): reported, but not a failure of the new version, so not counted.
+            return HostReport(host, service, HostOutcome.BLOCKED, refusal)
+        result = await self._execute(host, actions)
+        report = HostReport(host, service, HostOutcome.CHANGED, "", result.done,
+                            result.created, previous_kept=result.previous_kept)
+        failure = result.error or ""
+        names = decide.gated_names(result.done)
+        if not failure and names:
+            monitor = decide.monitor_seconds(policy, batch.canary)
+            self.report(host, f"{service}: health gate ({monitor:g}s)")
+            failure = await self._gate(host, names, policy, monitor) or ""
+        for action in result.done:
+            self.journal.note(host, action, "failed" if failure else "ok", failure)
+        if failure:
+            report.outcome, report.detail = HostOutcome.FAILED, failure
+        else:
+            self.report(host, f"{service}: done")
+        return report
+
+    # -- rollback -------------------------------------------------------------------------
+
+    async def _roll_back(self, service: str, reports: list[HostReport],
+                         policy: UpdatePolicy) -> None:
+        """Every host this rollout changed returns to its previous revision, in reverse order."""
+        for report in reversed(reports):
+            if not report.done:
+                if report.outcome == HostOutcome.FAILED and report.previous_kept:
+                    # The replacement failed and the executor kept (or restarted) the old
+                    # container: the host is already on its previous revision.
+                    report.outcome = HostOutcome.ROLLED_BACK
+                    report.detail = (f"failed: {report.detail}; the previous revision was "
+                                     "kept running")
+                continue
+            self.report(report.host, f"{service}: rolling back")
+            try:
+                reverted = await self._revert_host(report, policy)
+            except (FleetError, OSError) as exc:
+                report.outcome = HostOutcome.ROLLBACK_FAILED
+                report.detail = f"{report.detail}; rollback failed: {exc}".lstrip("; ")
+                continue
+            was_failed = report.outcome == HostOutcome.FAILED
+            for action in report.done:
+                self.journal.note(report.host, action, "rolled-back", "automatic rollback")
+            for action in reverted:
+                self.journal.note(report.host, action, "ok", "automatic rollback")
+            report.outcome = HostOutcome.ROLLED_BACK
+            report.detail = (f"failed: {report.detail}; returned to the previous revision"
+                             if was_failed else "returned to the previous revision")
+
+    async def _revert_host(self, report: HostReport, policy: UpdatePolicy) -> list[Action]:
+        """Carry out the undo plan of a host. Each undo is tried even if another fails (a
+        container just created is removed even if an older one can't come back); the
+        failures are raised together at the end."""
+        host = report.host
+        undo, errors = decide.undo_plan(report, self.run.state.project,
+                                        self.run.state.secrets, policy.timeout)
+        done: list[Action] = []
+        for action in undo:
+            result = await self._execute(host, [action])
+            if result.error:
+                errors.append(result.error)
+                continue
+            done.append(action)
+            names = decide.gated_names([action])
+            if names:
+                failure = await self._gate(host, names, policy, min(policy.monitor, 2.0))
+                if failure:
+                    errors.append(f"{action.target}: previous revision is not healthy "
+                                  f"either: {failure}")
+        if errors:
+            raise FleetError("; ".join(errors))
+        return done
+
+    async def _remove_orphans(self) -> None:
+        services = set(self.run.state.services)
+
+        async def one(host_plan: HostPlan) -> None:
+            orphans = [a for a in host_plan.actions if a.kind == ActionKind.REMOVE
+                       and a.service not in services]
+            if orphans:
+                result = await self._execute(host_plan.host, orphans)
+                for action in result.done:
+                    self.journal.note(host_plan.host, action, "ok", "")
+                outcome = HostOutcome.FAILED if result.error else HostOutcome.CHANGED
+                self.result.reports.append(HostReport(host_plan.host, "(orphans)", outcome,
+                                                      result.error or "", result.done))
+
+        await asyncio.gather(*(one(h) for h in self.plan.hosts))

@@ -1,0 +1,155 @@
+"""A run against the fleet: connect, observe, resolve, diff, plan; the rollout executes.
+
+configuration -> desired state -> diff -> plan are pure (fleet.core.desired, fleet.core.diff,
+fleet.core.plan); this module is the imperative shell around them. A run holds one SSH
+connection and one Docker client per host, and the one bound (`forks`) on how many hosts are
+worked on at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from fleet.config.inventory import Host
+from fleet.config.templating import base_context, render_value
+from fleet.core.desired import DesiredState
+from fleet.core.diff import DiffContext, Finding, diff_host
+from fleet.core.journal import JournalEntry
+from fleet.core.observed import HostSnapshot
+from fleet.core.plan import Plan, plan_host
+from fleet.core.reporting import Reporter, silent
+from fleet.docker.client import DockerClient
+from fleet.docker.registry_auth import RegistryAuth
+from fleet.engine.observe import observe_host, resolve_digests
+from fleet.errors import FleetError, HostError
+from fleet.hoststate.journal import Journal
+from fleet.hoststate.multi import FleetLock
+from fleet.transport import ConnectionPool, SSHTarget
+from fleet.transport.ssh import DEFAULT_FORKS
+
+
+def ssh_target(host: Host, connect_timeout: float) -> SSHTarget:
+    checking: Literal["strict", "accept-new"] = (
+        "accept-new" if host.host_key_checking == "accept-new" else "strict")
+    return SSHTarget(name=host.name, address=host.address, port=host.port, user=host.user,
+                     ssh_key=host.ssh_key, known_hosts=host.known_hosts,
+                     host_key_checking=checking, jump=host.jump,
+                     docker_socket=host.docker_socket, connect_timeout=connect_timeout)
+
+
+@dataclass
+class RunOptions:
+    forks: int = DEFAULT_FORKS
+    connect_timeout: float = 10.0
+    prune: bool = True
+
+
+@dataclass
+class Observation:
+    snapshots: dict[str, HostSnapshot] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str | None] = field(default_factory=dict)
+    digest_failures: dict[str, str] = field(default_factory=dict)
+    host_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> pins
+
+
+def registry_auth(state: DesiredState) -> RegistryAuth:
+    """Playbook credentials rendered (secret() stays a token until a pull needs it)."""
+    context = base_context(state.project, state.secrets)
+    return RegistryAuth(render_value(state.registries, context), state.secrets)
+
+
+class Run:
+    """One command's session with the fleet: a connection per targeted host."""
+
+    def __init__(self, state: DesiredState, options: RunOptions,
+                 report: Reporter = silent) -> None:
+        self.state = state
+        self.options = options
+        self.auth = registry_auth(state)
+        self.lock: FleetLock | None = None  # set while the run holds the project's lock
+        self.journals: dict[str, list[JournalEntry]] = {}  # read by observe(for_changes=True)
+        self.hosts = {h.name: h for h in state.targeted_hosts}
+        self.report = report
+        targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
+        self.pool = ConnectionPool(targets, forks=options.forks,
+                                   on_result=self._connected)
+        self.forks = asyncio.Semaphore(max(1, options.forks))
+        self._docker: dict[str, DockerClient] = {}
+
+    def docker(self, host: str) -> DockerClient:
+        """The host's Docker Engine API over its connection (one client, reused)."""
+        if host not in self._docker:
+            self._docker[host] = DockerClient.over_ssh(self.pool.connected[host])
+        return self._docker[host]
+
+    def _connected(self, host: str, result: object) -> None:
+        self.report(host, "connected" if not isinstance(result, HostError) else str(result))
+
+    async def __aenter__(self) -> Run:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        clients, self._docker = list(self._docker.values()), {}
+        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+        await self.pool.close()
+
+    async def observe(self, *, for_changes: bool = False) -> Observation:
+        """Snapshots of every connected host. `for_changes` adds what a change needs: the
+        images present (to skip needless pulls) and the revisions recorded in each host's
+        journal (so a new revision never reuses a number)."""
+        result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
+        async def one(host: str) -> None:
+            async with self.forks:
+                try:
+                    snapshot = await observe_host(host, self.docker(host), self.state.project,
+                                                  with_images=for_changes)
+                    if for_changes:
+                        snapshot = replace(snapshot, last_revisions=await self._revisions(host))
+                    result.snapshots[host] = snapshot
+                except HostError as exc:
+                    result.unreachable[host] = exc.reason
+                except (FleetError, OSError) as exc:
+                    result.unreachable[host] = str(exc)
+
+        await asyncio.gather(*(one(host) for host in self.pool.connected))
+        images = {host: {str(c.options["image"]) for c in self.state.containers[host]}
+                  for host in result.snapshots}
+        clients = {h: self.docker(h) for h in result.snapshots}
+        result.digests, result.digest_failures = await resolve_digests(images, clients,
+                                                                       self.auth)
+        return result
+
+    async def _revisions(self, host: str) -> dict[str, int]:
+        journal = Journal(self.pool.connected[host], self.state.project,
+                          self.hosts[host].state_dir)
+        self.journals[host] = await journal.read()
+        highest: dict[str, int] = {}
+        for entry in self.journals[host]:
+            highest[entry.service] = max(highest.get(entry.service, 0), entry.revision)
+        return highest
+
+    def _digests(self, observation: Observation, host: str) -> dict[str, str | None]:
+        """Tag -> digest for one host: the run's resolution, unless the host is pinned to
+        other digests (a rollback returns each host to the digest it ran)."""
+        return {**observation.digests, **observation.host_digests.get(host, {})}
+
+    def diff(self, observation: Observation) -> dict[str, list[Finding]]:
+        services = frozenset(self.state.services)
+        return {host: diff_host(self.state.containers[host], snapshot,
+                                DiffContext(self.state.project, services, self.state.secrets,
+                                            self._digests(observation, host)))
+                for host, snapshot in observation.snapshots.items()}
+
+    def plan(self, observation: Observation) -> Plan:
+        policies = {name: s.update for name, s in self.state.services.items()}
+        findings = self.diff(observation)
+        hosts = tuple(
+            plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
+                      self._digests(observation, h.name), prune=self.options.prune,
+                      policies=policies, networks=self.state.networks)
+            for h in self.state.targeted_hosts if h.name in observation.snapshots)
+        return Plan(self.state.project, hosts, dict(observation.unreachable))

@@ -1,1 +1,0 @@
-"""Rolling updates: waves, batches, canary, health gates and automatic rollback."""
