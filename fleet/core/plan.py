@@ -165,6 +165,9 @@ class HostPlan:
         return [f for f in self.findings if f.kind != Kind.IN_SYNC]
 
     def text(self) -> str:
+        """The host's actions and blocked services ("" when there are none)."""
+        if not self.actions and not self.blocked:
+            return ""
         lines = [f"{self.host}:"]
         for action in self.actions:
             lines += [f"  {line}" for line in action.text().splitlines()]
@@ -369,7 +372,9 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
     host = snapshot.host
     pulls: dict[str, Action] = {}
     actions: list[Action] = []
-    taken = frozenset(c.name for c in snapshot.containers)
+    removed = {f.observed.id for f in findings if prune and f.observed is not None
+               and f.kind in (Kind.EXTRA, Kind.ORPHAN)}
+    taken = frozenset(c.name for c in snapshot.containers if c.id not in removed)
     for finding in findings:
         want, have = finding.desired, finding.observed
         if have is not None and have.project != project:

@@ -1,4 +1,5 @@
-"""Diff and planner: table cases with exact plan text, and properties over random states."""
+"""Diff cases, and properties of diff + plan over random states run through a simulated
+engine (the planner's case-by-case plan texts are in test_planner.py)."""
 
 from __future__ import annotations
 
@@ -68,18 +69,7 @@ def in_sync_snapshot(state: DesiredState) -> HostSnapshot:
 def plan_text(state: DesiredState, snapshot: HostSnapshot, **kw: Any) -> str:
     c = ctx(state, **kw)
     findings = diff_host(state.containers[HOST], snapshot, c)
-    plan = plan_host(findings, snapshot, "shop", c.digests)
-    return "\n".join(a.text() for a in plan.actions)
-
-
-def test_empty_host_plans_pulls_then_creates(state: DesiredState) -> None:
-    assert plan_text(state, HostSnapshot(HOST, ())) == "\n".join([
-        f"pull reg.example:5000/demo/web@{DIGEST_V1[:19]}: needed by shop-web-1",
-        f"pull reg.example:5000/demo/worker@{DIGEST_V1[:19]}: needed by shop-worker-1",
-        "create shop-web-1: missing",
-        "create shop-worker-1: missing",
-        "create shop-worker-2: missing",
-    ])
+    return plan_host(findings, snapshot, "shop", c.digests).text()
 
 
 def test_in_sync_plans_nothing(state: DesiredState) -> None:
@@ -87,30 +77,6 @@ def test_in_sync_plans_nothing(state: DesiredState) -> None:
     kinds = {f.kind for f in diff_host(state.containers[HOST], snapshot, ctx(state))}
     assert kinds == {Kind.IN_SYNC}
     assert plan_text(state, snapshot) == ""
-
-
-def test_moved_tag_is_image_changed_and_recreated_stop_first(state: DesiredState) -> None:
-    snapshot = in_sync_snapshot(state)
-    digests = {"reg.example:5000/demo/web:v1": DIGEST_V2,
-               "reg.example:5000/demo/worker:v1": DIGEST_V1}
-    findings = diff_host(state.containers[HOST], snapshot, ctx(state, digests))
-    web = next(f for f in findings if f.service == "web")
-    assert web.kind == Kind.IMAGE_CHANGED and "now resolves to" in web.detail
-    text = plan_text(state, snapshot, digests=digests)
-    assert text.splitlines()[0] == (f"pull reg.example:5000/demo/web@{DIGEST_V2[:19]}: "
-                                    "needed by shop-web-1")
-    assert text.splitlines()[1].startswith("recreate shop-web-1 (stop-first): image_changed")
-
-
-def test_worker_without_ports_is_replaced_start_first(state: DesiredState) -> None:
-    containers = list(in_sync_snapshot(state).containers)
-    worker = next(c for c in containers if c.name == "shop-worker-1")
-    changed = dict(worker.env, EXTRA="1")
-    containers[containers.index(worker)] = ObservedContainer(
-        **{**worker.__dict__, "labels": {**worker.labels, labels.SPEC_HASH: "x",
-                                         labels.SPEC: '{"command": ["old"]}'}, "env": changed})
-    text = plan_text(state, HostSnapshot(HOST, tuple(containers)))
-    assert "recreate shop-worker-1 (start-first): config_changed" in text
 
 
 def test_env_changed_by_hand_is_config_changed_with_field(state: DesiredState) -> None:
@@ -124,45 +90,6 @@ def test_env_changed_by_hand_is_config_changed_with_field(state: DesiredState) -
     assert finding.kind == Kind.CONFIG_CHANGED
     assert "environment.A: 2 -> 1" in finding.detail
     assert "stolen" not in finding.detail and "t0p" not in finding.detail
-
-
-def test_resource_change_is_updated_in_place(state: DesiredState) -> None:
-    containers = list(in_sync_snapshot(state).containers)
-    web = next(c for c in containers if c.name == "shop-web-1")
-    containers[containers.index(web)] = ObservedContainer(
-        **{**web.__dict__, "resources": {**web.resources, "Memory": 1}})
-    assert plan_text(state, HostSnapshot(HOST, tuple(containers))).startswith(
-        "update shop-web-1: in place: resources.Memory")
-
-
-def test_stopped_started_extra_and_orphan_removed(state: DesiredState) -> None:
-    snapshot = in_sync_snapshot(state)
-    web = next(c for c in snapshot.containers if c.name == "shop-web-1")
-    stopped = ObservedContainer(**{**web.__dict__, "state": "exited"})
-    extra = ObservedContainer(**{**web.__dict__, "id": "x3", "name": "shop-web-3",
-                                 "labels": {**web.labels, labels.REPLICA: "3"}})
-    orphan = ObservedContainer(**{**web.__dict__, "id": "o1", "name": "shop-old-1",
-                                  "labels": {**web.labels, labels.SERVICE: "old"}})
-    others = tuple(c for c in snapshot.containers if c is not web)
-    text = plan_text(state, HostSnapshot(HOST, (stopped, extra, orphan, *others)))
-    assert text.splitlines() == [
-        "remove shop-old-1: orphan: service 'old' is no longer in the playbook",
-        "remove shop-web-3: extra: replica 3 is not desired on this host",
-        "start shop-web-1: container is exited",
-    ]
-
-
-def test_foreign_container_on_port_is_a_conflict_and_never_touched(state: DesiredState
-                                                                    ) -> None:
-    foreign = container_from_list({"Id": "f1", "Names": ["/nginx"], "State": "running",
-                                   "Labels": {}, "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80,
-                                                            "PublicPort": 8080, "Type": "tcp"}]})
-    snapshot = HostSnapshot(HOST, (foreign,))
-    findings = diff_host(state.containers[HOST], snapshot, ctx(state))
-    assert next(f for f in findings if f.service == "web").kind == Kind.CONFLICT
-    plan = plan_host(findings, snapshot, "shop", ctx(state).digests)
-    assert all(a.observed is None or a.observed.id != "f1" for a in plan.actions)
-    assert [f.desired.name for f in plan.blocked if f.desired] == ["shop-web-1"]
 
 
 # -- properties -----------------------------------------------------------------------------
