@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 ruff check fleet tests benchmarks
 mypy
+lint-imports --no-cache >/dev/null || lint-imports --no-cache
 python -m pytest "$@"
