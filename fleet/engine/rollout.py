@@ -43,7 +43,8 @@ class RolloutResult:
 class Rollout:
     def __init__(self, run: Run, plan: Plan, *, interrupted: asyncio.Event | None = None,
                  report: Reporter = silent, command: str = "apply",
-                 services: Sequence[str] | None = None) -> None:
+                 services: Sequence[str] | None = None,
+                 journal: JournalBook | None = None) -> None:
         self.run = run
         self.plan = plan
         self.interrupted = interrupted or asyncio.Event()
@@ -51,7 +52,7 @@ class Rollout:
         self.command = command
         self.only = list(services) if services is not None else None
         self.result = RolloutResult()
-        self.journal = JournalBook(run, command, self.report)
+        self.journal = journal or JournalBook(run, command, self.report)
 
     # -- helpers --------------------------------------------------------------------------
 

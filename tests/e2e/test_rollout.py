@@ -165,17 +165,28 @@ def test_a_conflict_blocks_its_host_only(lab: Lab, playbook: Path) -> None:
 
 def test_a_killed_controller_leaves_nothing_apply_cannot_converge(lab: Lab,
                                                                   playbook: Path) -> None:
-    write_playbook(playbook, PROJECT, lab.inventory_path,
-                   web(lab.registry, "v2", order="start-first"))
     # start-first needs no fixed host port to be free twice: publish an ephemeral one.
-    data = web(lab.registry, "v2", order="start-first")
-    data["web"]["ports"] = ["8080"]
-    write_playbook(playbook, PROJECT, lab.inventory_path, data)
+    for version in ("v1", "v2"):
+        data = web(lab.registry, version, order="start-first")
+        data["web"]["ports"] = ["8080"]
+        write_playbook(playbook, PROJECT, lab.inventory_path, data)
+        if version == "v1":
+            fleet("apply", "--yes", str(playbook), check_rc=0)
     process = subprocess.Popen([sys.executable, "-m", "fleet", "apply", "--yes", str(playbook)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)
+    # Killed at a known point: mid-replacement, when a new container stands under its
+    # temporary name beside the old one on some host.
+    caught = ""
+    deadline = time.monotonic() + 120
+    while not caught and time.monotonic() < deadline and process.poll() is None:
+        for host in lab.hosts:
+            names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
+            caught = next((n for n in names if n.startswith(f"{PROJECT}-web-1--r")), "")
+            if caught:
+                break
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert caught, "the apply finished before it could be killed mid-replacement"
     fleet("apply", "--yes", str(playbook), check_rc=0)
     check = fleet_json("check", str(playbook), check_rc=0)
     assert check["in_sync"] is True
