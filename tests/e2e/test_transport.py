@@ -156,7 +156,7 @@ def test_container_lifecycle(lab: Any, targets: list[SSHTarget]) -> None:
             await docker.stop_container(name, timeout=1)
             assert (await docker.inspect_container(name))["State"]["Running"] is False
             logs = await docker.container_logs(name, tail=50)
-            assert isinstance(logs.text, str)
+            assert logs.stdout == "web v1: listening on 8080\n" and logs.stderr == ""
             await docker.remove_container(name)
             with pytest.raises(DockerNotFoundError):
                 await docker.inspect_container(name)
@@ -214,7 +214,7 @@ def test_unreachable_host_fails_alone_within_timeout(targets: list[SSHTarget]) -
             assert isinstance(pool.failed["ghost"], ConnectError)
             assert not isinstance(pool.failed["ghost"], HostKeyError)
             assert elapsed < 3 + 2
-            assert await pool.connected[targets[-1].name].docker.ping() == "OK"
+            assert await DockerClient.over_ssh(pool.connected[targets[-1].name]).ping() == "OK"
 
     run(main())
 
