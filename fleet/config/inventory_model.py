@@ -54,4 +54,3 @@ class InventoryFile(_Strict):
     vars: dict[str, Any] = {}
 
 
-NATIVE_TOP_LEVEL_KEYS = frozenset(InventoryFile.model_fields)

@@ -51,14 +51,3 @@ def parse_byte_size(value: object) -> int:
         if match:
             return int(float(match.group(1)) * _SIZE_FACTOR[match.group(2).lower()])
     raise ValueError(f"bad size {value!r}: use a number with a unit b, k, m or g, e.g. '512m'")
-
-
-def format_duration(seconds: float) -> str:
-    if seconds == int(seconds):
-        whole = int(seconds)
-        if whole and whole % 3600 == 0:
-            return f"{whole // 3600}h"
-        if whole and whole % 60 == 0:
-            return f"{whole // 60}m"
-        return f"{whole}s"
-    return f"{round(seconds * 1000)}ms"

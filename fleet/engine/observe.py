@@ -14,7 +14,7 @@ from fleet.core.observed import (
 )
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
-from fleet.errors import DockerError, HostError
+from fleet.errors import DockerNotFoundError, HostError
 
 
 async def observe_host(host: str, docker: DockerClient, project: str, *,
@@ -27,7 +27,7 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
     detailed = {}
     for container, data in zip(ours, inspected, strict=True):
         if isinstance(data, BaseException):
-            if isinstance(data, DockerError) and data.status == 404:
+            if isinstance(data, DockerNotFoundError):
                 continue  # removed between the list and the inspect
             raise data
         detailed[container.id] = container_from_inspect(data)

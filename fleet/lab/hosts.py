@@ -18,7 +18,7 @@ from fleet.lab.daemons import (
 from fleet.lab.inventory import ensure_key
 from fleet.lab.leftovers import HostHealth, select_processes
 from fleet.lab.network import Link, netns_path
-from fleet.lab.spec import HostPlan
+from fleet.lab.spec import LabHostSpec
 from fleet.lab.state import HostState
 from fleet.lab.system import is_alive, namespace_inode, process_table, terminate
 
@@ -42,7 +42,7 @@ def uts_ns_file(lab_dir: Path, name: str) -> Path:
     return lab_dir / "ns" / f"{name}.uts"
 
 
-def desired_state(lab_dir: Path, plan: HostPlan) -> HostState:
+def desired_state(lab_dir: Path, plan: LabHostSpec) -> HostState:
     return HostState(
         name=plan.name,
         address=plan.address,
@@ -70,7 +70,8 @@ def orphan_state(lab_dir: Path, lab: str, netns: str) -> HostState:
 
 
 def observe(
-    plan: HostPlan, recorded: HostState | None, lab_dir: Path, bridge: str, links: dict[str, Link]
+    plan: LabHostSpec, recorded: HostState | None, lab_dir: Path, bridge: str,
+    links: dict[str, Link],
 ) -> HostHealth:
     wanted = desired_state(lab_dir, plan)
     current = recorded is not None and (
@@ -107,7 +108,7 @@ def observe(
 
 
 def build(
-    plan: HostPlan, lab_dir: Path, bridge: str, subnet: str, registry: str, report: Report
+    plan: LabHostSpec, lab_dir: Path, bridge: str, subnet: str, registry: str, report: Report
 ) -> HostState:
     """Create the host from nothing (after `teardown`); its key and Docker data are kept."""
     state = desired_state(lab_dir, plan)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.lab.spec import HostPlan, bridge_name, is_lab_link, is_lab_netns
+from fleet.lab.spec import LabHostSpec, bridge_name, is_lab_link, is_lab_netns
 from fleet.lab.system import ProcessInfo
 
 # Process names the lab starts, directly or through dockerd. Only these are ever matched by
@@ -53,7 +53,7 @@ class Cleanup:
 
 
 def plan_cleanup(
-    lab: str, desired: Iterable[HostPlan], netns: Iterable[str], links: Iterable[str]
+    lab: str, desired: Iterable[LabHostSpec], netns: Iterable[str], links: Iterable[str]
 ) -> Cleanup:
     """Kernel resources named after this lab that the desired lab does not use.
 

@@ -31,7 +31,7 @@ from fleet.lab.spec import (
     DEFAULT_DIR,
     DEFAULT_HOSTS,
     DEFAULT_SUBNET,
-    HostPlan,
+    LabHostSpec,
     LabSpec,
     bridge_address,
     bridge_name,
@@ -85,7 +85,8 @@ def lab_up(
         return _up(spec, plans, recorded, report)
 
 
-def _up(spec: LabSpec, plans: list[HostPlan], recorded: LabState | None, report: Progress) -> Lab:
+def _up(spec: LabSpec, plans: list[LabHostSpec], recorded: LabState | None,
+        report: Progress) -> Lab:
     lab, lab_dir = lab_id(spec.dir), spec.dir
     bridge = bridge_name(lab)
     network.check_subnet_free(spec.subnet, bridge)
@@ -162,7 +163,7 @@ def _seed_images(registry: str, report: Progress) -> None:
 
 
 def _ensure_host(
-    plan: HostPlan,
+    plan: LabHostSpec,
     state: LabState,
     recorded: HostState | None,
     links: dict[str, network.Link],

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import LabError
-from fleet.lab.spec import HostPlan
+from fleet.lab.spec import LabHostSpec
 from fleet.lab.system import run
 
 NETNS_DIR = Path("/run/netns")
@@ -89,7 +89,7 @@ def delete_link(name: str) -> None:
     run(["ip", "link", "del", name], check=False)
 
 
-def create_host_network(host: HostPlan, bridge: str, subnet: str) -> None:
+def create_host_network(host: LabHostSpec, bridge: str, subnet: str) -> None:
     prefix = ipaddress.ip_network(subnet).prefixlen
     run(["ip", "netns", "add", host.netns])
     run(
@@ -115,7 +115,7 @@ def create_host_network(host: HostPlan, bridge: str, subnet: str) -> None:
     run([*inside, "link", "set", "lo", "up"])
 
 
-def host_network_ok(host: HostPlan, bridge: str, links: dict[str, Link]) -> bool:
+def host_network_ok(host: LabHostSpec, bridge: str, links: dict[str, Link]) -> bool:
     veth = links.get(host.veth)
     if veth is None or veth.master != bridge or not veth.up:
         return False

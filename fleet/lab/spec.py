@@ -53,7 +53,7 @@ CLOUD_REGIONS: dict[str, tuple[Region, Region]] = {
 
 
 @dataclass(frozen=True)
-class HostPlan:
+class LabHostSpec:
     """One lab host as it should exist."""
 
     index: int
@@ -154,7 +154,7 @@ def host_identity(index: int, clouds: tuple[str, ...]) -> tuple[str, dict[str, s
     return name, {"cloud": cloud, "region": region.name, "zone": zone}
 
 
-def plan_hosts(spec: LabSpec) -> list[HostPlan]:
+def plan_hosts(spec: LabSpec) -> list[LabHostSpec]:
     """Every host of the lab described by `spec`, in index order."""
     if spec.hosts < 1:
         raise LabError("a lab needs at least one host")
@@ -164,7 +164,7 @@ def plan_hosts(spec: LabSpec) -> list[HostPlan]:
     for index in range(spec.hosts):
         name, labels = host_identity(index, spec.clouds)
         plans.append(
-            HostPlan(
+            LabHostSpec(
                 index=index,
                 name=name,
                 address=host_address(spec.subnet, index),

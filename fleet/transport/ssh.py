@@ -188,14 +188,6 @@ class ConnectionPool:
         self._jumps: dict[tuple[str | None, str, int], asyncio.Task[asyncssh.SSHClientConnection]]
         self._jumps = {}
 
-    @property
-    def results(self) -> dict[str, HostConnection | HostError]:
-        """Per host, in target order: its connection or why there is none."""
-        merged: dict[str, HostConnection | HostError] = {}
-        for target in self.targets:
-            merged[target.name] = self.connected.get(target.name) or self.failed[target.name]
-        return merged
-
     async def open(self) -> None:
         await asyncio.gather(*(self._open_one(target) for target in self.targets))
 
