@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -42,12 +41,6 @@ MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 JSONObject = dict[str, Any]
 PullProgress = Callable[[JSONObject], None]
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    output: ContainerOutput
 
 
 def _segment(value: str) -> str:
@@ -175,10 +168,6 @@ class DockerClient:
         result: JSONObject = await self._call_json("GET", "/version", versioned=False)
         return result
 
-    async def info(self) -> JSONObject:
-        result: JSONObject = await self._call_json("GET", "/info")
-        return result
-
     # -- containers -------------------------------------------------------------------------
 
     async def list_containers(self, *, all: bool = True,
@@ -213,10 +202,6 @@ class DockerClient:
         await self._call("POST", f"/containers/{_segment(container)}/stop", params=params,
                          timeout=self.timeout + (timeout or 10))
 
-    async def kill_container(self, container: str, *, signal: str | None = None) -> None:
-        params = {} if signal is None else {"signal": signal}
-        await self._call("POST", f"/containers/{_segment(container)}/kill", params=params)
-
     async def remove_container(self, container: str, *, force: bool = False,
                                volumes: bool = False) -> None:
         await self._call("DELETE", f"/containers/{_segment(container)}",
@@ -230,14 +215,6 @@ class DockerClient:
         """POST /containers/{id}/update (resources, restart policy) in place."""
         result: JSONObject = await self._call_json(
             "POST", f"/containers/{_segment(container)}/update", body=dict(body))
-        return result
-
-    async def wait_container(self, container: str, *, condition: str = "not-running",
-                             timeout: float | None = None) -> JSONObject:
-        """Block until the container reaches `condition`; returns {"StatusCode": ...}."""
-        result: JSONObject = await self._call_json(
-            "POST", f"/containers/{_segment(container)}/wait",
-            params={"condition": condition}, timeout=timeout)
         return result
 
     async def container_logs(self, container: str, *, tail: int | None = 100,
@@ -258,33 +235,6 @@ class DockerClient:
         config = (await self.inspect_container(container)).get("Config") or {}
         tty = bool(config.get("Tty"))
         return raw_stream(response.content) if tty else demultiplex_stream(response.content)
-
-    # -- exec (probes) ----------------------------------------------------------------------
-
-    async def exec_create(self, container: str, argv: Sequence[str]) -> str:
-        """POST /containers/{id}/exec for `argv` (a list: no shell); returns the exec id."""
-        body = {"Cmd": list(argv), "AttachStdout": True, "AttachStderr": True, "Tty": False}
-        result = await self._call_json("POST", f"/containers/{_segment(container)}/exec",
-                                       body=body)
-        return str(result["Id"])
-
-    async def exec_start(self, exec_id: str, *, timeout: float | None = None
-                         ) -> ContainerOutput:
-        """Run the exec and collect its output (the daemon closes the stream at exit)."""
-        response = await self._call("POST", f"/exec/{_segment(exec_id)}/start",
-                                    body={"Detach": False, "Tty": False}, timeout=timeout)
-        return demultiplex_stream(response.content)
-
-    async def exec_inspect(self, exec_id: str) -> JSONObject:
-        result: JSONObject = await self._call_json("GET", f"/exec/{_segment(exec_id)}/json")
-        return result
-
-    async def exec_run(self, container: str, argv: Sequence[str], *,
-                       timeout: float | None = None) -> ExecResult:
-        exec_id = await self.exec_create(container, argv)
-        output = await self.exec_start(exec_id, timeout=timeout)
-        exit_code = (await self.exec_inspect(exec_id)).get("ExitCode")
-        return ExecResult(-1 if exit_code is None else int(exit_code), output)
 
     # -- networks ---------------------------------------------------------------------------
 
@@ -307,11 +257,6 @@ class DockerClient:
     async def list_images(self) -> list[JSONObject]:
         """GET /images/json: every image with its RepoTags and RepoDigests."""
         result: list[JSONObject] = await self._call_json("GET", "/images/json")
-        return result
-
-    async def inspect_image(self, reference: str) -> JSONObject:
-        result: JSONObject = await self._call_json(
-            "GET", f"/images/{quote(reference, safe='/:@')}/json")
         return result
 
     async def distribution_inspect(self, reference: str, *,

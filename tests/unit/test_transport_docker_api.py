@@ -67,8 +67,8 @@ def test_daemon_without_version_header_is_asked_for_version() -> None:
             return httpx.Response(200, json={"ApiVersion": "1.24"})
         return httpx.Response(200, json={})
 
-    run(old_daemon, lambda c: c.info())
-    assert [r.url.path for r in seen] == ["/_ping", "/version", "/v1.24/info"]
+    run(old_daemon, lambda c: c.list_networks())
+    assert [r.url.path for r in seen] == ["/_ping", "/version", "/v1.24/networks"]
 
 
 def test_daemon_refusing_our_version_is_asked_again_with_its_minimum() -> None:
@@ -76,11 +76,11 @@ def test_daemon_refusing_our_version_is_asked_again_with_its_minimum() -> None:
     refusal = ("client version 1.41 is too old. Minimum supported API version is 1.44, "
                "please upgrade your client to a newer version")
     routes: dict[str, Handler] = {
-        "GET /v1.41/info": lambda r: httpx.Response(400, json={"message": refusal}),
-        "GET /v1.44/info": lambda r: httpx.Response(200, json={"ID": "x"}),
+        "GET /v1.41/networks": lambda r: httpx.Response(400, json={"message": refusal}),
+        "GET /v1.44/networks": lambda r: httpx.Response(200, json=[{"Name": "x"}]),
     }
-    assert run(daemon(routes, seen), lambda c: c.info()) == {"ID": "x"}
-    assert [r.url.path for r in seen] == ["/_ping", "/v1.41/info", "/v1.44/info"]
+    assert run(daemon(routes, seen), lambda c: c.list_networks()) == [{"Name": "x"}]
+    assert [r.url.path for r in seen] == ["/_ping", "/v1.41/networks", "/v1.44/networks"]
 
 
 def test_list_containers_sends_label_filters() -> None:
@@ -178,20 +178,6 @@ def test_logs_on_api_141_asks_the_container_for_tty() -> None:
     assert output.stderr == "warn\n"
 
 
-def test_exec_run_returns_exit_code_and_output() -> None:
-    seen: list[httpx.Request] = []
-    routes: dict[str, Handler] = {
-        "POST /v1.41/containers/web/exec": lambda r: httpx.Response(201, json={"Id": "e1"}),
-        "POST /v1.41/exec/e1/start": lambda r: httpx.Response(
-            200, content=multiplexed((1, b"healthy\n"))),
-        "GET /v1.41/exec/e1/json": lambda r: httpx.Response(200, json={"ExitCode": 3}),
-    }
-    result = run(daemon(routes, seen), lambda c: c.exec_run("web", ["probe", "--x", "a b"]))
-    assert result.exit_code == 3
-    assert result.output.stdout == "healthy\n"
-    assert json.loads(seen[1].content)["Cmd"] == ["probe", "--x", "a b"]
-
-
 def test_call_timeout_is_docker_error() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/_ping":
@@ -202,7 +188,7 @@ def test_call_timeout_is_docker_error() -> None:
     async def main() -> None:
         client = DockerClient("web-1", httpx.MockTransport(slow), timeout=0.2)
         with pytest.raises(DockerError, match=r"no answer within 0\.2s"):
-            await client.info()
+            await client.list_networks()
         await client.aclose()
 
     asyncio.run(main())
@@ -227,12 +213,12 @@ def test_container_ids_are_one_path_segment() -> None:
 
 def test_pinned_api_version_skips_negotiation() -> None:
     seen: list[httpx.Request] = []
-    handler = daemon({"GET /v1.40/info": lambda r: httpx.Response(200, json={})}, seen)
+    handler = daemon({"GET /v1.40/networks": lambda r: httpx.Response(200, json=[])}, seen)
 
     async def main() -> None:
         client = DockerClient("web-1", httpx.MockTransport(handler), api_version="1.40")
-        await client.info()
+        await client.list_networks()
         await client.aclose()
 
     asyncio.run(main())
-    assert [request.url.path for request in seen] == ["/v1.40/info"]
+    assert [request.url.path for request in seen] == ["/v1.40/networks"]
