@@ -38,19 +38,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from transport_floor import floor_once, target_of
+from transport_floor import floor_once
 
-from fleet.config.inventory import load_inventory
+from fleet.config.inventory import Host, load_inventory
 from fleet.config.project import ProjectFiles, read_project
 from fleet.core.desired import desired_state
 from fleet.core.diff import Kind
 from fleet.core.plan import ActionKind
+from fleet.docker.client import DockerClient
 from fleet.docker.wire import MAX_API_VERSION
 from fleet.engine.rollout import Rollout
 from fleet.engine.run import Run, RunOptions
 from fleet.hoststate.multi import fleet_lock, state_dirs
 from fleet.lab import Lab, lab_down, lab_exec, lab_up
-from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
+from fleet.transport import ConnectionPool, HostConnection
 from fleet.transport.ssh import DEFAULT_FORKS
 
 PROJECT = "bench"
@@ -196,7 +197,7 @@ async def pull_and_start(host: HostConnection, wanted: Wanted) -> None:
         await docker.aclose()
 
 
-async def floor_pull_start_once(targets: Sequence[SSHTarget], forks: int,
+async def floor_pull_start_once(targets: Sequence[Host], forks: int,
                                 wanted: dict[str, Wanted]) -> float:
     started = time.perf_counter()
     async with ConnectionPool(targets, forks=forks) as pool:
@@ -207,7 +208,7 @@ async def floor_pull_start_once(targets: Sequence[SSHTarget], forks: int,
         return time.perf_counter() - started
 
 
-async def floor_seconds(targets: list[SSHTarget], forks: int) -> float:
+async def floor_seconds(targets: list[Host], forks: int) -> float:
     elapsed, _, failures = await floor_once(targets, forks)
     if failures:
         raise RuntimeError(f"floor: unreachable: {failures}")
@@ -247,7 +248,7 @@ def bench(size: int, lab_dir: Path, subnet: str, runs: int, forks: int) -> Figur
     figures = Figures(size, load=[os.getloadavg()[0]])
     lab_down(lab_dir)
     lab = lab_up(lab_dir, hosts=size, subnet=subnet)
-    targets = [target_of(h) for h in load_inventory([str(lab.inventory_path)]).hosts]
+    targets = list(load_inventory([str(lab.inventory_path)]).hosts)
     worker_hosts = {h.name for h in lab.hosts if h.labels.get("cloud") == "hetzner"}
     wanted = wanted_on(lab, worker_hosts)
     pulls = sum(len(w.images) for w in wanted.values())

@@ -15,18 +15,10 @@ import sys
 import time
 
 from fleet.config.inventory import Host, load_inventory
+from fleet.docker.client import DockerClient
 from fleet.docker.wire import MAX_API_VERSION
-from fleet.transport import ConnectionPool, DockerClient, HostConnection, SSHTarget
+from fleet.transport import ConnectionPool, HostConnection
 from fleet.transport.ssh import DEFAULT_FORKS
-
-
-def target_of(host: Host) -> SSHTarget:
-    return SSHTarget(name=host.name, address=host.address, port=host.port, user=host.user,
-                     ssh_key=host.ssh_key, known_hosts=host.known_hosts,
-                     host_key_checking=(
-                         "accept-new" if host.host_key_checking == "accept-new" else "strict"),
-                     jump=host.jump,
-                     docker_socket=host.docker_socket)
 
 
 async def list_containers(host: HostConnection) -> int:
@@ -39,7 +31,7 @@ async def list_containers(host: HostConnection) -> int:
         await docker.aclose()
 
 
-async def floor_once(targets: list[SSHTarget], forks: int) -> tuple[float, int, list[str]]:
+async def floor_once(targets: list[Host], forks: int) -> tuple[float, int, list[str]]:
     """Seconds for connect + GET /containers/json on every host; containers seen; failures."""
     started = time.perf_counter()
     async with ConnectionPool(targets, forks=forks) as pool:
@@ -56,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    targets = [target_of(host) for host in load_inventory([args.inventory]).hosts]
+    targets = list(load_inventory([args.inventory]).hosts)
     timings = []
     for run in range(1, args.runs + 1):
         elapsed, containers, failures = asyncio.run(floor_once(targets, args.forks))

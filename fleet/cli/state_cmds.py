@@ -23,7 +23,6 @@ from fleet.config.inventory import Host
 from fleet.core.desired import DesiredState
 from fleet.core.journal import JournalEntry
 from fleet.core.lease import LockInfo, iso, utc_now
-from fleet.engine.run import ssh_target
 from fleet.errors import HostError, LockHeld
 from fleet.hoststate import HostLock, Journal, current_operator
 from fleet.transport import ConnectionPool
@@ -52,8 +51,8 @@ def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quie
 
     async def go() -> None:
         with HostProgress("reading", len(hosts), quiet=quiet, plain_lines=False) as progress:
-            targets = [ssh_target(h, connect_timeout) for h in hosts]
-            async with ConnectionPool(targets, forks=forks) as pool:
+            async with ConnectionPool(hosts, forks=forks,
+                                      connect_timeout=connect_timeout) as pool:
                 limit = asyncio.Semaphore(forks)
 
                 async def one(host: Host) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config import ansible
-from fleet.config.inventory_model import HostEntry, InventoryFile
+from fleet.config.inventory_model import HostEntry, HostKeyChecking, InventoryFile
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.source import SourceDoc, load_yaml
@@ -34,7 +34,7 @@ class Host:
     user: str | None = None
     ssh_key: str | None = None
     known_hosts: str = DEFAULT_KNOWN_HOSTS
-    host_key_checking: str = "strict"
+    host_key_checking: HostKeyChecking = "strict"
     jump: str | None = None
     docker_socket: str = DEFAULT_DOCKER_SOCKET
     state_dir: str = DEFAULT_STATE_DIR

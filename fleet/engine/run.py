@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-from fleet.config.inventory import Host
 from fleet.config.templating import base_context, render_value
 from fleet.core.desired import DesiredState
 from fleet.core.diff import DiffContext, Finding, diff_host
@@ -26,17 +24,8 @@ from fleet.engine.observe import observe_host, resolve_digests
 from fleet.errors import FleetError, HostError
 from fleet.hoststate.journal import Journal
 from fleet.hoststate.multi import FleetLock
-from fleet.transport import ConnectionPool, SSHTarget
+from fleet.transport import ConnectionPool
 from fleet.transport.ssh import DEFAULT_FORKS
-
-
-def ssh_target(host: Host, connect_timeout: float) -> SSHTarget:
-    checking: Literal["strict", "accept-new"] = (
-        "accept-new" if host.host_key_checking == "accept-new" else "strict")
-    return SSHTarget(name=host.name, address=host.address, port=host.port, user=host.user,
-                     ssh_key=host.ssh_key, known_hosts=host.known_hosts,
-                     host_key_checking=checking, jump=host.jump,
-                     docker_socket=host.docker_socket, connect_timeout=connect_timeout)
 
 
 @dataclass
@@ -73,8 +62,8 @@ class Run:
         self.journals: dict[str, list[JournalEntry]] = {}  # read by observe(for_changes=True)
         self.hosts = {h.name: h for h in state.targeted_hosts}
         self.report = report
-        targets = [ssh_target(h, options.connect_timeout) for h in state.targeted_hosts]
-        self.pool = ConnectionPool(targets, forks=options.forks,
+        self.pool = ConnectionPool(state.targeted_hosts, forks=options.forks,
+                                   connect_timeout=options.connect_timeout,
                                    on_result=self._connected)
         self.forks = asyncio.Semaphore(max(1, options.forks))
         self._docker: dict[str, DockerClient] = {}

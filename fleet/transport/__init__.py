@@ -1,6 +1,6 @@
 """SSH, and nothing else: one asyncssh connection per host (host-key policy, jump hosts,
 bounded handshakes), and httpx transports over its channels."""
 
-from fleet.transport.ssh import ConnectionPool, HostConnection, SSHTarget
+from fleet.transport.ssh import ConnectionPool, HostConnection
 
-__all__ = ["ConnectionPool", "HostConnection", "SSHTarget"]
+__all__ = ["ConnectionPool", "HostConnection"]

@@ -17,9 +17,9 @@ from typing import Literal
 
 import asyncssh
 
+from fleet.config.inventory_model import HostKeyChecking
 from fleet.errors import HostKeyError
 
-HostKeyChecking = Literal["strict", "accept-new"]
 DEFAULT_SSH_PORT = 22
 
 _known_hosts_cache: dict[Path, tuple[tuple[int, int], asyncssh.SSHKnownHosts]] = {}

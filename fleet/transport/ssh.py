@@ -1,6 +1,6 @@
 """SSH connections to fleet hosts: one asyncssh connection per host, reused for a whole run.
 
-    target = SSHTarget(name="web-1", address="198.18.1.11", user="root", ...)
+    target = Host(name="web-1", address="198.18.1.11", user="root", ...)  # the inventory's
     async with ConnectionPool([target], forks=50) as pool:
         for name, error in pool.failed.items(): ...
         connection = pool.connected["web-1"]   # .ssh: the asyncssh connection
@@ -14,16 +14,15 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import asyncssh
 
+from fleet.config.inventory import Host
 from fleet.errors import ConnectError, HostError
 from fleet.transport.host_keys import (
-    HostKeyChecking,
     HostKeyVerifier,
     default_known_hosts_path,
     load_known_hosts,
@@ -36,48 +35,29 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and how to reach one host."""
+def endpoint(host: Host) -> str:
+    return f"{host.address}:{host.port}"
 
-    name: str
-    address: str
-    port: int = 22
-    user: str | None = None
-    ssh_key: str | None = None
-    known_hosts: str | None = None
-    host_key_checking: HostKeyChecking = "strict"
-    jump: str | None = None  # "[user@]host[:port]", verified like any host
-    docker_socket: str = "/var/run/docker.sock"
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
-    @property
-    def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
+def known_hosts_path(host: Host) -> Path:
+    return Path(host.known_hosts).expanduser() if host.known_hosts else default_known_hosts_path()
 
-    @property
-    def known_hosts_path(self) -> Path:
-        if self.known_hosts:
-            return Path(self.known_hosts).expanduser()
-        return default_known_hosts_path()
 
-    def jump_target(self) -> SSHTarget | None:
-        """The bastion as a target of its own: same key, known_hosts and checking."""
-        if not self.jump:
-            return None
-        user, _, host_port = self.jump.rpartition("@")
-        address, port = host_port, 22
-        if host_port.startswith("["):  # [IPv6]:port
-            address, _, rest = host_port[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 22
-        elif host_port.count(":") == 1:
-            address, _, port_text = host_port.partition(":")
-            port = int(port_text)
-        return SSHTarget(
-            name=f"{self.name} (jump host {self.jump})", address=address, port=port,
-            user=user or self.user, ssh_key=self.ssh_key, known_hosts=self.known_hosts,
-            host_key_checking=self.host_key_checking, connect_timeout=self.connect_timeout,
-        )
+def jump_host(host: Host) -> Host | None:
+    """The bastion as a host of its own: same key, known_hosts and checking."""
+    if not host.jump:
+        return None
+    user, _, host_port = host.jump.rpartition("@")
+    address, port = host_port, 22
+    if host_port.startswith("["):  # [IPv6]:port
+        address, _, rest = host_port[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 22
+    elif host_port.count(":") == 1:
+        address, _, port_text = host_port.partition(":")
+        port = int(port_text)
+    return Host(name=f"{host.name} (jump host {host.jump})", address=address, port=port,
+                user=user or host.user, ssh_key=host.ssh_key, known_hosts=host.known_hosts,
+                host_key_checking=host.host_key_checking)
 
 
 @functools.lru_cache(maxsize=16)
@@ -86,21 +66,21 @@ def _load_client_key(path: str) -> asyncssh.SSHKey:
     return asyncssh.read_private_key(Path(path).expanduser())
 
 
-async def _connect(target: SSHTarget, *, keepalive_interval: float,
+async def _connect(target: Host, *, connect_timeout: float, keepalive_interval: float,
                    tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
     """Open and authenticate one SSH connection, verifying the host key."""
     try:
-        known_hosts = load_known_hosts(target.known_hosts_path)
+        known_hosts = load_known_hosts(known_hosts_path(target))
     except (OSError, ValueError) as exc:
         raise ConnectError(
-            target.name, f"cannot read known_hosts file {target.known_hosts_path}: {exc}"
+            target.name, f"cannot read known_hosts file {known_hosts_path(target)}: {exc}"
         ) from exc
-    verifier = HostKeyVerifier(known_hosts, target.known_hosts_path, target.host_key_checking)
+    verifier = HostKeyVerifier(known_hosts, known_hosts_path(target), target.host_key_checking)
     options: dict[str, Any] = {
         "port": target.port,
         "known_hosts": known_hosts,
         "client_factory": lambda: verifier,
-        "connect_timeout": target.connect_timeout,
+        "connect_timeout": connect_timeout,
         "keepalive_interval": keepalive_interval,
         "keepalive_count_max": 3,
         # config=() (the default) reads ~/.ssh/config when it exists and is fine without it.
@@ -116,8 +96,8 @@ async def _connect(target: SSHTarget, *, keepalive_interval: float,
     except asyncssh.HostKeyNotVerifiable as exc:
         raise verifier.refusal_error(target.name, exc.reason) from exc
     except CONNECT_FAILURES as exc:
-        message = describe_connect_failure(exc, endpoint=target.endpoint, user=target.user,
-                                           timeout=target.connect_timeout)
+        message = describe_connect_failure(exc, endpoint=endpoint(target), user=target.user,
+                                           timeout=connect_timeout)
         raise ConnectError(target.name, message) from exc
     try:
         await asyncio.to_thread(verifier.record_accepted_key, target.name)
@@ -130,7 +110,7 @@ async def _connect(target: SSHTarget, *, keepalive_interval: float,
 class HostConnection:
     """One authenticated SSH connection to a host."""
 
-    def __init__(self, target: SSHTarget, ssh: asyncssh.SSHClientConnection) -> None:
+    def __init__(self, target: Host, ssh: asyncssh.SSHClientConnection) -> None:
         self.target = target
         self.ssh = ssh
 
@@ -139,14 +119,15 @@ class HostConnection:
         return self.target.name
 
     @classmethod
-    async def open(cls, target: SSHTarget, *,
+    async def open(cls, target: Host, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
                    tunnel: asyncssh.SSHClientConnection | None = None) -> HostConnection:
         """Connect to `target` (through `tunnel` when given: an open jump-host connection).
 
         Raises ConnectError, or HostKeyError when the host key is unknown (strict) or changed.
         """
-        ssh = await _connect(target, keepalive_interval=keepalive_interval, tunnel=tunnel)
+        ssh = await _connect(target, connect_timeout=connect_timeout,
+                             keepalive_interval=keepalive_interval, tunnel=tunnel)
         return cls(target, ssh)
 
     async def close(self) -> None:
@@ -173,7 +154,8 @@ class ConnectionPool:
     Every connection is closed on exit.
     """
 
-    def __init__(self, targets: Sequence[SSHTarget], *, forks: int = DEFAULT_FORKS,
+    def __init__(self, targets: Sequence[Host], *, forks: int = DEFAULT_FORKS,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
                  on_result: ResultCallback | None = None) -> None:
         names = [target.name for target in targets]
@@ -183,6 +165,7 @@ class ConnectionPool:
         self.connected: dict[str, HostConnection] = {}
         self.failed: dict[str, HostError] = {}
         self._forks = asyncio.Semaphore(max(1, forks))
+        self._connect_timeout = connect_timeout
         self._keepalive_interval = keepalive_interval
         self._on_result = on_result
         self._jumps: dict[tuple[str | None, str, int], asyncio.Task[asyncssh.SSHClientConnection]]
@@ -191,13 +174,14 @@ class ConnectionPool:
     async def open(self) -> None:
         await asyncio.gather(*(self._open_one(target) for target in self.targets))
 
-    async def _open_one(self, target: SSHTarget) -> None:
+    async def _open_one(self, target: Host) -> None:
         result: HostConnection | HostError
         try:
             async with self._forks:
                 tunnel = await self._jump_connection(target)
                 result = await HostConnection.open(
-                    target, keepalive_interval=self._keepalive_interval, tunnel=tunnel)
+                    target, connect_timeout=self._connect_timeout,
+                    keepalive_interval=self._keepalive_interval, tunnel=tunnel)
         except HostError as exc:
             result = exc
         if isinstance(result, HostConnection):
@@ -207,14 +191,15 @@ class ConnectionPool:
         if self._on_result is not None:
             self._on_result(target.name, result)
 
-    async def _jump_connection(self, target: SSHTarget) -> asyncssh.SSHClientConnection | None:
-        jump = target.jump_target()
+    async def _jump_connection(self, target: Host) -> asyncssh.SSHClientConnection | None:
+        jump = jump_host(target)
         if jump is None:
             return None
         key = (jump.user, jump.address, jump.port)
         if key not in self._jumps:
             self._jumps[key] = asyncio.ensure_future(
-                _connect(jump, keepalive_interval=self._keepalive_interval, tunnel=None))
+                _connect(jump, connect_timeout=self._connect_timeout,
+                         keepalive_interval=self._keepalive_interval, tunnel=None))
         try:
             # shield: one host's cancellation must not cancel the bastion the others share
             return await asyncio.shield(self._jumps[key])

@@ -16,7 +16,6 @@ from e2e_helpers import fleet, fleet_json, write_playbook
 
 from fleet.config.inventory import load_inventory
 from fleet.core.journal import JournalEntry
-from fleet.engine.run import ssh_target
 from fleet.errors import LockHeld
 from fleet.hoststate import HostLock, Journal, fleet_lock, new_lease
 from fleet.lab import Lab
@@ -41,7 +40,7 @@ def clean_lock(lab: Lab, playbook: Path) -> Iterator[None]:
 @asynccontextmanager
 async def connected(lab: Lab) -> AsyncIterator[dict[str, HostConnection]]:
     hosts = load_inventory([str(lab.inventory_path)]).hosts
-    async with ConnectionPool([ssh_target(h, 5) for h in hosts]) as pool:
+    async with ConnectionPool(hosts, connect_timeout=5) as pool:
         assert not pool.failed
         yield pool.connected
 

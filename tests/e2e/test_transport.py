@@ -18,7 +18,7 @@ import pytest
 from fleet.config.inventory import Host, load_inventory
 from fleet.docker.client import DockerClient
 from fleet.errors import ConnectError, DockerError, DockerNotFoundError, HostKeyError
-from fleet.transport import ConnectionPool, HostConnection, SSHTarget
+from fleet.transport import ConnectionPool, HostConnection
 
 pytestmark = pytest.mark.lab
 
@@ -31,36 +31,27 @@ def run(coroutine: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-def target_of(host: Host) -> SSHTarget:
-    return SSHTarget(
-        name=host.name, address=host.address, port=host.port, user=host.user,
-        ssh_key=host.ssh_key, known_hosts=host.known_hosts,
-        host_key_checking="accept-new" if host.host_key_checking == "accept-new" else "strict",
-        jump=host.jump, docker_socket=host.docker_socket, connect_timeout=5,
-    )
-
-
 @pytest.fixture(scope="module")
-def targets(lab: Any) -> list[SSHTarget]:
+def targets(lab: Any) -> list[Host]:
     inventory = load_inventory([str(lab.inventory_path)])
-    return [target_of(host) for host in inventory.hosts]
+    return list(inventory.hosts)
 
 
-def with_host(target: SSHTarget, use: Callable[[DockerClient], Awaitable[T]]) -> T:
+def with_host(target: Host, use: Callable[[DockerClient], Awaitable[T]]) -> T:
     async def main() -> T:
         async with await HostConnection.open(target) as host:
             return await use(DockerClient.over_ssh(host))
     return asyncio.run(main())
 
 
-def known_hosts_with_wrong_key(target: SSHTarget, path: Path) -> None:
+def known_hosts_with_wrong_key(target: Host, path: Path) -> None:
     """A known_hosts whose entry for `target` holds some other key."""
     key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
     pattern = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
     path.write_text(f"{pattern} {key[0]} {key[1]}\n")
 
 
-def test_connects_to_every_host_with_strict_checking(targets: list[SSHTarget]) -> None:
+def test_connects_to_every_host_with_strict_checking(targets: list[Host]) -> None:
     assert all(target.host_key_checking == "strict" for target in targets)
 
     async def main() -> None:
@@ -77,7 +68,7 @@ def test_connects_to_every_host_with_strict_checking(targets: list[SSHTarget]) -
     run(main())
 
 
-def test_wrong_known_hosts_entry_is_refused(targets: list[SSHTarget], tmp_path: Path) -> None:
+def test_wrong_known_hosts_entry_is_refused(targets: list[Host], tmp_path: Path) -> None:
     known_hosts = tmp_path / "known_hosts"
     known_hosts_with_wrong_key(targets[0], known_hosts)
     target = replace(targets[0], known_hosts=str(known_hosts))
@@ -87,14 +78,14 @@ def test_wrong_known_hosts_entry_is_refused(targets: list[SSHTarget], tmp_path: 
     assert str(known_hosts) in str(caught.value)
 
 
-def test_strict_refuses_a_host_missing_from_known_hosts(targets: list[SSHTarget],
+def test_strict_refuses_a_host_missing_from_known_hosts(targets: list[Host],
                                                         tmp_path: Path) -> None:
     target = replace(targets[0], known_hosts=str(tmp_path / "empty_known_hosts"))
     with pytest.raises(HostKeyError, match="unknown host key"):
         run(HostConnection.open(target))
 
 
-def test_accept_new_records_unknown_and_refuses_changed(targets: list[SSHTarget],
+def test_accept_new_records_unknown_and_refuses_changed(targets: list[Host],
                                                         tmp_path: Path) -> None:
     recorded = tmp_path / "known_hosts"
     accept_new = replace(targets[0], known_hosts=str(recorded), host_key_checking="accept-new")
@@ -109,7 +100,7 @@ def test_accept_new_records_unknown_and_refuses_changed(targets: list[SSHTarget]
         run(HostConnection.open(accept_new))
 
 
-def test_pull_with_progress_and_resolve_digest(lab: Any, targets: list[SSHTarget]) -> None:
+def test_pull_with_progress_and_resolve_digest(lab: Any, targets: list[Host]) -> None:
     reference = f"{lab.registry}/demo/web:v1"
     events: list[dict[str, Any]] = []
 
@@ -126,13 +117,13 @@ def test_pull_with_progress_and_resolve_digest(lab: Any, targets: list[SSHTarget
     assert f"{lab.registry}/demo/web@{resolved}" in image["RepoDigests"]
 
 
-def test_pull_of_missing_tag_is_docker_error(lab: Any, targets: list[SSHTarget]) -> None:
+def test_pull_of_missing_tag_is_docker_error(lab: Any, targets: list[Host]) -> None:
     with pytest.raises(DockerError) as caught:
         with_host(targets[0], lambda d: d.pull_image(f"{lab.registry}/demo/web:nope"))
     assert caught.value.host == targets[0].name
 
 
-def test_container_lifecycle(lab: Any, targets: list[SSHTarget]) -> None:
+def test_container_lifecycle(lab: Any, targets: list[Host]) -> None:
     reference = f"{lab.registry}/demo/web:v1"
     name = f"fleet-transport-e2e-{uuid.uuid4().hex[:8]}"
     body = {"Image": reference, "Labels": {"fleet.test": "transport"},
@@ -165,7 +156,7 @@ def test_container_lifecycle(lab: Any, targets: list[SSHTarget]) -> None:
     with_host(targets[0], use)
 
 
-def test_logs_of_a_running_container(lab: Any, targets: list[SSHTarget]) -> None:
+def test_logs_of_a_running_container(lab: Any, targets: list[Host]) -> None:
     reference = f"{lab.registry}/demo/web:v1"
     name = f"fleet-transport-e2e-{uuid.uuid4().hex[:8]}"
     body = {"Image": reference, "Cmd": ["sh", "-c", "echo to-out; echo to-err >&2; sleep 30"],
@@ -189,7 +180,7 @@ def test_logs_of_a_running_container(lab: Any, targets: list[SSHTarget]) -> None
     with_host(targets[0], use)
 
 
-def unused_address(targets: list[SSHTarget]) -> str:
+def unused_address(targets: list[Host]) -> str:
     """An address in the lab's subnet that no host uses (nothing answers there)."""
     taken = {target.address for target in targets}
     network = ipaddress.ip_network(f"{targets[0].address}/24", strict=False)
@@ -199,13 +190,12 @@ def unused_address(targets: list[SSHTarget]) -> str:
     return address
 
 
-def test_unreachable_host_fails_alone_within_timeout(targets: list[SSHTarget]) -> None:
-    ghost = replace(targets[0], name="ghost", address=unused_address(targets), port=22,
-                    connect_timeout=3)
+def test_unreachable_host_fails_alone_within_timeout(targets: list[Host]) -> None:
+    ghost = replace(targets[0], name="ghost", address=unused_address(targets), port=22)
 
     async def main() -> None:
         started = time.monotonic()
-        async with ConnectionPool([*targets, ghost]) as pool:
+        async with ConnectionPool([*targets, ghost], connect_timeout=3) as pool:
             elapsed = time.monotonic() - started
             assert set(pool.connected) == {target.name for target in targets}
             assert isinstance(pool.failed["ghost"], ConnectError)
@@ -216,7 +206,7 @@ def test_unreachable_host_fails_alone_within_timeout(targets: list[SSHTarget]) -
     run(main())
 
 
-def test_thirty_concurrent_calls_share_one_connection(targets: list[SSHTarget]) -> None:
+def test_thirty_concurrent_calls_share_one_connection(targets: list[Host]) -> None:
     async def main() -> None:
         async with await HostConnection.open(targets[0]) as host:
             docker = DockerClient.over_ssh(host)

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from fleet.config.inventory import Host
 from fleet.core.journal import JournalEntry
 from fleet.core.lease import LockInfo, utc_now
 from fleet.errors import HostStateError, LockHeld, LockLost
@@ -21,7 +22,7 @@ from fleet.hoststate import (
     fleet_lock,
     new_lease,
 )
-from fleet.transport import HostConnection, SSHTarget
+from fleet.transport import HostConnection
 
 
 def entry(revision: int) -> JournalEntry:
@@ -45,7 +46,7 @@ async def host(home: Path, name: str = "h1") -> AsyncIterator[HostConnection]:
     port = server.sockets[0].getsockname()[1]
     ssh = await asyncssh.connect("127.0.0.1", port, username="fleet", client_keys=[client_key],
                                  known_hosts=None)
-    connection = HostConnection(SSHTarget(name=name, address="127.0.0.1", port=port), ssh)
+    connection = HostConnection(Host(name=name, address="127.0.0.1", port=port), ssh)
     try:
         yield connection
     finally:

@@ -21,9 +21,10 @@ from typing import Any
 import asyncssh
 import pytest
 
+from fleet.config.inventory import Host
 from fleet.docker.client import DockerClient
 from fleet.errors import ConnectError, DockerError, HostKeyError
-from fleet.transport import ConnectionPool, HostConnection, SSHTarget
+from fleet.transport import ConnectionPool, HostConnection
 
 
 @dataclass
@@ -101,10 +102,10 @@ class Lab:
     fake: FakeDockerd
     host_keys: dict[int, asyncssh.SSHKey] = field(default_factory=dict)
 
-    def target(self, port: int, **changes: Any) -> SSHTarget:
-        base = SSHTarget(name=f"host-{port}", address="127.0.0.1", port=port, user="fleet",
-                         ssh_key=str(self.client_key), known_hosts=str(self.known_hosts),
-                         docker_socket=str(self.docker_socket), connect_timeout=5)
+    def target(self, port: int, **changes: Any) -> Host:
+        base = Host(name=f"host-{port}", address="127.0.0.1", port=port, user="fleet",
+                    ssh_key=str(self.client_key), known_hosts=str(self.known_hosts),
+                    docker_socket=str(self.docker_socket))
         return replace(base, **changes)
 
     def trust(self, port: int, key: asyncssh.SSHKey | None = None) -> None:
@@ -230,7 +231,7 @@ def test_silent_server_times_out(lab: Lab) -> None:
         port = silent.sockets[0].getsockname()[1]
         started = time.monotonic()
         with pytest.raises(ConnectError, match=r"timed out after 0\.5s"):
-            await HostConnection.open(lab.target(port, connect_timeout=0.5))
+            await HostConnection.open(lab.target(port), connect_timeout=0.5)
         assert time.monotonic() - started < 2
         silent.close()
 
