@@ -53,7 +53,6 @@ class Finding:
     changes: tuple[FieldChange, ...] = ()
     desired: DesiredContainer | None = None
     observed: ObservedContainer | None = None
-    blocking: tuple[ObservedContainer, ...] = ()  # foreign containers in the way
 
     def as_json(self) -> dict[str, Any]:
         return {"host": self.host, "service": self.service, "replica": self.replica,
@@ -207,8 +206,7 @@ def diff_host(desired: Sequence[DesiredContainer], snapshot: HostSnapshot,
             findings.append(Finding(snapshot.host, want.service, want.replica, Kind.CONFLICT,
                                     f"container(s) not managed by project '{ctx.project}' hold "
                                     f"its name or host port: {names}", desired=want,
-                                    observed=candidates[0] if candidates else None,
-                                    blocking=blocking))
+                                    observed=candidates[0] if candidates else None))
             kept.update(c.id for c in candidates)
             continue
         if not candidates:
