@@ -7,7 +7,7 @@ FleetError                      root; the CLI prints its message and exits non-z
     ├── ConnectError            SSH connection or authentication failed
     ├── HostKeyError            the host's key is unknown or has changed
     ├── DockerError             the Docker Engine API answered with an error (or not at all)
-    │   └── DockerNotFoundError the container, image or exec does not exist (HTTP 404)
+    │   └── DockerNotFoundError the container, image or network does not exist (HTTP 404)
     ├── HostStateError          fleet's files on the host (journal, lock) could not be used
     ├── LockHeld                another run holds the project's lock on the host
     └── LockLost                our lock on the host was taken over or removed mid-run
@@ -51,7 +51,7 @@ class DockerError(HostError):
 
 
 class DockerNotFoundError(DockerError):
-    """The container, image or exec instance named in the call does not exist (HTTP 404)."""
+    """The container, image or network named in the call does not exist (HTTP 404)."""
 
 
 class HostStateError(HostError):

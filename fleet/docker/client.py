@@ -44,7 +44,7 @@ PullProgress = Callable[[JSONObject], None]
 
 
 def _segment(value: str) -> str:
-    """A container/exec id or name as one path segment."""
+    """A container id or name as one path segment."""
     return quote(value, safe="")
 
 
@@ -159,10 +159,6 @@ class DockerClient:
         return self._json(f"{method} {path}", await self._call(method, path, **kwargs))
 
     # -- daemon -----------------------------------------------------------------------------
-
-    async def ping(self) -> str:
-        response = await self._call("GET", "/_ping", versioned=False)
-        return response.text
 
     async def version(self) -> JSONObject:
         result: JSONObject = await self._call_json("GET", "/version", versioned=False)

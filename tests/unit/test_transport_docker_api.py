@@ -199,7 +199,7 @@ def test_unreachable_daemon_is_docker_error() -> None:
         raise httpx.ConnectError("channel open refused")
 
     with pytest.raises(DockerError, match="cannot talk to the Docker daemon") as caught:
-        run(refuse, lambda c: c.ping())
+        run(refuse, lambda c: c.api_version())
     assert caught.value.status == 0
 
 

@@ -148,7 +148,6 @@ def test_strict_known_key_connects_and_speaks_http(lab: Lab) -> None:
         async with lab.sshd() as port:
             lab.trust(port)
             async with await HostConnection.open(lab.target(port)) as host:
-                assert await DockerClient.over_ssh(host).ping() == "OK"
                 assert await DockerClient.over_ssh(host).api_version() == "1.41"
                 assert await DockerClient.over_ssh(host).list_containers() == []
 
@@ -189,7 +188,7 @@ def test_accept_new_records_once_under_concurrency(lab: Lab) -> None:
             await asyncio.gather(*(host.close() for host in hosts))
             # the recorded key is now trusted under strict checking too
             async with await HostConnection.open(lab.target(port)) as host:
-                assert await DockerClient.over_ssh(host).ping() == "OK"
+                assert await DockerClient.over_ssh(host).api_version() == "1.41"
 
     asyncio.run(main())
     lines = lab.known_hosts.read_text().splitlines()
@@ -264,7 +263,7 @@ def test_missing_docker_socket_is_docker_error(lab: Lab) -> None:
             target = lab.target(port, docker_socket=str(lab.tmp / "nope.sock"))
             async with await HostConnection.open(target) as host:
                 with pytest.raises(DockerError, match="cannot talk to the Docker daemon"):
-                    await DockerClient.over_ssh(host).ping()
+                    await DockerClient.over_ssh(host).api_version()
 
     asyncio.run(main())
 
@@ -283,7 +282,8 @@ def test_jump_host_is_verified_and_shared(lab: Lab) -> None:
             async with ConnectionPool(targets) as pool:
                 assert set(pool.connected) == {"inner-0", "inner-1", "inner-2"}
                 assert len(pool._jumps) == 1
-                assert await DockerClient.over_ssh(pool.connected["inner-2"]).ping() == "OK"
+                docker = DockerClient.over_ssh(pool.connected["inner-2"])
+                assert await docker.api_version() == "1.41"
 
     asyncio.run(main())
 
@@ -304,6 +304,6 @@ def test_ssh_config_is_honoured_and_optional(lab: Lab, tmp_path: Path,
             (home / ".ssh" / "config").write_text(
                 f"Host 127.0.0.1\n  IdentityFile {lab.client_key}\n")
             async with await HostConnection.open(keyless) as host:
-                assert await DockerClient.over_ssh(host).ping() == "OK"
+                assert await DockerClient.over_ssh(host).api_version() == "1.41"
 
     asyncio.run(main())
