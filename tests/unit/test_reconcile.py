@@ -173,8 +173,13 @@ def test_a_removed_limit_recreates_and_a_changed_one_updates(state: DesiredState
                                    "resources": {**worker.resources, "Memory": 1 << 20,
                                                  "MemorySwap": 2 << 20}})
     containers[containers.index(worker)] = limited
-    text = plan_text(state, HostSnapshot(HOST, tuple(containers)))
-    assert "recreate shop-worker-1 (start-first): config_changed: limits.Memory" in text
+    c = ctx(state)
+    snapshot = HostSnapshot(HOST, tuple(containers))
+    plan = plan_host(diff_host(state.containers[HOST], snapshot, c), snapshot, "shop", c.digests)
+    assert [a.heading() for a in plan.actions] == [
+        f"pull reg.example:5000/demo/worker@{DIGEST_V1[:19]}: needed by shop-worker-1",
+        "recreate shop-worker-1 (start-first): config_changed: limits.Memory: 1048576 -> 0; "
+        "limits.MemorySwap: 2097152 -> 0"]
 
 
 def test_an_unlabelled_containers_environment_is_never_shown(state: DesiredState) -> None:
