@@ -13,9 +13,7 @@ from fleet.config.secrets import SecretStore, reveal
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer
 from fleet.core.labels import fleet_labels
-from fleet.core.resources import update_body
-
-NS = 1_000_000_000
+from fleet.core.resources import NS, update_body
 
 
 def _healthcheck(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
