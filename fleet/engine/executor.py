@@ -109,7 +109,11 @@ class Executor:
                 body = create_body(step.container, self.secrets, step.digest, step.revision)
                 body["Image"] = step.image
                 made = await docker.create_container(step.target, body)
-                created[step.target] = str(made["Id"])
+                container_id = made.get("Id") if isinstance(made, dict) else None
+                if not isinstance(container_id, str) or not container_id:
+                    raise DockerError(docker.host, f"create {step.target}: the daemon's "
+                                                   "answer has no container id")
+                created[step.target] = container_id
             case StepKind.CONNECT:
                 assert step.container is not None
                 await docker.connect_network(step.network, target,

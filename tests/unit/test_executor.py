@@ -152,3 +152,12 @@ def test_a_pull_that_fails_in_its_stream_fails_the_action(tmp_path: Path) -> Non
     assert result.error is not None and "unknown blob" in result.error
     assert result.failed is not None and result.done == []
 
+
+
+def test_a_create_answer_without_an_id_fails_the_action_not_the_run(tmp_path: Path) -> None:
+    state = project(tmp_path, "web")
+    plan = plan_of(state, snapshot(networks=("shop_default", "shop_backend"), images=("x",)))
+    engine = Engine({"POST /containers/create": lambda: httpx.Response(201, json={"Oops": 1})})
+    result = run(state, engine, [a for a in plan.actions if a.kind == "create"])
+    assert result.error == ("create shop-web-1: h1: create shop-web-1: the daemon's answer has "
+                            "no container id")
