@@ -70,7 +70,11 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if target.entry is None:
                 problems.append(f"{host}: {target.reason}")
                 continue
-            kept.append(desired_from_entry(target.entry, host, state.project, state.secrets))
+            made = desired_from_entry(target.entry, host, state.project, state.secrets_for(host))
+            if isinstance(made, str):
+                problems.append(f"{host}: {made}")
+                continue
+            kept.append(made)
             if target.entry.digest:
                 digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))

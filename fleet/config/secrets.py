@@ -3,6 +3,11 @@
 `secret('NAME')` renders to a token, never to the value. The token is swapped for the
 real value only when a container is created (`reveal`), for a keyed digest when a spec
 is hashed (`digest_secrets`), and for a redaction mark wherever fleet shows a spec.
+
+A token carries a random nonce drawn once per process, so text that merely looks like
+one (in a playbook, an inventory, or anything a host recorded) is inert: only secret()
+makes tokens. Tokens never leave the process: what is stored or shown is a digest or a
+redaction mark.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Callable, Mapping
+import secrets as random_source
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +27,14 @@ import yaml
 from fleet.config.compose_syntax import parse_env_file
 from fleet.errors import FleetError
 
-_TOKEN = re.compile(r"⟦secret:([A-Za-z_][A-Za-z0-9_.-]*)⟧")
+_NONCE = random_source.token_hex(8)
+_TOKEN = re.compile(rf"⟦secret:{_NONCE}:([A-Za-z_][A-Za-z0-9_.-]*)⟧")
 REDACTED = "<redacted:{name}>"
 HASH_KEY_NAME = "FLEET_SECRET_KEY"
 
 
 def token(name: str) -> str:
-    return f"⟦secret:{name}⟧"
+    return f"⟦secret:{_NONCE}:{name}⟧"
 
 
 class SecretMissing(FleetError, LookupError):
@@ -42,8 +49,18 @@ class SecretStore:
     file_values: Mapping[str, str] = field(default_factory=dict)
     source: str | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # The names this store may reveal (None: any). A host's store is limited to what the
+    # playbook declares for it, so nothing a host wrote can make fleet send another value.
+    allowed: frozenset[str] | None = None
+
+    def only(self, names: Collection[str]) -> SecretStore:
+        """This store, revealing only `names` (and what this store already allows)."""
+        kept = frozenset(names) if self.allowed is None else self.allowed & frozenset(names)
+        return SecretStore(self.project, self.file_values, self.source, self.environ, kept)
 
     def value(self, name: str) -> str:
+        if self.allowed is not None and name not in self.allowed:
+            raise SecretMissing(f"secret '{name}' is not one the playbook gives this host")
         if name in self.environ:
             return self.environ[name]
         if name in self.file_values:
@@ -78,15 +95,20 @@ def load_secrets_file(path: Path) -> dict[str, str]:
     return parse_env_file(text, str(path))
 
 
-def secret_names(value: Any) -> set[str]:
+def _names(pattern: re.Pattern[str], value: Any) -> set[str]:
     found: set[str] = set()
 
     def collect(text: str) -> str:
-        found.update(_TOKEN.findall(text))
+        found.update(pattern.findall(text))
         return text
 
     _map_strings(value, collect)
     return found
+
+
+def secret_names(value: Any) -> set[str]:
+    """The secrets a rendered value (secrets as tokens) refers to."""
+    return _names(_TOKEN, value)
 
 
 def _map_strings(value: Any, func: Callable[[str], str]) -> Any:
@@ -108,6 +130,11 @@ def reveal(value: Any, store: SecretStore) -> Any:
 
 
 _DIGESTED = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_.-]*):[0-9a-f]+>")
+
+
+def recorded_secret_names(value: Any) -> set[str]:
+    """The secrets a recorded spec (secrets as digests) refers to."""
+    return _names(_DIGESTED, value)
 
 
 def tokens_from_digests(value: Any) -> Any:

@@ -73,6 +73,13 @@ class DesiredState:
     problems: list[Problem] = field(default_factory=list)
     registries: dict[str, dict[str, str]] = field(default_factory=dict)  # secrets as tokens
     networks: dict[str, str] = field(default_factory=dict)  # networks fleet creates -> driver
+    # host -> the secrets the playbook gives it: all fleet may ever send that host, whatever
+    # the containers become later (a rollback builds them from what hosts recorded).
+    declared_secrets: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def secrets_for(self, host: str) -> SecretStore:
+        """The secret store for one host: only the values the playbook gives it."""
+        return self.secrets.only(self.declared_secrets.get(host, frozenset()))
 
 
 def docker_network_names(project: str, declared: Mapping[str, NetworkDef | None]
@@ -240,8 +247,10 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     created = {network_names[name]: (definition.driver if definition else None) or "bridge"
                for name, definition in declared.items()
                if not (definition and definition.external)}
+    given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers))
+             for host, host_containers in containers.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
-                        problems, registries, created)
+                        problems, registries, created, given)
 
 
 def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,

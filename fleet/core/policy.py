@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from fleet.config.references import pinned_image
-from fleet.config.secrets import SecretStore, tokens_from_digests
+from fleet.config.secrets import SecretStore
 from fleet.config.service import UpdatePolicy
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer, spec_hash
@@ -24,6 +24,7 @@ from fleet.core.plan import (
     update_action,
 )
 from fleet.core.resources import options_from_resources
+from fleet.core.revisions import recorded_container
 from fleet.core.schedule import Batch, failure_budget
 
 PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK)  # done everywhere before any change
@@ -126,13 +127,14 @@ def previous_container(observed: ObservedContainer, host: str, project: str,
                        secrets: SecretStore) -> tuple[DesiredContainer, str, str | None] | str:
     """The desired container `observed` was made from (its recorded spec, with the limits
     it has live, since `docker update` changes those without labels), its pinned image and
-    digest; or why there is none."""
+    digest; or why there is none. `secrets` is the host's store (DesiredState.secrets_for)."""
     spec = observed.spec
     if spec is None:
-        return f"{observed.name} has no recorded spec to return to"
-    options = tokens_from_digests(spec)
-    recorded = DesiredContainer(host, project, observed.service or "", observed.replica or 1,
-                                options, "")
+        return "it has no recorded spec to return to"
+    recorded = recorded_container(spec, host, project, observed.service or "",
+                                  observed.replica or 1, secrets)
+    if isinstance(recorded, str):
+        return recorded
     options = dict(with_live_resources(recorded, observed.resources).options)
     previous = DesiredContainer(host, project, recorded.service, recorded.replica, options,
                                 spec_hash(options, secrets))

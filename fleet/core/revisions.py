@@ -4,14 +4,21 @@
 running now (or to `--to REVISION`). The journal holds each revision's spec with secrets as
 digests; it becomes a desired container again with secrets as tokens, valued from the
 controller's current secrets when the container is made.
+
+What a host recorded is untrusted: it is validated like a playbook's service, and a secret
+it names must be one the current playbook gives that host, or nothing is made from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from fleet.config.secrets import SecretStore, tokens_from_digests
+from pydantic import ValidationError
+
+from fleet.config.secrets import SecretStore, recorded_secret_names, tokens_from_digests
+from fleet.config.service import ContainerOptions
 from fleet.core.desired import DesiredContainer, spec_hash
 from fleet.core.journal import IN_PLACE, JournalEntry
 
@@ -46,8 +53,38 @@ def choose_revision(entries: Sequence[JournalEntry], service: str, replica: int,
     return Target(replica, [e for e in earlier if e.revision == target][-1])
 
 
-def desired_from_entry(entry: JournalEntry, host: str, project: str,
-                       secrets: SecretStore) -> DesiredContainer:
-    options = tokens_from_digests(dict(entry.spec))
-    return DesiredContainer(host, project, entry.service, entry.replica, options,
+def recorded_container(spec: Any, host: str, project: str, service: str, replica: int,
+                       secrets: SecretStore) -> DesiredContainer | str:
+    """The desired container a recorded spec describes, or why none can be made from it.
+
+    `secrets` is the host's store (DesiredState.secrets_for): a spec naming any other secret
+    is refused, so a forged journal or label cannot make fleet send it a controller value."""
+    if not isinstance(spec, Mapping):
+        return "its recorded spec is not a mapping"
+    foreign = sorted(recorded_secret_names(spec) - (secrets.allowed or frozenset()))
+    if foreign:
+        return (f"its recorded spec uses secret {', '.join(map(repr, foreign))}, which the "
+                "playbook does not give this host")
+    given = {k: v for k, v in spec.items() if v not in (None, {}, [])}
+    given.pop("env_file", None)
+    if isinstance(given.get("tmpfs"), Mapping):  # recorded as path -> options
+        given["tmpfs"] = [f"{path}:{opts}" if opts else path
+                          for path, opts in given["tmpfs"].items()]
+    try:
+        checked = ContainerOptions.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "spec"
+        return f"its recorded spec is invalid at {where}: {first['msg']}"
+    options = tokens_from_digests(checked.model_dump(mode="json", exclude={"env_file"}))
+    return DesiredContainer(host, project, service, replica, options,
                             spec_hash(options, secrets))
+
+
+def desired_from_entry(entry: JournalEntry, host: str, project: str,
+                       secrets: SecretStore) -> DesiredContainer | str:
+    """The container a journal entry's revision ran, or why it can't be made again."""
+    made = recorded_container(entry.spec, host, project, entry.service, entry.replica, secrets)
+    if isinstance(made, str):
+        return f"revision {entry.revision} of {entry.service} replica {entry.replica}: {made}"
+    return made

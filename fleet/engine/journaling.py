@@ -53,8 +53,8 @@ class JournalBook:
         self.pending: dict[str, list[JournalEntry]] = {}
 
     def note(self, host: str, action: Action, outcome: EntryOutcome, detail: str) -> None:
-        entry = journal_entry(action, self.run.state.secrets, self.command, outcome, detail,
-                              self.operator)
+        entry = journal_entry(action, self.run.state.secrets_for(host), self.command, outcome,
+                              detail, self.operator)
         if entry is not None:
             self.pending.setdefault(host, []).append(entry)
 

@@ -61,7 +61,7 @@ class Rollout:
         return placement.update if placement else UpdatePolicy()
 
     async def _execute(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
-        executor = Executor(self.run.docker(host), self.run.state.secrets,
+        executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
                             self.run.auth, self.run.state.project, self.report)
         async with self.run.forks:
             result = await executor.run(host, actions)
@@ -238,7 +238,7 @@ class Rollout:
         failures are raised together at the end."""
         host = report.host
         undo, errors = decide.undo_plan(report, self.run.state.project,
-                                        self.run.state.secrets, policy.timeout)
+                                        self.run.state.secrets_for(host), policy.timeout)
         done: list[Action] = []
         for action in undo:
             result = await self._execute(host, [action])

@@ -129,7 +129,8 @@ class Run:
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
         services = frozenset(self.state.services)
         return {host: diff_host(self.state.containers[host], snapshot,
-                                DiffContext(self.state.project, services, self.state.secrets,
+                                DiffContext(self.state.project, services,
+                                            self.state.secrets_for(host),
                                             self._digests(observation, host)))
                 for host, snapshot in observation.snapshots.items()}
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 from docker_fixtures import body
 from planner_support import DIGEST_MOVED, WEB_V1, plan_of, project, recorded, snapshot
 
 from fleet.config.service import UpdatePolicy
-from fleet.core import policy
+from fleet.core import labels, policy
 from fleet.core.health import MonitorWatch, ReadyWatch, run_identity
 from fleet.core.plan import ActionKind
 from fleet.core.policy import HostOutcome, HostReport, Next
@@ -117,3 +119,23 @@ def test_monitoring_fails_on_a_restart_or_a_lost_health() -> None:
     again = {**healthy, "RestartCount": 1}
     assert watch.observe("c", again).failure == "restarted during monitoring"
     assert watch.observe("c", body("inspect_unhealthy")).failure == "did not stay healthy"
+
+
+def test_undo_refuses_a_recorded_spec_that_names_a_secret_the_host_is_not_given(
+        tmp_path: Path) -> None:
+    """A host's forged fleet.spec label cannot make an automatic rollback send it a value."""
+    state = project(tmp_path, "web")
+    old = recorded("inspect_running_healthy", state, "web")
+    spec = json.loads(old.labels[labels.SPEC])
+    spec["environment"] = {"STOLEN": "<secret:FLEET_SECRET_KEY:0000>"}
+    forged = dataclasses.replace(old, labels={**old.labels, labels.SPEC: json.dumps(spec)})
+    observed = snapshot(forged, networks=("shop_default", "shop_backend"))
+    recreate = next(a for a in plan_of(state, observed, moved={WEB_V1: DIGEST_MOVED}).actions
+                    if a.kind == ActionKind.RECREATE)
+    report = HostReport("h1", "web", HostOutcome.FAILED, "gate failed", [recreate],
+                        {"shop-web-1": "f" * 64})
+    for store in (state.secrets, state.secrets_for("h1")):
+        undo, problems = policy.undo_plan(report, "shop", store, 120.0)
+        assert undo == []
+        assert problems == ["shop-web-1: its recorded spec uses secret "
+                            "'FLEET_SECRET_KEY', which the playbook does not give this host"]

@@ -1,0 +1,77 @@
+"""What a compromised host can and cannot make fleet do, end to end on the lab: a forged
+journal asking a rollback for controller secrets gets none, and nothing changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_helpers import docker, write_playbook
+
+from fleet.lab import Lab
+
+PROJECT = "e2ehostile"
+CONTROLLER_SECRETS = {"E2E_TOKEN": "tok-given-to-web", "FLEET_SECRET_KEY": "hash-key-0042",
+                      "E2E_OTHER": "never-declared-anywhere"}
+
+
+def run_fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", *args], capture_output=True,
+                          text=True, timeout=300, check=False,
+                          env={**os.environ, **CONTROLLER_SECRETS})
+
+
+def web(lab: Lab, version: str) -> dict[str, object]:
+    return {"web": {"image": f"{lab.registry}/demo/web:{version}",
+                    "environment": {"TOKEN": "{{ secret('E2E_TOKEN') }}"},
+                    "update": {"batch": "100%", "monitor": "0s", "timeout": "20s"}}}
+
+
+@pytest.fixture()
+def playbook(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    path = write_playbook(tmp_path / "hostile.yml", PROJECT, lab.inventory_path, web(lab, "v1"))
+    assert run_fleet("apply", "--yes", str(path)).returncode == 0
+    yield path
+    write_playbook(path, PROJECT, lab.inventory_path, {})
+    run_fleet("apply", "--yes", str(path))
+
+
+def _journal(lab: Lab, host: str) -> Path:
+    return lab.dir / "hosts" / host / "root" / ".fleet" / PROJECT / "journal.jsonl"
+
+
+def _env_of(lab: Lab, host: str) -> list[str]:
+    return list(json.loads(docker(lab, host, "inspect", f"{PROJECT}-web-1"))[0]["Config"]["Env"])
+
+
+def test_a_forged_journal_gets_no_controller_secret_and_nothing_changes(
+        lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
+    assert run_fleet("apply", "--yes", str(playbook)).returncode == 0
+    forged_host = lab.hosts[0].name
+    journal = _journal(lab, forged_host)
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    for entry in entries:  # the host rewrites the spec of revision 1, which rollback returns to
+        if entry["service"] == "web" and entry["image"].endswith(":v1"):
+            entry["spec"]["environment"].update({
+                "STOLEN_KEY": "<secret:FLEET_SECRET_KEY:0000000000000000>",
+                "STOLEN_OTHER": "<secret:E2E_OTHER:0000000000000000>",
+                "LOOKS_LIKE_A_TOKEN": "⟦secret:E2E_OTHER⟧"})
+    journal.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    before = {h.name: _env_of(lab, h.name) for h in lab.hosts}
+
+    refused = run_fleet("rollback", "--service", "web", "--yes", str(playbook))
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "cannot roll back; nothing was changed" in refused.stderr
+    assert forged_host in refused.stderr and "'E2E_OTHER', 'FLEET_SECRET_KEY'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    after = {h.name: _env_of(lab, h.name) for h in lab.hosts}
+    assert after == before  # no host changed, the forged one included
+    printed = refused.stdout + refused.stderr
+    assert not any(value in printed for value in CONTROLLER_SECRETS.values())
