@@ -115,6 +115,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "project": plan.project,
         "changes": plan.has_changes,
+        "hosts_checked": len(plan.hosts),
         "hosts": [{"host": h.host, "actions": [action_json(a) for a in h.actions],
                    "findings": [{**f.as_json(), "changes": [
                        {"field": c.field, "observed": c.observed, "desired": c.desired}
@@ -129,11 +130,21 @@ def warn_unresolved(digest_failures: dict[str, str]) -> None:
                    "can't be detected, and the tag is used as is", err=True)
 
 
+def _no_changes(plan: Plan) -> str:
+    """What an empty plan means: only the hosts observed are known to be in sync."""
+    if not plan.unreachable:
+        return "No changes: every targeted host is in sync."
+    checked, missing = len(plan.hosts), len(plan.unreachable)
+    if not checked:
+        return f"No host could be checked ({missing} unreachable): nothing is known to be in sync."
+    return (f"No changes on the {checked} host(s) checked; {missing} could not be checked, "
+            "so nothing is known of them.")
+
+
 def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
     out = console()
     warn_unresolved(digest_failures)
-    text = plan.text()
-    out.print(text if text else "No changes: every targeted host is in sync.", markup=False)
+    out.print(plan.text() or _no_changes(plan), markup=False)
     for host, error in sorted(plan.unreachable.items()):
         click.echo(f"{host}: unreachable: {error}", err=True)
     if plan.actions:

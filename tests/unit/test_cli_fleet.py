@@ -48,3 +48,14 @@ def test_invalid_playbook_touches_no_host(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["apply", "--yes", str(playbook)])
     assert result.exit_code == 1
     assert "services.web.replicas" in result.output and "nothing was changed" in result.output
+
+
+def test_no_command_calls_a_host_in_sync_that_it_did_not_observe(tmp_path: Path) -> None:
+    playbook = str(project(tmp_path))
+    for command in (["plan"], ["apply", "--yes"], ["check"]):
+        result = CliRunner().invoke(cli, [*command, "--connect-timeout", "2", playbook])
+        assert result.exit_code == 1, (command, result.output)
+        assert "in sync" not in result.output.replace("known to be in sync", ""), result.output
+        assert "h1: unreachable" in result.output
+    planned = CliRunner().invoke(cli, ["plan", playbook])
+    assert "No host could be checked (1 unreachable)" in planned.output
