@@ -14,6 +14,7 @@ from fleet.cli.common import (
     project_options,
     report_warnings,
 )
+from fleet.cli.terminal import echo, one_line
 from fleet.config.inventory_model import InventoryFile
 from fleet.config.playbook import PlaybookFile
 from fleet.config.problems import ConfigError
@@ -36,14 +37,14 @@ def validate(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
         if as_json:
             print_json({"valid": False, "problems": [p.as_json() for p in exc.problems]})
         else:
-            click.echo(str(exc), err=True)
+            echo(str(exc), err=True)
         raise SystemExit(1) from None
     if as_json:
         print_json({"valid": True, "problems": [p.as_json() for p in state.problems]})
         return
     report_warnings(state.problems)
     count = sum(len(c) for c in state.containers.values())
-    click.echo(f"valid: project '{state.project}', {len(state.services)} services, "
+    echo(f"valid: project '{state.project}', {len(state.services)} services, "
                f"{len(state.targeted_hosts)} hosts, {count} containers")
 
 
@@ -80,15 +81,15 @@ def render(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
         return
     report_warnings(state.problems)
     for host in data["hosts"]:  # type: ignore[attr-defined]
-        click.echo(f"# {host['host']} ({host['address']})")
+        echo(one_line(f"# {host['host']} ({host['address']})"))
         if not host["containers"]:
-            click.echo("#   (no containers)")
+            echo("#   (no containers)")
         for container in host["containers"]:
-            click.echo(f"{container['name']}:  # spec-hash {container['spec_hash'][:12]}")
+            echo(one_line(f"{container['name']}:  # spec-hash {container['spec_hash'][:12]}"))
             text = yaml.safe_dump(_compact(container["spec"]), sort_keys=True,
                                   default_flow_style=False, allow_unicode=True)
-            click.echo("".join(f"  {line}\n" for line in text.splitlines()), nl=False)
-        click.echo("")
+            echo("".join(f"  {line}\n" for line in text.splitlines()), nl=False)
+        echo("")
 
 
 def _compact(value: object) -> object:
@@ -109,4 +110,4 @@ def schema(kind: str) -> None:
     document = model.model_json_schema(mode="validation")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = f"fleet {kind}"
-    click.echo(json.dumps(document, indent=2))
+    echo(json.dumps(document, indent=2))

@@ -27,6 +27,7 @@ from fleet.cli.session import (
     warn_unresolved,
 )
 from fleet.cli.status_view import status_table
+from fleet.cli.terminal import echo, one_line
 from fleet.core.diff import Kind
 from fleet.core.plan import Plan
 from fleet.engine.rollout import RolloutResult
@@ -122,12 +123,12 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     else:
         for f in findings:
             replica = f"/{f.replica}" if f.replica else ""
-            click.echo(f"{f.host}: {f.service}{replica}: {f.kind}: {f.detail}")
+            echo(one_line(f"{f.host}: {f.service}{replica}: {f.kind}: {f.detail}"))
         for host, error in sorted(observation.unreachable.items()):
-            click.echo(f"{host}: unreachable: {error}", err=True)
+            echo(one_line(f"{host}: unreachable: {error}"), err=True)
         verdict = "in sync" if in_sync else (f"{len(findings)} finding(s)" if findings else
                                              "could not check every host")
-        click.echo(f"Checked {len(observation.snapshots)} host(s): {verdict}.")
+        echo(f"Checked {len(observation.snapshots)} host(s): {verdict}.")
     if observation.unreachable:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if findings else EXIT_OK)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fleet.cli.terminal import echo
 from fleet.lab.lifecycle import Progress as ProgressCallback
 from fleet.lab.lifecycle import lab_down, lab_status, lab_up, load_lab
 from fleet.lab.spec import DEFAULT_CLOUDS, DEFAULT_DIR, DEFAULT_HOSTS, DEFAULT_SUBNET
@@ -38,7 +39,7 @@ def _progress(total: int) -> Iterator[ProgressCallback]:
     if not sys.stderr.isatty():
 
         def plain(subject: str, message: str, finished: bool) -> None:
-            click.echo(f"{subject}: {message}", err=True)
+            echo(f"{subject}: {message}", err=True)
 
         yield plain
         return
@@ -79,8 +80,8 @@ def up(hosts: int, clouds: str, subnet: str, lab_dir: Path) -> None:
     cloud_names = tuple(name.strip() for name in clouds.split(",") if name.strip())
     with _progress(hosts + 2) as progress:
         result = lab_up(lab_dir, hosts=hosts, clouds=cloud_names, subnet=subnet, progress=progress)
-    click.echo(f"lab up: {len(result.hosts)} hosts, registry {result.registry}", err=True)
-    click.echo(str(result.inventory_path))
+    echo(f"lab up: {len(result.hosts)} hosts, registry {result.registry}", err=True)
+    echo(str(result.inventory_path))
 
 
 @lab.command()
@@ -90,7 +91,7 @@ def down(lab_dir: Path, purge: bool) -> None:
     """Stop and remove everything the lab created."""
     with _progress(0) as progress:
         found = lab_down(lab_dir, purge=purge, progress=progress)
-    click.echo("lab down" if found else f"no lab was running at {lab_dir}", err=True)
+    echo("lab down" if found else f"no lab was running at {lab_dir}", err=True)
 
 
 @lab.command()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from fleet import __version__
+from fleet.cli.terminal import echo
 from fleet.errors import FleetError
 
 # Commands load on first use: `fleet validate` needs no SSH stack, and start-up time is
@@ -48,10 +49,10 @@ class FleetGroup(click.Group):
         except FleetError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            echo("interrupted", err=True)
             sys.exit(130)
 
 

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fleet.cli.common import console
+from fleet.cli.terminal import cell, one_line
 
 MAX_ROWS = 20  # the busiest hosts; a fleet of hundreds would not fit a screen
 
@@ -66,14 +67,14 @@ class HostProgress:
         failed = [(h, m) for h, m in self._doing.items() if "fail" in m]
         for host, message in (failed + [b for b in busy if b not in failed])[:MAX_ROWS]:
             style = "red" if "fail" in message else ""
-            table.add_row(host, message, style=style)
+            table.add_row(cell(host), cell(message), style=style)
         return Group(self._progress, table)
 
     def update(self, host: str, message: str) -> None:
         if self._view is not None:
             self._doing[host] = message
         elif not self.quiet and self.plain_lines:
-            print(f"{host}: {message}", file=sys.stderr, flush=True)
+            print(one_line(f"{host}: {message}"), file=sys.stderr, flush=True)
 
     def host_done(self, host: str) -> None:
         if host in self._finished:

@@ -32,6 +32,7 @@ from fleet.core.revisions import choose_revision, desired_from_entry
 from fleet.engine.rollout import RolloutResult
 from fleet.engine.run import RunOptions
 from fleet.errors import FleetError
+from fleet.text import one_line
 
 
 def only_service(plan: Plan, service: str) -> Plan:
@@ -68,11 +69,11 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             target = choose_revision(journals.get(host, []), service, replica,
                                      running.get(replica), to)
             if target.entry is None:
-                problems.append(f"{host}: {target.reason}")
+                problems.append(one_line(f"{host}: {target.reason}"))
                 continue
             made = desired_from_entry(target.entry, host, state.project, state.secrets_for(host))
             if isinstance(made, str):
-                problems.append(f"{host}: {made}")
+                problems.append(one_line(f"{host}: {made}"))
                 continue
             kept.append(made)
             if target.entry.digest:

@@ -15,6 +15,7 @@ import click
 
 from fleet.cli.common import console, project_files, report_warnings
 from fleet.cli.progress import HostProgress
+from fleet.cli.terminal import echo, one_line
 from fleet.config.project import read_project
 from fleet.config.units import parse_duration
 from fleet.core.desired import DesiredState, desired_state
@@ -24,6 +25,7 @@ from fleet.engine.rollout import Rollout, RolloutResult
 from fleet.engine.run import Observation, Run, RunOptions
 from fleet.errors import FleetError, LockHeld
 from fleet.hoststate.multi import fleet_lock, state_dirs
+from fleet.text import printable
 from fleet.transport.ssh import DEFAULT_FORKS
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -85,7 +87,7 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
             if lock:
                 def waiting(refused: LockHeld) -> None:
                     if not quiet:
-                        click.echo(f"waiting for the lock: {refused}", err=True)
+                        echo(one_line(f"waiting for the lock: {refused}"), err=True)
 
                 run.lock = await stack.enter_async_context(fleet_lock(
                     run.pool.connected, state.project, lock, wait=lock_wait,
@@ -126,8 +128,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 
 def warn_unresolved(digest_failures: dict[str, str]) -> None:
     for image, reason in sorted(digest_failures.items()):
-        click.echo(f"warning: could not resolve {image} to a digest ({reason}); a moved tag "
-                   "can't be detected, and the tag is used as is", err=True)
+        echo(one_line(f"warning: could not resolve {image} to a digest ({reason}); a moved "
+                      "tag can't be detected, and the tag is used as is"), err=True)
 
 
 def _no_changes(plan: Plan) -> str:
@@ -144,9 +146,9 @@ def _no_changes(plan: Plan) -> str:
 def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
     out = console()
     warn_unresolved(digest_failures)
-    out.print(plan.text() or _no_changes(plan), markup=False)
+    out.print(printable(plan.text() or _no_changes(plan)), markup=False)
     for host, error in sorted(plan.unreachable.items()):
-        click.echo(f"{host}: unreachable: {error}", err=True)
+        echo(one_line(f"{host}: unreachable: {error}"), err=True)
     if plan.actions:
         kinds: dict[str, int] = {}
         for action in plan.actions:
@@ -187,7 +189,7 @@ async def confirm(yes: bool) -> None:
 
     threading.Thread(target=ask, name="confirm", daemon=True).start()
     if not await answer:
-        click.echo("Nothing changed.", err=True)
+        echo("Nothing changed.", err=True)
         sys.exit(EXIT_ERROR)
 
 
@@ -200,7 +202,7 @@ def interruptible(event: asyncio.Event) -> None:
             loop.remove_signal_handler(signal.SIGINT)
             raise KeyboardInterrupt
         event.set()
-        click.echo("\ninterrupt: finishing the batch in flight, starting no new one "
+        echo("\ninterrupt: finishing the batch in flight, starting no new one "
                    "(Ctrl-C again to stop at once)", err=True)
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
@@ -235,15 +237,15 @@ def print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
     for report in result.reports:
         if report.outcome != HostOutcome.CHANGED:
             detail = f": {report.detail}" if report.detail else ""
-            click.echo(f"{report.host}: {report.service}: {report.outcome}{detail}", err=True)
+            echo(one_line(f"{report.host}: {report.service}: {report.outcome}{detail}"), err=True)
     if result.stopped:
-        click.echo(f"rollout stopped: {result.stopped}", err=True)
+        echo(one_line(f"rollout stopped: {result.stopped}"), err=True)
     if result.interrupted:
-        click.echo("rollout interrupted: hosts not reached are untouched", err=True)
+        echo("rollout interrupted: hosts not reached are untouched", err=True)
     changed = len({r.host for r in result.reports if r.outcome == HostOutcome.CHANGED})
     failed = len({r.host for r in result.reports
                   if r.outcome not in (HostOutcome.CHANGED, HostOutcome.UNTOUCHED)})
-    click.echo(f"Applied: {changed} host(s) changed, {failed} failed or rolled back, "
+    echo(f"Applied: {changed} host(s) changed, {failed} failed or rolled back, "
                f"{len(unreachable)} unreachable.")
 
 

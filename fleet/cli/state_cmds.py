@@ -19,6 +19,7 @@ from fleet.cli.common import (
 )
 from fleet.cli.progress import HostProgress
 from fleet.cli.session import load_state, run_options
+from fleet.cli.terminal import cell, echo, one_line
 from fleet.config.inventory import Host
 from fleet.core.desired import DesiredState
 from fleet.core.journal import JournalEntry
@@ -78,7 +79,7 @@ def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quie
 
 def _report_failures(failed: dict[str, str]) -> None:
     for host, error in sorted(failed.items()):
-        click.echo(f"{host}: {error}", err=True)
+        echo(one_line(f"{host}: {error}"), err=True)
 
 
 def _short_digest(digest: str) -> str:
@@ -92,8 +93,9 @@ def _history_table(entries: list[JournalEntry]) -> Table:
         table.add_column(column, overflow="fold")
     for e in entries:
         image = f"{e.image} @{_short_digest(e.digest)}" if e.digest else e.image
-        table.add_row(e.time, e.operator, e.command, f"{e.service}/{e.replica}",
-                      str(e.revision), image, e.outcome, e.detail)
+        table.add_row(*(cell(v) for v in (e.time, e.operator, e.command,
+                                           f"{e.service}/{e.replica}", e.revision, image,
+                                           e.outcome, e.detail)))
     return table
 
 
@@ -125,7 +127,7 @@ def history(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[st
     else:
         out = console()
         for host, entries in outcome.results.items():
-            out.print(f"{host}", style="bold", markup=False)
+            out.print(cell(host, "bold"))
             if entries:
                 out.print(_history_table(entries), markup=False)
             else:
@@ -172,7 +174,7 @@ def lock_status(inventories: tuple[str, ...], limit: str | None, playbooks: tupl
                     "unreachable": outcome.failed_json()})
     else:
         for host, info in outcome.results.items():
-            click.echo(f"{host}: {_lease_text(info)}")
+            echo(one_line(f"{host}: {_lease_text(info)}"))
         _report_failures(outcome.failed)
     sys.exit(EXIT_ERROR if outcome.failed else EXIT_OK)
 
@@ -208,7 +210,7 @@ def lock_release(inventories: tuple[str, ...], limit: str | None, playbooks: tup
                     "failed": outcome.failed_json()})
     else:
         for host, info in outcome.results.items():
-            click.echo(f"{host}: " + (f"released (was {info.owner}, {info.command})"
-                                      if info else "free"))
+            echo(one_line(f"{host}: " + (f"released (was {info.owner}, {info.command})"
+                                         if info else "free")))
         _report_failures(outcome.failed)
     sys.exit(EXIT_ERROR if outcome.failed else EXIT_OK)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from fleet.cli.terminal import cell
 from fleet.core.desired import DesiredState
 from fleet.engine.run import Observation
 
@@ -39,16 +40,16 @@ def status_table(state: DesiredState, observation: Observation
     for host in hosts:
         where = f"{host.labels.get('cloud', '-')} / {host.labels.get('region', '-')}"
         if where != section:
-            table.add_row(f"[bold]{where}[/bold]", end_section=False)
+            table.add_row(cell(where, "bold"), end_section=False)
             section = where
         if host.name in observation.unreachable:
-            table.add_row(host.name, "-", "[red]unreachable[/red]")
+            table.add_row(cell(host.name), "-", cell("unreachable", "red"))
             continue
         snapshot = observation.snapshots.get(host.name)
         ours = sorted(snapshot.of_project(state.project) if snapshot else [],
                       key=lambda c: (c.service or "", c.replica or 0))
         if not ours:
-            table.add_row(host.name, "-", "no containers")
+            table.add_row(cell(host.name), "-", "no containers")
         for c in ours:
             digest = c.image_digest.removeprefix("sha256:")[:12]
             image = c.image_ref.rsplit("/", 1)[-1] + (f"@{digest}" if digest else "")
@@ -59,6 +60,6 @@ def status_table(state: DesiredState, observation: Observation
                          "image": c.image_ref, "digest": c.image_digest or None,
                          "health": c.health, "uptime": up, "revision": c.revision})
             color = "green" if c.running and c.health != "unhealthy" else "red"
-            table.add_row(f"  {host.name}", c.name, f"[{color}]{c.state}[/{color}]", image,
-                          c.health or "-", up, str(c.revision))
+            table.add_row(cell(f"  {host.name}"), cell(c.name), cell(c.state, color), cell(image),
+                          cell(c.health or "-"), up, str(c.revision))
     return table, rows

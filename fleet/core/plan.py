@@ -24,6 +24,7 @@ from fleet.config.service import UpdatePolicy
 from fleet.core.desired import DesiredContainer
 from fleet.core.diff import Finding, Kind, only_updatable
 from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.text import one_line
 
 DEFAULT_STOP_GRACE = 10  # seconds; Docker's own default
 READY = "running, and healthy if it has a healthcheck"
@@ -114,7 +115,7 @@ class Step:
     def text(self) -> str:
         undo = f" [undo: {'; '.join(u.what() for u in self.undo)}]" if self.undo else ""
         commit = " [commit]" if self.commit else ""
-        return f"{self.what()}: {self.cause}{commit}{undo}"
+        return one_line(f"{self.what()}: {self.cause}{commit}{undo}")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Action:
     def heading(self) -> str:
         order = f" ({self.order})" if self.order else ""
         target = short_image(self.target) if self.kind == ActionKind.PULL else self.target
-        return f"{self.kind} {target}{order}: {self.cause}"
+        return one_line(f"{self.kind} {target}{order}: {self.cause}")
 
     def text(self) -> str:
         """The heading, then every step on its own line (one step: the heading says it)."""
@@ -168,10 +169,10 @@ class HostPlan:
         """The host's actions and blocked services ("" when there are none)."""
         if not self.actions and not self.blocked:
             return ""
-        lines = [f"{self.host}:"]
+        lines = [f"{one_line(self.host)}:"]
         for action in self.actions:
             lines += [f"  {line}" for line in action.text().splitlines()]
-        lines += [f"  blocked {f.desired.name if f.desired else f.service}: {f.detail}"
+        lines += [one_line(f"  blocked {f.desired.name if f.desired else f.service}: {f.detail}")
                   for f in self.blocked]
         return "\n".join(lines)
 
