@@ -158,6 +158,16 @@ def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
         out.print(f"Plan: {summary} on {hosts} host{'s' if hosts != 1 else ''}.", markup=False)
 
 
+def warn_unkeyed_secrets(state: DesiredState) -> None:
+    """Said once per change: without a key, what hosts store about secrets can be guessed at."""
+    if state.secrets.keyed or not any(state.declared_secrets.values()):
+        return
+    echo("note: FLEET_SECRET_KEY is not set, so the digests of secrets that hosts store (in "
+         "labels and journals) are unkeyed: whoever reads them can test guesses of a weak "
+         "secret. Set FLEET_SECRET_KEY to a long random value, the same on every controller "
+         "of the project (see SECURITY.md).", err=True)
+
+
 def require_confirmation_possible(yes: bool) -> None:
     """Checked before any host is touched: without a terminal to ask on, --yes is required."""
     if not yes and not sys.stdin.isatty():
@@ -203,7 +213,7 @@ def interruptible(event: asyncio.Event) -> None:
             raise KeyboardInterrupt
         event.set()
         echo("\ninterrupt: finishing the batch in flight, starting no new one "
-                   "(Ctrl-C again to stop at once)", err=True)
+             "(Ctrl-C again to stop at once)", err=True)
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
 
@@ -253,6 +263,7 @@ async def converge(run: Run, plan: Plan, as_json: bool, command: str,
                    services: list[str] | None = None) -> RolloutResult:
     """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight."""
     busy = [h for h in plan.hosts if h.actions or h.blocked]
+    warn_unkeyed_secrets(run.state)
     interrupted = asyncio.Event()
     interruptible(interrupted)
     with HostProgress(command, len(busy), quiet=as_json) as progress:

@@ -18,7 +18,7 @@ import os
 import re
 import secrets as random_source
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,24 @@ class SecretStore:
     # The names this store may reveal (None: any). A host's store is limited to what the
     # playbook declares for it, so nothing a host wrote can make fleet send another value.
     allowed: frozenset[str] | None = None
+    # Values fleet keeps as secrets though no secret() names them (env_file contents, a bare
+    # `KEY` taken from the environment), by the names the desired state gave them.
+    hidden: Mapping[str, str] = field(default_factory=dict)
 
     def only(self, names: Collection[str]) -> SecretStore:
         """This store, revealing only `names` (and what this store already allows)."""
         kept = frozenset(names) if self.allowed is None else self.allowed & frozenset(names)
-        return SecretStore(self.project, self.file_values, self.source, self.environ, kept)
+        return replace(self, allowed=kept)
+
+    def with_hidden(self, values: Mapping[str, str]) -> SecretStore:
+        """This store, also holding `values` (the mapping itself: it may still grow)."""
+        return replace(self, hidden=values)
 
     def value(self, name: str) -> str:
         if self.allowed is not None and name not in self.allowed:
             raise SecretMissing(f"secret '{name}' is not one the playbook gives this host")
+        if name in self.hidden:
+            return self.hidden[name]
         if name in self.environ:
             return self.environ[name]
         if name in self.file_values:
@@ -68,6 +77,11 @@ class SecretStore:
         where = f"the controller's environment or {self.source}" if self.source else (
             "the controller's environment (no secrets_file is set)")
         raise SecretMissing(f"secret '{name}' is not set in {where}")
+
+    @property
+    def keyed(self) -> bool:
+        """Whether digests are keyed by FLEET_SECRET_KEY (else a reader can test guesses)."""
+        return bool(self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME))
 
     def digest(self, name: str) -> str:
         """A keyed digest of a secret's value, for hashes, labels and journals.

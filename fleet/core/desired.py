@@ -21,7 +21,7 @@ from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.playbook import LoadedPlaybook, NetworkDef, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
-from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names
+from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
@@ -106,17 +106,32 @@ def _host_context(host: Host, playbook_vars: Mapping[str, Any]) -> dict[str, Any
     }
 
 
+def _hidden(hidden: dict[str, str], name: str, value: str) -> str:
+    """A token for a value read from a file or the controller's environment: it is handled
+    like a secret (redacted when shown, a keyed digest when stored), under a stable name."""
+    unique, n = name, 1
+    while hidden.get(unique, value) != value:  # the same name with another value elsewhere
+        n += 1
+        unique = f"{name}.{n}"
+    hidden[unique] = value
+    return token(unique)
+
+
 def _finish_environment(service: Service, pb: LoadedPlaybook, env_files: EnvFileReader,
-                        environ: Mapping[str, str]) -> Service:
-    """Merge env_file under environment; a bare `KEY` takes the controller's value (Compose)."""
+                        environ: Mapping[str, str], hidden: dict[str, str]) -> Service:
+    """Merge env_file under environment; a bare `KEY` takes the controller's value (Compose).
+    Both kinds of value are kept as secrets: they live in files and shells, not playbooks."""
     merged: dict[str, str] = {}
     for name in service.env_file:
-        merged.update(env_files(pb, name))
+        # Named after the file as the playbook names it: stable across controllers and hosts.
+        file_tag = hashlib.sha256(name.encode()).hexdigest()[:8]
+        for key, from_file in env_files(pb, name).items():
+            merged[key] = _hidden(hidden, f"env_file.{file_tag}.{key}", from_file)
     for key, value in service.environment.items():
         if value is not None:
             merged[key] = value
         elif key in environ:
-            merged[key] = environ[key]
+            merged[key] = _hidden(hidden, f"env.{key}", environ[key])
     return service.model_copy(update={"environment": dict(sorted(merged.items()))})
 
 
@@ -161,7 +176,9 @@ def desired_state(source: ProjectInput) -> DesiredState:
 
 def compile_desired_state(source: ProjectInput) -> DesiredState:
     playbooks, inventory, limit = source.playbooks, source.inventory, source.limit
-    environ, secrets = source.environ, source.secrets
+    environ = source.environ
+    hidden: dict[str, str] = {}  # values from env files and the environment, kept as secrets
+    secrets = source.secrets.with_hidden(hidden)
     problems: list[Problem] = []
     project = playbooks.project
     targeted = inventory.hosts
@@ -203,7 +220,7 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 continue
             try:
                 service = Service.model_validate(rendered)
-                service = _finish_environment(service, pb, source.env_files, environ)
+                service = _finish_environment(service, pb, source.env_files, environ, hidden)
             except ValidationError as exc:
                 for problem in problems_from(exc, Service, rendered, pb.doc, base):
                     per_host.add(problem, name, host.name)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fleet.cli import cli
+from fleet.cli.session import warn_unkeyed_secrets
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core.desired import desired_state
 
 
 def project(tmp_path: Path) -> Path:
@@ -59,3 +63,17 @@ def test_no_command_calls_a_host_in_sync_that_it_did_not_observe(tmp_path: Path)
         assert "h1: unreachable" in result.output
     planned = CliRunner().invoke(cli, ["plan", playbook])
     assert "No host could be checked (1 unreachable)" in planned.output
+
+
+def test_unkeyed_secret_digests_are_noted_once(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inv.yml").write_text("hosts:\n  h1: {address: 198.18.9.1}\n")
+    (tmp_path / "pb.yml").write_text(
+        "project: p\ninventory: inv.yml\nservices:\n"
+        "  web: {image: busybox, environment: {T: \"{{ secret('T') }}\"}}\n")
+    files = ProjectFiles([str(tmp_path / "pb.yml")])
+    unkeyed = desired_state(read_project(files, environ={"T": "v"}))
+    keyed = desired_state(read_project(files, environ={"T": "v", "FLEET_SECRET_KEY": "k"}))
+    warn_unkeyed_secrets(unkeyed)
+    warn_unkeyed_secrets(keyed)
+    assert capsys.readouterr().err.count("FLEET_SECRET_KEY is not set") == 1

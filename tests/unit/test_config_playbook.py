@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from config_support import load, only_error, playbook, problems, write
 
 from fleet.config.problems import ConfigError, format_key_path
+from fleet.config.secrets import digest_secrets, redact, reveal
 
 
 def test_templates_render_per_host_with_precedence(tmp_path: Path) -> None:
@@ -300,9 +302,30 @@ def test_missing_project_and_bad_project_name(tmp_path: Path) -> None:
 def test_env_file_merges_under_environment(tmp_path: Path) -> None:
     write(tmp_path, "web.env", "A=from-file\nB=from-file\n")
     pb = playbook(tmp_path, "web:\n  image: nginx\n  env_file: web.env\n  environment: {B: mine}\n")
-    env = load(tmp_path, pb).containers["web1"][0].options["environment"]
-    assert env == {"A": "from-file", "B": "mine"}
+    state = load(tmp_path, pb)
+    env = state.containers["web1"][0].options["environment"]
+    assert reveal(env, state.secrets_for("web1")) == {"A": "from-file", "B": "mine"}
+    # A value from a file is handled like a secret: redacted when shown, digested when stored.
+    assert redact(env)["A"].startswith("<redacted:env_file.") and env["B"] == "mine"
+    assert "from-file" not in json.dumps(digest_secrets(env, state.secrets))
     pb = playbook(tmp_path, "web:\n  image: nginx\n  env_file: [nope.env]\n")
     found = only_error(tmp_path, pb)
     assert format_key_path(found.path) == "services.web.env_file"
     assert "cannot read env_file" in found.message
+
+
+def test_a_bare_key_takes_the_controller_value_as_a_secret(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, "web:\n  image: nginx\n  environment: [TOKEN, UNSET]\n")
+    state = load(tmp_path, pb, environ={"TOKEN": "from-the-shell"})
+    env = state.containers["web1"][0].options["environment"]
+    assert list(env) == ["TOKEN"]  # an unset bare key is left out, as Compose does
+    assert reveal(env, state.secrets_for("web1")) == {"TOKEN": "from-the-shell"}
+    assert redact(env) == {"TOKEN": "<redacted:env.TOKEN>"}
+
+
+def test_text_shaped_like_a_secret_token_is_only_text(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, "web:\n  image: nginx\n  environment: {A: '⟦secret:HOME⟧'}\n")
+    state = load(tmp_path, pb, environ={"HOME": "/root"})
+    env = state.containers["web1"][0].options["environment"]
+    assert reveal(env, state.secrets) == {"A": "⟦secret:HOME⟧"}
+    assert state.declared_secrets["web1"] == frozenset()
