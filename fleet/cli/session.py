@@ -204,18 +204,21 @@ async def confirm(yes: bool) -> None:
 
 
 def interruptible(event: asyncio.Event) -> None:
-    """First Ctrl-C: start no new batch, settle the one in flight. Second: stop now."""
+    """First Ctrl-C (or SIGTERM, as a service manager or CI sends): start no new batch,
+    settle the one in flight. Second: stop now."""
     loop = asyncio.get_running_loop()
 
     def on_interrupt() -> None:
         if event.is_set():
-            loop.remove_signal_handler(signal.SIGINT)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
             raise KeyboardInterrupt
         event.set()
         echo("\ninterrupt: finishing the batch in flight, starting no new one "
              "(Ctrl-C again to stop at once)", err=True)
 
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_interrupt)
 
 
 def report_json(result: RolloutResult) -> list[dict[str, Any]]:

@@ -89,6 +89,12 @@ def delete_link(name: str) -> None:
     run(["ip", "link", "del", name], check=False)
 
 
+def host_mac(address: str) -> str:
+    """A locally administered unicast MAC that names the IPv4 address: 02:f1:a:b:c:d."""
+    octets = ipaddress.IPv4Address(address).packed
+    return ":".join(f"{b:02x}" for b in (0x02, 0xF1, *octets))
+
+
 def create_host_network(host: LabHostSpec, bridge: str, subnet: str) -> None:
     prefix = ipaddress.ip_network(subnet).prefixlen
     run(["ip", "netns", "add", host.netns])
@@ -110,6 +116,9 @@ def create_host_network(host: LabHostSpec, bridge: str, subnet: str) -> None:
     _disable_ipv6(host.veth)
     run(["ip", "link", "set", host.veth, "master", bridge, "up"])
     inside = ["ip", "-n", host.netns]
+    # A MAC derived from the address: a host rebuilt after a crash answers to the MAC the
+    # controller's neighbour cache still holds, instead of being unreachable until it expires.
+    run([*inside, "link", "set", "eth0", "address", host_mac(host.address)])
     run([*inside, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0"])
     run([*inside, "link", "set", "eth0", "up"])
     run([*inside, "link", "set", "lo", "up"])

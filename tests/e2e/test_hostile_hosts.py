@@ -75,3 +75,48 @@ def test_a_forged_journal_gets_no_controller_secret_and_nothing_changes(
     assert after == before  # no host changed, the forged one included
     printed = refused.stdout + refused.stderr
     assert not any(value in printed for value in CONTROLLER_SECRETS.values())
+
+
+def test_no_secret_value_is_printed_or_stored_anywhere(lab: Lab, playbook: Path) -> None:
+    """Every command's output (plain and --json), every journal, and every container's labels
+    and inspect answer (but its environment, where the values belong) hold no secret value."""
+    env_file = playbook.parent / "web.env"
+    env_file.write_text("FROM_FILE=env-file-value-77\n")
+    secret_values = [CONTROLLER_SECRETS["E2E_TOKEN"], CONTROLLER_SECRETS["FLEET_SECRET_KEY"],
+                     "env-file-value-77", "bare-key-value-55"]
+
+    def services(version: str) -> dict[str, object]:
+        service = web(lab, version)
+        service["web"]["env_file"] = [env_file.name]  # type: ignore[index]
+        service["web"]["environment"]["BARE"] = None  # type: ignore[index]
+        return service
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "fleet", *args], capture_output=True,
+                              text=True, timeout=300, check=False,
+                              env={**os.environ, **CONTROLLER_SECRETS,
+                                   "BARE": "bare-key-value-55"})
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout + done.stderr
+
+    printed = []
+    for version in ("v2", "v1"):
+        write_playbook(playbook, PROJECT, lab.inventory_path, services(version))
+        for as_json in ((), ("--json",)):
+            printed += [run("plan", *as_json, str(playbook)),
+                        run("render", *as_json, str(playbook))]
+        printed.append(run("apply", "--yes", str(playbook)))
+        for as_json in ((), ("--json",)):
+            printed += [run(command, *as_json, str(playbook))
+                        for command in ("check", "status", "history")]
+    printed.append(run("rollback", "--service", "web", "--yes", str(playbook)))
+    printed.append(run("rollback", "--service", "web", "--yes", "--json", str(playbook)))
+    stored = [_journal(lab, h.name).read_text() for h in lab.hosts]
+    for host in lab.hosts:
+        inspect = json.loads(docker(lab, host.name, "inspect", f"{PROJECT}-web-1"))[0]
+        env = inspect["Config"].pop("Env")
+        assert "FROM_FILE=env-file-value-77" in env and "BARE=bare-key-value-55" in env
+        stored.append(json.dumps(inspect))
+    for value in secret_values:
+        assert not [text for text in printed if value in text], value
+        assert not [text for text in stored if value in text], value

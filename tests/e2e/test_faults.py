@@ -1,0 +1,232 @@
+"""Faults during a rolling apply, end to end on the lab: a host's network cut, its sshd or
+dockerd killed, the registry down, a host on a slow link, the controller terminated.
+
+For each: the run ends in bounded time with a report per host, every host still runs its
+replica (old or new version), a foreign container is never touched, and a re-run converges
+with no duplicates or leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TEST_LAB_DIR, TEST_LAB_HOSTS, TEST_LAB_SUBNET
+from e2e_helpers import docker, fleet, write_playbook
+
+from fleet.lab import Lab, lab_exec, lab_up
+from fleet.lab.state import HostState, read_state
+
+PROJECT = "e2efault"
+FOREIGN = "not-fleets"
+RUN_BOUND = 150.0  # seconds any faulty run may take, keepalive detection included
+
+
+def web(registry: str, version: str) -> dict[str, Any]:
+    return {"web": {
+        "image": f"{registry}/demo/web:{version}",
+        "ports": ["8080:8080"],
+        "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
+                        "interval": "500ms", "retries": 2},
+        "update": {"batch": 1, "monitor": "1s", "timeout": "20s", "on_failure": "continue"},
+    }}
+
+
+def restore(lab: Lab) -> None:
+    """Bring every daemon and link of the lab back (lab up repairs what it finds broken)."""
+    state = read_state(lab.dir)
+    assert state is not None
+    for host in state.hosts:
+        subprocess.run(["ip", "link", "set", host.veth, "up"], check=False)
+        subprocess.run(["tc", "qdisc", "del", "dev", host.veth, "root"], check=False,
+                       capture_output=True)
+    lab_up(TEST_LAB_DIR, hosts=TEST_LAB_HOSTS, subnet=TEST_LAB_SUBNET)
+
+
+@pytest.fixture()
+def playbook(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    path = write_playbook(tmp_path / "faults.yml", PROJECT, lab.inventory_path,
+                          web(lab.registry, "v1"))
+    fleet("apply", "--yes", str(path), check_rc=0)
+    for host in lab.hosts:
+        lab_exec(lab, host.name, ["docker", "rm", "-f", FOREIGN])
+        docker(lab, host.name, "run", "-d", "--name", FOREIGN, f"{lab.registry}/demo/web:v1")
+    yield path
+    restore(lab)
+    fleet("apply", "--yes", str(write_playbook(tmp_path / "empty.yml", PROJECT,
+                                               lab.inventory_path, {})))
+    for host in lab.hosts:
+        lab_exec(lab, host.name, ["docker", "rm", "-f", FOREIGN])
+
+
+def host_state(lab: Lab, name: str) -> HostState:
+    state = read_state(lab.dir)
+    assert state is not None
+    return next(h for h in state.hosts if h.name == name)
+
+
+def page(lab: Lab, host: str) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{lab.host(host).address}:8080/",
+                                    timeout=2) as response:
+            return str(response.read().decode().strip())
+    except (urllib.error.URLError, OSError):
+        return "DOWN"
+
+
+def kill_in_host(lab: Lab, host: str, program: str) -> None:
+    """SIGKILL every `program` process in the host's network namespace (sessions included)."""
+    netns = host_state(lab, host).netns
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
+                          check=True).stdout.split()
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == program:
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def kill_registry(lab: Lab) -> None:
+    state = read_state(lab.dir)
+    assert state is not None and state.registry_process is not None
+    os.kill(state.registry_process.pid, signal.SIGKILL)
+
+
+def start_apply(playbook: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "fleet", "apply", "--yes", "--json",
+                             str(playbook)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for(condition: Callable[[], str | None], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("the awaited moment never came")
+
+
+def first_with(lab: Lab, body: str) -> Callable[[], str | None]:
+    return lambda: next((h.name for h in lab.hosts if page(lab, h.name) == body), None)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    started = time.monotonic()
+    stdout, stderr = process.communicate(timeout=RUN_BOUND)
+    assert time.monotonic() - started < RUN_BOUND
+    assert "Traceback" not in stderr, stderr
+    return process.returncode, json.loads(stdout), stderr
+
+
+def outcomes(result: dict[str, Any]) -> dict[str, str]:
+    """Host -> its outcome in an apply's JSON (unreachable hosts included)."""
+    found = {h["host"]: h["services"][0]["outcome"] for h in result["hosts"] if h["services"]}
+    found.update({u["host"]: "unreachable" for u in result["unreachable"]})
+    return found
+
+
+def assert_converges(lab: Lab, playbook: Path) -> None:
+    """After the fault is repaired: apply converges, check is clean, nothing doubled."""
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    fleet("check", str(playbook), check_rc=0)
+    for host in lab.hosts:
+        names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
+        ours = sorted(n for n in names if n.startswith(f"{PROJECT}-"))
+        assert ours == [f"{PROJECT}-web-1"], (host.name, names)
+        assert FOREIGN in names
+        assert page(lab, host.name) == "v2"
+
+
+def assert_still_serving(lab: Lab, except_hosts: set[str]) -> None:
+    for host in lab.hosts:
+        if host.name in except_hosts:
+            continue
+        assert page(lab, host.name) in ("v1", "v2"), host.name
+        state = docker(lab, host.name, "inspect", "-f", "{{.State.Running}}", FOREIGN).strip()
+        assert state == "true", host.name
+
+
+def test_a_host_cut_off_mid_rollout_fails_alone(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    process = start_apply(playbook)
+    first = wait_for(first_with(lab, "v2"))
+    victim = next(h.name for h in reversed(lab.hosts) if h.name != first)
+    subprocess.run(["ip", "link", "set", host_state(lab, victim).veth, "down"], check=True)
+    code, result, _ = finish(process)
+    assert code == 1
+    found = outcomes(result)
+    assert found[victim] in ("failed", "unreachable", "blocked"), found
+    assert found[first] == "changed", found
+    assert_still_serving(lab, {victim})
+    restore(lab)
+    assert page(lab, victim) in ("v1", "v2")
+    assert_converges(lab, playbook)
+
+
+@pytest.mark.parametrize("program", ["sshd", "dockerd"])
+def test_a_daemon_killed_on_the_host_being_replaced(lab: Lab, playbook: Path,
+                                                    program: str) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    process = start_apply(playbook)
+    victim = wait_for(first_with(lab, "DOWN"))  # stop-first: its swap is under way
+    kill_in_host(lab, victim, program)
+    code, result, _ = finish(process)
+    found = outcomes(result)
+    assert code == 1 and found[victim] != "changed", found
+    assert_still_serving(lab, {victim})
+    restore(lab)
+    assert_converges(lab, playbook)
+
+
+def test_the_registry_down_while_pulling_changes_nothing(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v3-missing"))
+    kill_registry(lab)
+    code, result, _ = finish(start_apply(playbook))
+    assert code == 1
+    assert set(outcomes(result).values()) <= {"blocked", "failed"}, result
+    assert {page(lab, h.name) for h in lab.hosts} == {"v1"}
+    assert_still_serving(lab, set())
+    restore(lab)
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    assert_converges(lab, playbook)
+
+
+def test_a_host_on_a_slow_link_still_converges(lab: Lab, playbook: Path) -> None:
+    slow = lab.hosts[-1].name
+    subprocess.run(["tc", "qdisc", "add", "dev", host_state(lab, slow).veth, "root", "tbf",
+                    "rate", "256kbit", "burst", "16kbit", "latency", "3s"], check=True)
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    code, result, stderr = finish(start_apply(playbook))
+    assert code == 0, stderr
+    assert set(outcomes(result).values()) == {"changed"}
+    assert page(lab, slow) == "v2"
+    restore(lab)
+    assert_converges(lab, playbook)
+
+
+def test_sigterm_settles_the_batch_in_flight_like_ctrl_c(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    process = start_apply(playbook)
+    wait_for(first_with(lab, "v2"))
+    process.send_signal(signal.SIGTERM)
+    code, result, stderr = finish(process)
+    assert code == 1 and result["interrupted"] is True, stderr
+    found = outcomes(result)
+    assert "untouched" in found.values() and "changed" in found.values()
+    for host, outcome in found.items():
+        assert page(lab, host) == ("v2" if outcome == "changed" else "v1"), (host, outcome)
+    assert_converges(lab, playbook)
