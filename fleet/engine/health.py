@@ -21,6 +21,7 @@ from fleet.core.health import MonitorWatch, ReadyWatch, Verdict
 from fleet.docker.client import DockerClient
 from fleet.errors import DockerError
 from fleet.transport.http_over_ssh import SSHChannelTransport, SSHDirectTCPBackend
+from fleet.transport.ssh_errors import forwarding_refused, probe_impossible
 
 POLL_SECONDS = 0.5
 SETTLE_SECONDS = health.SETTLE_SECONDS
@@ -73,7 +74,11 @@ def _why(exc: BaseException, timeout: float) -> str:
 
 async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
                     timeout: float = 5.0) -> str | None:
-    """None if the probe passes from the host itself; else why it failed."""
+    """None if the probe passes from the host itself; else why it failed.
+
+    A host whose sshd refuses TCP forwarding cannot be probed (a probe there would need a tool
+    of the host or of the image, which neither promises): that is a failure naming the setting.
+    """
     if probe.tcp is not None:
         try:
             _, writer = await asyncio.wait_for(ssh.open_connection("127.0.0.1", probe.tcp),
@@ -81,6 +86,8 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
             writer.close()
             return None
         except (asyncssh.Error, OSError, TimeoutError) as exc:
+            if forwarding_refused(exc):
+                return probe_impossible(f"tcp:{probe.tcp}")
             return f"probe tcp:{probe.tcp} failed: {_why(exc, timeout)}"
     assert probe.http is not None
     transport = SSHChannelTransport(ssh, "", max_channels=1, backend=SSHDirectTCPBackend(ssh))
@@ -88,6 +95,8 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             response = await client.get(probe.http)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        if forwarding_refused(exc):
+            return probe_impossible(probe.http)
         return f"probe {probe.http} failed: {_why(exc, timeout)}"
     except NotImplementedError:  # TLS over an SSH channel: the probe runs on the host's loopback
         return f"probe {probe.http} failed: only http:// probes are supported"

@@ -25,7 +25,14 @@ WRITE_CHUNK = 16 * 1024  # below every server's maximum write: one SFTP request 
 Sftp = asyncssh.SFTPClient
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, host: str) -> str:
+    if isinstance(exc, asyncssh.ChannelOpenError) and \
+            exc.code == asyncssh.OPEN_REQUEST_SESSION_FAILED:
+        # The session opened but its "subsystem sftp" request was refused: no Subsystem line.
+        return (f"sshd on {host} offers no SFTP subsystem, which fleet needs for the project's "
+                "journal and lock (hardened sshd_config files often drop it); add "
+                "`Subsystem sftp internal-sftp` to its sshd_config and reload sshd "
+                "(`fleet check` and `fleet status` work without it)")
     if isinstance(exc, asyncssh.SFTPError):
         return exc.reason or type(exc).__name__
     return str(exc) or type(exc).__name__
@@ -40,7 +47,8 @@ async def sftp_session(connection: HostConnection, what: str) -> AsyncIterator[S
     except HostStateError:
         raise
     except (asyncssh.Error, OSError) as exc:
-        raise HostStateError(connection.name, f"{what}: {_reason(exc)}") from exc
+        raise HostStateError(connection.name,
+                             f"{what}: {_reason(exc, connection.name)}") from exc
 
 
 async def ensure_dir(sftp: Sftp, path: str) -> None:

@@ -3,6 +3,7 @@
     lab = lab_up("/var/lib/fleet-lab-test", hosts=6, subnet="198.18.1.0/24")
     lab.inventory_path, lab.ssh_key, lab.known_hosts, lab.registry, lab.hosts
     lab_exec(lab, "aws-use1-1", ["docker", "ps"])
+    lab_restart_sshd(lab.dir, "aws-use1-1", {"AllowTcpForwarding": "no"})  # a hardened host
     lab_down("/var/lib/fleet-lab-test")
 
 Every function raises fleet.errors.LabError on failure.
@@ -14,6 +15,7 @@ from fleet.lab.lifecycle import (
     Progress,
     lab_down,
     lab_exec,
+    lab_restart_sshd,
     lab_status,
     lab_up,
     load_lab,
@@ -34,6 +36,7 @@ __all__ = [
     "Progress",
     "lab_down",
     "lab_exec",
+    "lab_restart_sshd",
     "lab_status",
     "lab_up",
     "load_lab",

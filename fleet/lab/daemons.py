@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from fleet.errors import LabError
@@ -17,8 +18,26 @@ from fleet.lab.system import daemon_env, is_alive, process_record
 
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself, so it must be started by absolute path
 
+# sshd_config keyword -> value over the lab's own settings; None drops the keyword. E.g. a
+# hardened host: {"AllowTcpForwarding": "no"}, {"DisableForwarding": "yes"}, {"Subsystem": None}.
+SshdOptions = Mapping[str, str | None]
+_KEYWORD = re.compile(r"[A-Za-z]+")
 
-def render_sshd_config(host: HostState, host_dir: Path, authorized_keys: Path) -> str:
+
+def _apply_sshd_options(lines: list[str], options: SshdOptions) -> list[str]:
+    for keyword, value in options.items():
+        if not _KEYWORD.fullmatch(keyword) or (value is not None and (
+                not value.strip() or any(c in value for c in "\r\n\0"))):
+            raise LabError(f"invalid sshd option {keyword!r}: {value!r}")
+    wanted = {keyword.lower(): (keyword, value) for keyword, value in options.items()}
+    kept = [line for line in lines if line.split(None, 1)[0].lower() not in wanted]
+    return kept + [f"{keyword} {value}" for keyword, value in wanted.values()
+                   if value is not None]
+
+
+def render_sshd_config(host: HostState, host_dir: Path, authorized_keys: Path,
+                       options: SshdOptions | None = None) -> str:
+    """The lab's sshd_config for `host`, with `options` (see SshdOptions) over it."""
     lines = [
         "Port 22",
         f"ListenAddress {host.address}",
@@ -38,7 +57,7 @@ def render_sshd_config(host: HostState, host_dir: Path, authorized_keys: Path) -
         "Subsystem sftp internal-sftp",
         f"SetEnv FLEET_LAB_HOST={host.name}",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_apply_sshd_options(lines, options or {})) + "\n"
 
 
 def render_daemon_json(registry: str) -> str:
@@ -104,9 +123,10 @@ def _wait_until(
     raise LabError(f"{what} did not answer within {timeout:.0f} s; see {log}")
 
 
-def start_sshd(host: HostState, host_dir: Path, authorized_keys: Path) -> ProcessRecord:
+def start_sshd(host: HostState, host_dir: Path, authorized_keys: Path,
+               options: SshdOptions | None = None) -> ProcessRecord:
     config = host_dir / "sshd_config"
-    config.write_text(render_sshd_config(host, host_dir, authorized_keys))
+    config.write_text(render_sshd_config(host, host_dir, authorized_keys, options))
     log = host_dir / "sshd.log"
     record = _spawn(in_host(host, [SSHD, "-D", "-f", str(config), "-E", str(log)]), log)
     _wait_until(lambda: sshd_answers(host.address), record, "sshd", log, 15)

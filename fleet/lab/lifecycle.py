@@ -16,12 +16,14 @@ from fleet.errors import LabError
 from fleet.lab import hosts as lab_hosts
 from fleet.lab import network
 from fleet.lab.daemons import (
+    SshdOptions,
     docker_socket,
     dockerd_answers,
     in_host,
     registry_answers,
     sshd_answers,
     start_registry,
+    start_sshd,
 )
 from fleet.lab.images import DEMO_IMAGES, seed_image
 from fleet.lab.inventory import ensure_key, render_inventory, render_known_hosts, write_if_changed
@@ -42,7 +44,7 @@ from fleet.lab.spec import (
     registry_address,
 )
 from fleet.lab.state import HostState, Lab, LabHost, LabState, lab_view, read_state, write_state
-from fleet.lab.system import is_alive, preflight
+from fleet.lab.system import is_alive, preflight, terminate
 
 # (subject, message, finished): subject is a host name, "registry" or "images".
 Progress = Callable[[str, str, bool], None]
@@ -252,6 +254,25 @@ def lab_down(
     if purge:
         shutil.rmtree(lab_dir, ignore_errors=True)
     return found
+
+
+def lab_restart_sshd(dir: Path | str, host_name: str, options: SshdOptions) -> None:
+    """Restart one host's sshd with `options` over the lab's sshd_config, e.g. to make it a
+    hardened host ({"AllowTcpForwarding": "no"}, {"Subsystem": None}); {} restores the lab's
+    own. Open SSH connections and the host's containers stay. Raises LabError."""
+    lab_dir = Path(dir).resolve()
+    with _locked(lab_dir):
+        state = read_state(lab_dir)
+        host = next((h for h in state.hosts if h.name == host_name), None) if state else None
+        if state is None or host is None:
+            raise LabError(f"no host {host_name!r} in the lab at {lab_dir}")
+        if host.sshd is not None and is_alive(host.sshd):
+            terminate([host.sshd.pid], grace=5.0)  # the listener only: sessions are children
+        host.sshd = None
+        write_state(lab_dir, state)
+        host.sshd = start_sshd(host, lab_hosts.host_dir(lab_dir, host.name),
+                               lab_dir / "authorized_keys", options)
+        write_state(lab_dir, state)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 Each HTTP connection httpcore opens is a direct-streamlocal channel to the daemon's unix
 socket on the host (`open_unix_connection`), multiplexed on the host's one SSH connection:
-no local socket files, no `docker system dial-stdio`, no docker CLI needed on the host.
-httpcore's pool bounds the channels (sshd's MaxSessions defaults to 10) and keeps idle ones
-alive for reuse; h11 does the HTTP parsing.
+no local socket files, no docker CLI needed on the host. Where sshd refuses that channel
+(hardened hosts: AllowStreamLocalForwarding no, AllowTcpForwarding no, DisableForwarding
+yes), the connection is an exec channel running `docker system dial-stdio` instead, a fixed
+command whose stdin and stdout the host's docker CLI relays to its daemon.
+httpcore's pool bounds the channels (sshd's MaxSessions defaults to 10, and dial-stdio
+channels are sessions) and keeps idle ones alive for reuse; h11 does the HTTP parsing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ import asyncssh
 import httpcore
 import httpx
 
+from fleet.config.inventory import DEFAULT_DOCKER_SOCKET
+from fleet.transport.ssh_errors import socket_refused
+
 MAX_CHANNELS = 8
 KEEPALIVE_EXPIRY = 60.0
+# The whole remote command: a constant, so nothing of the inventory reaches the host's shell.
+DIAL_STDIO = "docker system dial-stdio"
+DIAL_STDIO_ROUTE = "fleet_docker_dial_stdio"  # extra info on the SSH connection: its refusal
+EXIT_WAIT = 2.0  # for dial-stdio's exit status once its output ended
+STDERR_QUOTED = 300  # characters of dial-stdio's error output quoted in an error
 _T = TypeVar("_T")
 
 
@@ -65,6 +76,41 @@ class SSHChannelStream(httpcore.AsyncNetworkStream):
         return None
 
 
+class DialStdioStream(SSHChannelStream):
+    """The stdin and stdout of `docker system dial-stdio` on the host, as a socket to dockerd.
+
+    When its output ends, a failed relay (no docker CLI, no daemon, no permission) is an
+    error quoting its exit status and error output, not a silent end of the connection.
+    """
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], failure: str) -> None:
+        super().__init__(process.stdout, process.stdin)
+        self._process = process
+        self._failure = failure  # what went before: the refused channel to the socket
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await super().read(max_bytes, timeout)
+        if not data:
+            why = await self._why_ended()
+            if why:
+                raise httpcore.ReadError(f"{self._failure}, and {why}")
+        return data
+
+    async def _why_ended(self) -> str | None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait_closed(), EXIT_WAIT)
+        status = self._process.exit_status
+        if status in (None, 0):
+            return None
+        with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+            errors = await asyncio.wait_for(self._process.stderr.read(4 * STDERR_QUOTED),
+                                            EXIT_WAIT)
+            said = " ".join(errors.decode(errors="replace").split())[:STDERR_QUOTED]
+            if said:
+                return f"`{DIAL_STDIO}` exited {status}: {said}"
+        return f"`{DIAL_STDIO}` exited {status}"
+
+
 async def _open_stream(opening: Awaitable[tuple[asyncssh.SSHReader[bytes],
                                                asyncssh.SSHWriter[bytes]]],
                        timeout: float | None, refused: str) -> SSHChannelStream:
@@ -78,8 +124,15 @@ async def _open_stream(opening: Awaitable[tuple[asyncssh.SSHReader[bytes],
     return SSHChannelStream(reader, writer)
 
 
-class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
-    """Every connect opens a channel to `socket_path` on the far side of `ssh`."""
+class DockerSocketBackend(httpcore.AsyncNetworkBackend):
+    """Every connect opens a channel to the Docker daemon at `socket_path` on the far side of
+    `ssh`: a direct-streamlocal channel to the socket, or, once sshd refused one, an exec
+    channel running `docker system dial-stdio` for the rest of that SSH connection.
+
+    sshd answers a refused streamlocal channel with the same "open failed" as a missing
+    socket, so any refusal leads to dial-stdio, whose own error then tells which it was.
+    dial-stdio reaches the docker CLI's default daemon: used for the default socket only.
+    """
 
     def __init__(self, ssh: asyncssh.SSHClientConnection, socket_path: str) -> None:
         self._ssh = ssh
@@ -95,13 +148,41 @@ class SSHStreamlocalBackend(httpcore.AsyncNetworkBackend):
                                   ) -> SSHChannelStream:
         return await self._open_channel(timeout)
 
-    async def _open_channel(self, timeout: float | None) -> SSHChannelStream:
-        return await _open_stream(
-            self._ssh.open_unix_connection(self._socket_path), timeout,
-            f"the SSH server would not open a channel to {self._socket_path}")
-
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def _open_channel(self, timeout: float | None) -> SSHChannelStream:
+        # The refusal that made this connection take dial-stdio, remembered on it.
+        refusal: str | None = self._ssh.get_extra_info(DIAL_STDIO_ROUTE)
+        if refusal is None:
+            try:
+                reader, writer = await _within(
+                    self._ssh.open_unix_connection(self._socket_path), timeout,
+                    httpcore.ConnectTimeout)
+                return SSHChannelStream(reader, writer)
+            except asyncssh.ChannelOpenError as exc:
+                refusal = exc.reason or "refused"
+            except (asyncssh.Error, OSError) as exc:
+                raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+            if self._socket_path != DEFAULT_DOCKER_SOCKET:
+                raise httpcore.ConnectError(
+                    f"{socket_refused(self._socket_path, refusal)}; `{DIAL_STDIO}`, the way "
+                    f"round a refusal, reaches only the default {DEFAULT_DOCKER_SOCKET}")
+        stream = await self._dial_stdio(timeout, socket_refused(self._socket_path, refusal))
+        self._ssh.set_extra_info(**{DIAL_STDIO_ROUTE: refusal})
+        return stream
+
+    async def _dial_stdio(self, timeout: float | None, refused: str) -> DialStdioStream:
+        try:
+            process = await _within(self._ssh.create_process(DIAL_STDIO, encoding=None),
+                                    timeout, httpcore.ConnectTimeout)
+        except asyncssh.ChannelOpenError as exc:
+            raise httpcore.ConnectError(
+                f"{refused}, and sshd would not run `{DIAL_STDIO}` either ({exc.reason}; "
+                "MaxSessions reached?)") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+        return DialStdioStream(process, refused)
 
 
 class SSHDirectTCPBackend(httpcore.AsyncNetworkBackend):
@@ -180,7 +261,7 @@ class SSHChannelTransport(httpx.AsyncBaseTransport):
                  keepalive_expiry: float = KEEPALIVE_EXPIRY,
                  backend: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            network_backend=backend or SSHStreamlocalBackend(ssh, socket_path),
+            network_backend=backend or DockerSocketBackend(ssh, socket_path),
             max_connections=max_channels,
             max_keepalive_connections=max_channels,
             keepalive_expiry=keepalive_expiry,

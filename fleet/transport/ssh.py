@@ -78,7 +78,7 @@ async def _connect(target: Host, *, connect_timeout: float, keepalive_interval: 
     verifier = HostKeyVerifier(known_hosts, known_hosts_path(target), target.host_key_checking)
     options: dict[str, Any] = {
         "port": target.port,
-        "known_hosts": known_hosts,
+        "known_hosts": verifier.match,
         "client_factory": lambda: verifier,
         "connect_timeout": connect_timeout,
         "keepalive_interval": keepalive_interval,

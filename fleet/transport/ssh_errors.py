@@ -57,3 +57,35 @@ CONNECT_FAILURES: tuple[type[BaseException], ...] = (
     TimeoutError,
     ValueError,  # asyncssh: malformed key file or option value from ~/.ssh/config
 )
+
+
+# sshd_config settings that refuse forwarding channels. OpenSSH answers a refused
+# direct-tcpip channel with "administratively prohibited", but a refused direct-streamlocal
+# one (AllowTcpForwarding no refuses those too) with the same "open failed" as a missing socket.
+SOCKET_FORWARDING_SETTINGS = ("AllowStreamLocalForwarding no, AllowTcpForwarding no or "
+                              "DisableForwarding yes")
+TCP_FORWARDING_SETTINGS = "AllowTcpForwarding no or DisableForwarding yes"
+
+
+def forwarding_refused(exc: BaseException) -> bool:
+    """Whether `exc`, or an error that led to it, is sshd refusing a forwarding channel."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncssh.ChannelOpenError) and \
+                seen.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def socket_refused(socket_path: str, refusal: str) -> str:
+    """Why sshd may not have opened a channel to the Docker socket (it does not say)."""
+    return (f"sshd did not open a channel to {socket_path} ({refusal}: dockerd is not running "
+            f"there, or sshd_config refuses forwarding with {SOCKET_FORWARDING_SETTINGS})")
+
+
+def probe_impossible(what: str) -> str:
+    return (f"probe {what} cannot run on this host: sshd refuses TCP forwarding there "
+            f"({TCP_FORWARDING_SETTINGS} in sshd_config), and fleet runs probes from the "
+            "host's own loopback through a direct-tcpip channel; allow it for fleet's user "
+            "(`AllowTcpForwarding local`, e.g. in a Match block) or remove update.probe")

@@ -99,6 +99,22 @@ def test_accept_new_records_unknown_and_refuses_changed(targets: list[Host],
         run(HostConnection.open(accept_new))
 
 
+@pytest.mark.parametrize("checking", ["strict", "accept-new"])
+def test_a_key_revoked_for_another_port_is_refused_on_port_22(targets: list[Host],
+                                                              tmp_path: Path,
+                                                              checking: str) -> None:
+    target = targets[0]
+    lab_line = next(line for line in Path(target.known_hosts or "").read_text().splitlines()
+                    if line.split()[0] == target.address)
+    known_hosts = tmp_path / "known_hosts"
+    revoked = f"@revoked [{target.address}]:2222 {' '.join(lab_line.split()[1:3])}\n"
+    known_hosts.write_text(revoked)
+    refused = replace(target, known_hosts=str(known_hosts), host_key_checking=checking)
+    with pytest.raises(HostKeyError, match="REVOKED host key"):
+        run(HostConnection.open(refused))
+    assert known_hosts.read_text() == revoked
+
+
 def test_pull_with_progress_and_resolve_digest(lab: Any, targets: list[Host]) -> None:
     reference = f"{lab.registry}/demo/web:v1"
     events: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet.errors import LabError
 from fleet.lab.daemons import render_daemon_json, render_registry_config, render_sshd_config
 from fleet.lab.images import DEMO_IMAGES, ImageSpec, app_layer, build_image
 from fleet.lab.inventory import render_inventory, render_known_hosts
@@ -152,3 +153,16 @@ def test_images_are_reproducible_and_distinct() -> None:
 def test_busybox_static_is_recognised() -> None:
     assert is_static_elf(BUSYBOX)
     assert not is_static_elf(Path(sys.executable).resolve())
+
+
+def test_sshd_options_replace_drop_and_add_settings() -> None:
+    host = HostState("aws-use1-1", "198.18.0.10", {}, "ns", "veth", "/lab/ns/aws-use1-1")
+    options = {"allowtcpforwarding": "no", "Subsystem": None, "DisableForwarding": "yes"}
+    lines = render_sshd_config(host, Path("/lab/hosts/aws-use1-1"), Path("/lab/keys"),
+                               options).splitlines()
+    assert "allowtcpforwarding no" in lines and "AllowTcpForwarding yes" not in lines
+    assert not [line for line in lines if line.startswith("Subsystem")]
+    assert lines[-1] == "DisableForwarding yes"
+    assert "AllowStreamLocalForwarding yes" in lines
+    with pytest.raises(LabError, match="invalid sshd option"):
+        render_sshd_config(host, Path("/h"), Path("/k"), {"Banner": "x\nSubsystem evil /x"})

@@ -272,22 +272,27 @@ def test_tcp_probe_whose_channel_never_opens_says_it_timed_out() -> None:
 # -- run_probe: the host refuses forwarding ------------------------------------------------------
 
 
-def test_http_probe_when_the_host_refuses_forwarding() -> None:
+IMPOSSIBLE = ("cannot run on this host: sshd refuses TCP forwarding there (AllowTcpForwarding "
+              "no or DisableForwarding yes in sshd_config), and fleet runs probes from the "
+              "host's own loopback through a direct-tcpip channel; allow it for fleet's user "
+              "(`AllowTcpForwarding local`, e.g. in a Match block) or remove update.probe")
+
+
+def test_http_probe_when_the_host_refuses_forwarding_names_the_setting() -> None:
     async def main() -> None:
         async with listening(Responder()) as port, ssh_host(forwarding=False) as host:
             url = f"http://{LOOPBACK}:{port}/health"
             failure = await run_probe(host.ssh, Probe(http=url), timeout=2)
-            assert failure == (f"probe {url} failed: {LOOPBACK}:{port} refused on the host: "
-                               "port forwarding is disabled")
+            assert failure == f"probe {url} {IMPOSSIBLE}"
 
     asyncio.run(main())
 
 
-def test_tcp_probe_when_the_host_refuses_forwarding() -> None:
+def test_tcp_probe_when_the_host_refuses_forwarding_names_the_setting() -> None:
     async def main() -> None:
         async with listening(accept_and_close) as port, ssh_host(forwarding=False) as host:
             failure = await run_probe(host.ssh, Probe(tcp=port), timeout=2)
-            assert failure == f"probe tcp:{port} failed: port forwarding is disabled"
+            assert failure == f"probe tcp:{port} {IMPOSSIBLE}"
 
     asyncio.run(main())
 
@@ -463,5 +468,17 @@ def test_gate_fails_with_the_probe_failure() -> None:
             failure = await gate(FakeDocker([inspect(health="healthy")]), host.ssh,
                                  probe=Probe(http=url))
             assert failure == f"probe {url} answered 503, expected 200: down"
+
+    asyncio.run(main())
+
+
+def test_a_refused_probe_fails_the_gate_at_once() -> None:
+    async def main() -> None:
+        async with ssh_host(forwarding=False) as host:
+            started = time.monotonic()
+            failure = await gate(FakeDocker([inspect()]), host.ssh, probe=Probe(tcp=8080),
+                                 monitor=30)
+            assert failure == f"probe tcp:8080 {IMPOSSIBLE}"
+            assert time.monotonic() - started < 5
 
     asyncio.run(main())

@@ -307,3 +307,98 @@ def test_ssh_config_is_honoured_and_optional(lab: Lab, tmp_path: Path,
                 assert await DockerClient.over_ssh(host).api_version() == "1.41"
 
     asyncio.run(main())
+
+
+# -- @revoked keys: refused in every mode, whichever form of the host the line names ---------
+
+
+def _key_text(key: asyncssh.SSHKey) -> str:
+    return " ".join(key.export_public_key().decode().split()[:2])
+
+
+@pytest.mark.parametrize("checking", ["strict", "accept-new"])
+@pytest.mark.parametrize("pattern", ["[127.0.0.1]:{port}", "127.0.0.1", "*", "127.0.0.?",
+                                     "[127.0.0.*]:{port}"])
+def test_revoked_key_is_refused_off_port_22(lab: Lab, checking: str, pattern: str) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            revoked = f"@revoked {pattern.format(port=port)} {_key_text(lab.host_keys[port])}\n"
+            lab.known_hosts.write_text(revoked)
+            with pytest.raises(HostKeyError, match="REVOKED host key") as caught:
+                await HostConnection.open(lab.target(port, host_key_checking=checking))
+            message = str(caught.value)
+            assert f"[127.0.0.1]:{port}" in message
+            assert lab.host_keys[port].get_fingerprint("sha256") in message
+            assert "whatever host_key_checking says" in message
+            assert lab.known_hosts.read_text() == revoked  # accept-new recorded nothing
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("trusted, revoked", [("[127.0.0.1]:{port}", "127.0.0.1"),
+                                              ("127.0.0.1", "[127.0.0.1]:{port}")])
+def test_revocation_wins_over_a_trusting_entry_of_the_other_form(
+        lab: Lab, trusted: str, revoked: str) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            key = _key_text(lab.host_keys[port])
+            lab.known_hosts.write_text(f"{trusted.format(port=port)} {key}\n"
+                                       f"@revoked {revoked.format(port=port)} {key}\n")
+            for checking in ("strict", "accept-new"):
+                with pytest.raises(HostKeyError, match="REVOKED host key"):
+                    await HostConnection.open(lab.target(port, host_key_checking=checking))
+
+    asyncio.run(main())
+
+
+def test_a_key_revoked_for_another_host_does_not_block(lab: Lab) -> None:
+    async def main() -> None:
+        async with lab.sshd() as port:
+            lab.known_hosts.write_text(
+                f"@revoked 198.18.99.1 {_key_text(lab.host_keys[port])}\n")
+            target = lab.target(port, host_key_checking="accept-new")
+            async with await HostConnection.open(target):
+                pass
+
+    asyncio.run(main())
+    assert len(lab.known_hosts.read_text().splitlines()) == 2  # the new key was recorded
+
+
+def _hashed(host: str) -> str:
+    """`salt|hash` of a hashed known_hosts entry (ssh-keygen -H)."""
+    import base64
+    import hashlib
+    import hmac
+    salt = b"0123456789abcdefghij"
+    digest = hmac.new(salt, host.encode(), hashlib.sha1).digest()
+    return f"{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def test_known_hosts_lookup_merges_revocations_of_both_forms() -> None:
+    from fleet.transport.host_keys import KnownHosts
+
+    one, two = (asyncssh.generate_private_key("ssh-ed25519").convert_to_public()
+                for _ in range(2))
+    parsed = KnownHosts.parse(f"@revoked [10.0.0.1]:2222 {_key_text(one)}\n"
+                              f"@revoked 10.0.0.1 {_key_text(two)}\n"
+                              f"10.0.0.1 {_key_text(one)}\n")
+    trusted, _, revoked = parsed.match("10.0.0.1", "10.0.0.1", 2222)
+    assert trusted == [] and set(revoked) == {one, two}
+    trusted, _, revoked = parsed.match("10.0.0.1", "10.0.0.1", None)  # port 22
+    assert trusted == [] and set(revoked) == {one, two}  # revoked on one port: on all
+    hashed = KnownHosts.parse(f"@revoked |1|{_hashed('[10.0.0.1]:2222')} {_key_text(two)}\n")
+    assert hashed.match("10.0.0.1", "10.0.0.1", 2222)[2] == [two]
+    assert hashed.match("10.0.0.1", "10.0.0.1", 2223)[2] == []  # a hash hides the port
+    assert parsed.match("10.0.0.2", "10.0.0.2", 2222) == ([], [], [])
+    assert parsed.match("10.0.0.1", "10.0.0.1", 22) == parsed.match("10.0.0.1", "10.0.0.1",
+                                                                      None)
+
+
+def test_record_host_key_never_records_a_revoked_key(tmp_path: Path) -> None:
+    from fleet.transport.host_keys import record_host_key
+
+    key = asyncssh.generate_private_key("ssh-ed25519").convert_to_public()
+    path = tmp_path / "known_hosts"
+    path.write_text(f"@revoked * {_key_text(key)}\n")
+    assert record_host_key(path, "10.0.0.1", 2222, key) == "revoked"
+    assert path.read_text() == f"@revoked * {_key_text(key)}\n"
