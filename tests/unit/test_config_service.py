@@ -175,9 +175,6 @@ def test_bad_healthcheck(tmp_path: Path, body: str, key: str, words: str) -> Non
     ("tmpfs", "relative", "tmpfs path 'relative' must be absolute"),
     ("extra_hosts", "[nohost]", "expected HOST:IP"),
     ("command", "'echo \"unclosed'", "bad command"),
-    ("environment", "[=x]", "empty name"),
-    ("environment", "[A=1, A=2]", "environment 'A' is given twice"),
-    ("environment", "{A: [1]}", "must be a string, number or boolean"),
 ])
 def test_bad_field_values(tmp_path: Path, field: str, value: str, words: str) -> None:
     line, column, key, message = error(tmp_path, f"image: nginx\n{field}: {value}")
@@ -186,14 +183,30 @@ def test_bad_field_values(tmp_path: Path, field: str, value: str, words: str) ->
     assert words in message
 
 
+@pytest.mark.parametrize(("value", "key", "column", "words"), [
+    ("[=x]", "environment[0]", 19, "empty environment variable name"),
+    ("[A=1, A=2]", "environment[1]", 24, "environment variable 'A' is given twice"),
+    ("{A: [1]}", "environment.A", 22, "must be a string, number or boolean"),
+    ("{'A=B': x}", "environment.A=B", 19, "name 'A=B' contains '='"),
+    ('["A\\0B=x"]', "environment[0]", 19, "contains a NUL or a line break"),
+    ("{A: \"x\\0y\"}", "environment.A", 22, "contains a NUL character"),
+])
+def test_bad_environment_entries(tmp_path: Path, value: str, key: str, column: int,
+                                 words: str) -> None:
+    """Each bad entry is reported where it is written (the key for a bad name)."""
+    line, found_column, found_key, message = error(tmp_path, f"image: nginx\nenvironment: {value}")
+    assert (line, found_column, found_key) == (5, column, f"services.web.{key}")
+    assert words in message
+
+
 def test_sizes_durations_and_maps_normalize(tmp_path: Path) -> None:
-    options = spec(tmp_path, "image: nginx\nmem_limit: 512m\nshm_size: 1g\nmem_reservation: 1024\n"
+    options = spec(tmp_path, "image: nginx\nmem_limit: 512m\nshm_size: 1g\nmem_reservation: 64m\n"
                              "stop_grace_period: 1m\ncpus: '1.5'\nenvironment: [A=1, B]\n"
                              "labels: {b: 2, a: true}\nsysctls: [net.core.somaxconn=1024]\n"
                              "command: echo 'hello world'\nulimits: {nofile: 1024}\n"
                              "networks: {front: null, back: {}}\nextra_hosts: {db: 10.0.0.9}")
     assert options["mem_limit"] == 512 * 1024**2 and options["shm_size"] == 1024**3
-    assert options["mem_reservation"] == 1024 and options["stop_grace_period"] == 60.0
+    assert options["mem_reservation"] == 64 * 1024**2 and options["stop_grace_period"] == 60.0
     assert options["cpus"] == 1.5
     assert options["environment"] == {"A": "1"}  # a bare B takes the (empty) controller env
     assert options["labels"] == {"a": "true", "b": "2"}
