@@ -21,7 +21,7 @@ MAX_FORKS = 1000
 MAX_CONNECT_TIMEOUT = 3600.0
 
 
-class Seconds(click.ParamType):
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
     """A finite number of seconds above 0 and at most `maximum`: nan, inf, 0 and negative
     values are refused (a timeout of nan or inf would never, or at once, time out)."""
 
