@@ -294,3 +294,11 @@ def test_networks_must_be_declared_and_external_ones_keep_their_name(tmp_path: P
     undeclared = problems(tmp_path, playbook(tmp_path, "web:\n  image: nginx\n  networks: [x]\n"))
     assert any("network 'x' is not declared" in p.message and p.path[-2:] == ("networks", 0)
                for p in undeclared)
+
+
+def test_a_key_or_value_from_the_file_cannot_forge_output_lines(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, 'web:\n  image: nginx\n  "x\\nfake.yml:1:1: ok\\u001b[2J": 1\n')
+    found = only_error(tmp_path, pb)
+    shown = str(found)
+    assert "\n" not in shown and "\x1b" not in shown
+    assert "services.web['x\\nfake.yml:1:1: ok\\x1b[2J']" in shown
