@@ -55,8 +55,9 @@ def _whole_number(value: Any) -> Any:
 
 Duration = Annotated[float, _before(parse_duration, str | float)]
 ByteSize = Annotated[int, _before(parse_byte_size, str | int)]
-Int = Annotated[int, _before(_whole_number, int)]
-PortNumber = Annotated[Int, Field(ge=1, le=65535)]
+_NO_BOOL = BeforeValidator(_whole_number)
+Int = Annotated[int, _NO_BOOL]
+PortNumber = Annotated[int, Field(ge=1, le=65535), _NO_BOOL]
 StrMap = dict[str, str]
 MapOrList = dict[str, str | int | float | bool | None] | list[str]
 
@@ -137,7 +138,7 @@ class VolumeOptions(Strict):
 
 class TmpfsOptions(Strict):
     size: ByteSize | None = None
-    mode: Annotated[Int, Field(ge=0, le=0o7777)] | None = None
+    mode: Annotated[int, Field(ge=0, le=0o7777), _NO_BOOL] | None = None
 
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -204,7 +205,7 @@ class Healthcheck(Strict):
     test: list[str] | None = Field(default=None, description='["CMD", ...], ["CMD-SHELL", "..."]')
     interval: HealthDuration | None = None
     timeout: HealthDuration | None = None
-    retries: Annotated[Int, Field(ge=0, le=INT64_MAX)] | None = None
+    retries: Annotated[int, Field(ge=0, le=INT64_MAX), _NO_BOOL] | None = None
     start_period: HealthDuration | None = None
     disable: bool = False
 
@@ -227,7 +228,8 @@ class Healthcheck(Strict):
 # The names Docker's ulimit parser knows (go-units' ulimitNameMapping; 'as' it leaves out).
 ULIMIT_NAMES = frozenset({"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
                           "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"})
-UlimitValue = Annotated[Int, Field(ge=-1, le=INT64_MAX, description="-1 for unlimited.")]
+UlimitValue = Annotated[int, Field(ge=-1, le=INT64_MAX, description="-1 for unlimited."),
+                      _NO_BOOL]
 
 
 class Ulimit(Strict):
@@ -273,6 +275,9 @@ def _restart(value: Any) -> Any:
         raise ValueError(
             f"bad restart policy {value!r}: use no, always, unless-stopped or on-failure[:N]"
         )
+    retries = value.partition(":")[2]
+    if retries and int(retries) > INT64_MAX:
+        raise ValueError(f"bad restart policy {value!r}: at most {INT64_MAX} retries")
     return value
 
 
@@ -453,8 +458,8 @@ class ContainerOptions(Strict):
     cpus: Annotated[float | None, _before(_cpus, float | str)] = None
     mem_limit: ByteSize | None = None
     mem_reservation: ByteSize | None = None
-    pids_limit: Annotated[Int, Field(ge=-1, le=INT64_MAX,
-                                     description="-1 or 0 for unlimited.")] | None = None
+    pids_limit: Annotated[int, Field(ge=-1, le=INT64_MAX, description="-1 or 0 for unlimited."),
+                          _NO_BOOL] | None = None
     stop_signal: str | None = Field(default=None, pattern=r"^(SIG[A-Z0-9+-]+|\d+)$")
     stop_grace_period: Duration | None = None
     extra_hosts: Annotated[list[str], _before(_extra_hosts, list[str] | dict[str, str])] = []
@@ -514,7 +519,7 @@ Quantity = Annotated[int | str, _before(_quantity, int | str)]
 
 class Probe(Strict):
     http: str | None = Field(default=None, description="URL fetched from the host itself.")
-    status: Annotated[Int, Field(ge=100, le=599)] = 200
+    status: Annotated[int, Field(ge=100, le=599), _NO_BOOL] = 200
     tcp: PortNumber | None = None
 
     @field_validator("http")
