@@ -32,18 +32,21 @@ def parse_duration(value: object) -> float:
     text = value.strip()
     if text == "0":  # Go's one unitless duration
         return 0.0
-    pos, total_ns = 0, Fraction(0)
+    pos, total_ns, exact_ns = 0, 0.0, Fraction(0)
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
             break
-        total_ns += Fraction(match.group(1)) * _DURATION_NS[match.group(2)]
+        # The float sum is the value (spec hashes depend on it); the exact one is checked.
+        total_ns += float(match.group(1)) * _DURATION_NS[match.group(2)]
+        exact_ns += Fraction(match.group(1)) * _DURATION_NS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(
             f"bad duration {value!r}: use a number with a unit (ns, us, ms, s, m, h), "
             f"{_DURATION_HINT}"
         )
-    return _within_limit(total_ns / NS_PER_SECOND)
+    _within_limit(exact_ns / NS_PER_SECOND)
+    return total_ns / NS_PER_SECOND
 
 
 def _within_limit(seconds: int | float | Fraction) -> float:
