@@ -8,6 +8,7 @@ import pytest
 from config_support import load, only_error, playbook, problems
 
 from fleet.config.problems import format_key_path
+from fleet.config.units import MAX_DURATION_SECONDS, parse_byte_size, parse_duration
 
 
 def error(tmp_path: Path, service_body: str) -> tuple[int, int, str, str]:
@@ -302,3 +303,34 @@ def test_a_key_or_value_from_the_file_cannot_forge_output_lines(tmp_path: Path) 
     shown = str(found)
     assert "\n" not in shown and "\x1b" not in shown
     assert "services.web['x\\nfake.yml:1:1: ok\\x1b[2J']" in shown
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (float("inf"), "finite"), (float("nan"), "finite"), ("inf", "bad duration"),
+    ("nan", "bad duration"), (-1, "negative"), ("-1s", "bad duration"), (True, "expected"),
+    (10**30, "too long"), ("2562048h", "too long"), ("1" + "0" * 400 + "s", "too long"),
+])
+def test_durations_outside_go_and_docker(value: object, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_duration(value)
+
+
+def test_durations_at_the_edges() -> None:
+    assert parse_duration("0") == 0.0 and parse_duration("2562047h") == 2562047 * 3600.0
+    assert parse_duration(MAX_DURATION_SECONDS) == MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("0.1b", "rounds to 0 bytes"), ("0.5", "rounds to 0 bytes"), (2**63, "too large"),
+    ("8192p", "too large"), (10**400, "too large"), (-1, "negative"), (False, "expected"),
+    (float("inf"), "bad size"), ("nan", "bad size"),
+])
+def test_sizes_outside_docker_int64(value: object, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_byte_size(value)
+
+
+def test_sizes_as_go_units_reads_them() -> None:
+    assert parse_byte_size("1.5GiB") == 3 * 1024**3 // 2 and parse_byte_size("2p") == 2 * 1024**5
+    assert parse_byte_size("0") == 0 and parse_byte_size(2**63 - 1) == 2**63 - 1
+    assert parse_byte_size("99999999999999999b") == 99999999999999999  # exact, not a float
