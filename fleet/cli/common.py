@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,34 @@ from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_FORKS = 1000
+MAX_CONNECT_TIMEOUT = 3600.0
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A finite number of seconds above 0 and at most `maximum`: nan, inf, 0 and negative
+    values are refused (a timeout of nan or inf would never, or at once, time out)."""
+
+    name = "seconds"
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and 0 < number <= self.maximum):
+            self.fail(f"{value!r} is not a number of seconds above 0 and at most "
+                      f"{self.maximum:g}", param, ctx)
+        return number
+
+
+CONNECT_TIMEOUT = Seconds(MAX_CONNECT_TIMEOUT)
+FORKS = click.IntRange(1, MAX_FORKS)
 
 
 def project_options(func: F) -> F:

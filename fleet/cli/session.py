@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 import click
 
-from fleet.cli.common import console, project_files, report_warnings
+from fleet.cli.common import (
+    CONNECT_TIMEOUT,
+    FORKS,
+    console,
+    project_files,
+    report_warnings,
+)
 from fleet.cli.progress import HostProgress
 from fleet.cli.terminal import echo, one_line
 from fleet.config.project import read_project
@@ -34,9 +40,10 @@ T = TypeVar("T")
 
 
 def run_options(func: F) -> F:
-    func = click.option("--forks", type=click.IntRange(1, 1000), default=DEFAULT_FORKS,
+    func = click.option("--forks", type=FORKS, default=DEFAULT_FORKS,
                         show_default=True, help="Hosts worked on at once.")(func)
-    func = click.option("--connect-timeout", type=float, default=10.0, show_default=True,
+    func = click.option("--connect-timeout", type=CONNECT_TIMEOUT, default=10.0,
+                        show_default=True,
                         help="Seconds to wait for a host's SSH connection.")(func)
     return func
 

@@ -143,20 +143,83 @@ def string_list(value: object, what: str) -> list[str]:
     raise ValueError(f"{what} must be a string or a list of strings")
 
 
+_ENV_FILE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_ENV_ESCAPE = re.compile(r"\\(?:[abcfnrtv$\"\\]|0[0-7]{3})")
+_ENV_ESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+                "$": "$", '"': '"', "\\": "\\"}
+
+
+def _unescape_double_quoted(text: str) -> str:
+    """Compose's escapes in a double-quoted value: \\n \\t \\" \\\\ ..., and \\0NNN octal."""
+    def one(match: re.Match[str]) -> str:
+        code = match.group(0)[1:]
+        if len(code) == 4:  # \\0NNN, a byte: above \\0377 Compose keeps it as written
+            return chr(int(code[1:], 8)) if int(code[1:], 8) < 256 else match.group(0)
+        return _ENV_ESCAPED.get(code, match.group(0))  # \\c: kept as written
+
+    return _ENV_ESCAPE.sub(one, text)
+
+
+def _quoted(text: str, quote: str) -> tuple[str, str] | None:
+    """The value inside the quotes `text` starts with (an escaped quote loses its backslash,
+    other escapes are kept for later) and the text after them; None if never closed."""
+    chars: list[str] = []
+    escaped = False
+    for index in range(1, len(text)):
+        char = text[index]
+        if escaped:
+            escaped = False
+            chars.append(char if char == quote else "\\" + char)
+        elif char == "\\":
+            escaped = True
+        elif char == quote:
+            return "".join(chars), text[index + 1:]
+        else:
+            chars.append(char)
+    return None
+
+
 def parse_env_file(text: str, path: str) -> dict[str, str]:
-    """KEY=VALUE lines as Compose reads them; `#` comments and blank lines ignored."""
+    """NAME=VALUE lines, read by Compose's env_file rules.
+
+    `#` starts a comment line, and in an unquoted value ` #` (space, hash) starts an inline
+    comment; a value in single quotes is literal, one in double quotes takes escapes (\\n,
+    \\t, \\", \\\\...); either may span lines and be followed by a comment. Unlike Compose,
+    `${VAR}` is not interpolated, and a line without `=` is an error. Messages never quote
+    the file (a secrets file is read with this too)."""
     result: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        number, line = index + 1, lines[index].lstrip()
+        index += 1
+        if not line.strip() or line.startswith("#"):
             continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
+        line = re.sub(r"^export\s+", "", line)
         key, found, value = line.partition("=")
-        if not found or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key.strip()):
-            raise ValueError(f"{path}:{number}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        result[key.strip()] = value
+        key = key.strip()
+        if not found or not _ENV_FILE_NAME.fullmatch(key):
+            raise ValueError(f"{path}:{number}: expected NAME=VALUE")
+        value = value.lstrip()
+        if value[:1] in ("'", '"'):
+            quote = value[0]
+            parsed = _quoted(value, quote)
+            while parsed is None and index < len(lines):  # the value goes on on the next line
+                value += "\n" + lines[index]
+                index += 1
+                parsed = _quoted(value, quote)
+            if parsed is None:
+                raise ValueError(f"{path}:{number}: the quoted value is never closed")
+            value, after = parsed
+            if after.strip() and not after.strip().startswith("#"):
+                raise ValueError(f"{path}:{number}: unexpected text after the closing quote "
+                                 "(a comment needs '#')")
+            if quote == '"':
+                value = _unescape_double_quoted(value)
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        if "\0" in value:
+            raise ValueError(f"{path}:{number}: the value of {key} contains a NUL character, "
+                             "which no process environment can carry")
+        result[key] = value
     return result

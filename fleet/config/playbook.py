@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fleet.config.problems import Problem
-from fleet.config.service import NAME_PATTERN, Service, Strict, UpdatePolicy
+from fleet.config.references import parse_image_reference
+from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
 from fleet.config.source import SourceDoc, load_yaml
-from fleet.config.validation import validate_model
+from fleet.config.validation import ItemErrors, KeyProblem, validate_model
 
 
 class RegistryAuth(Strict):
@@ -43,6 +44,41 @@ class PlaybookFile(Strict):
     networks: dict[str, NetworkDef | None] = {}
     update: UpdatePolicy | None = None
     services: dict[str, Service] = {}
+
+    @field_validator("registries")
+    @classmethod
+    def _registry_names(cls, value: dict[str, RegistryAuth]) -> dict[str, RegistryAuth]:
+        bad = [(name, KeyProblem(problem)) for name in value
+               if (problem := _registry_name_problem(name))]
+        if bad:
+            raise ItemErrors(bad)
+        return value
+
+    @field_validator("networks")
+    @classmethod
+    def _network_names(cls, value: dict[str, NetworkDef | None]
+                       ) -> dict[str, NetworkDef | None]:
+        bad: list[tuple[int | str, Exception]] = [
+            (name, KeyProblem(f"bad network name '{name}': Docker's rule is a letter or digit, "
+                              "then letters, digits, '_', '.' or '-'"))
+            for name in value if not NETWORK_NAME.match(name)]
+        if bad:
+            raise ItemErrors(bad)
+        return value
+
+
+def _registry_name_problem(name: str) -> str | None:
+    """A `registries:` key is matched against each image's registry, so it must be one."""
+    if name in ("index.docker.io", "registry-1.docker.io"):
+        return f"registry '{name}': Docker Hub's images are matched as 'docker.io'"
+    try:
+        found = parse_image_reference(f"{name}/image").registry
+    except ValueError:
+        found = None
+    if found != name:
+        return (f"bad registry '{name}': use the registry as images name it, e.g. "
+                "registry.example.com, localhost:5000 or docker.io (no scheme or path)")
+    return None
 
 
 @dataclass

@@ -18,9 +18,16 @@ def format_key_path(path: KeyPath) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part or not part.isprintable() or any(c.isspace() for c in part):
+            text += f"[{part!r}]"  # an empty key, or one whose line breaks would forge output
         else:
             text += f".{part}" if text else str(part)
     return text
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped: a name or value quoted from a file cannot forge lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +43,7 @@ class Problem:
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         key = f" {format_key_path(self.path)}:" if self.path else ""
         label = "" if self.severity == "error" else "warning: "
-        return f"{where}:{key} {label}{self.message}"
+        return _one_line(f"{where}:{key} {label}{self.message}")
 
     def as_json(self) -> dict[str, object]:
         return {

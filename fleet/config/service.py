@@ -6,23 +6,34 @@ long ones, durations become seconds, sizes bytes), and is the source of `fleet s
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from fleet.config import compose_syntax as syntax
 from fleet.config.references import parse_image_reference
-from fleet.config.units import parse_byte_size, parse_duration
-from fleet.config.validation import ItemErrors
+from fleet.config.units import (
+    INT64_MAX,
+    NS_PER_SECOND,
+    format_bytes,
+    parse_byte_size,
+    parse_duration,
+)
+from fleet.config.validation import ItemErrors, KeyProblem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 RESERVED_LABEL_PREFIX = "fleet."
@@ -36,8 +47,17 @@ def _before(func: Callable[[Any], Any], input_schema: Any) -> BeforeValidator:
     return BeforeValidator(func, json_schema_input_type=input_schema)
 
 
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool):  # a bool is an int to Python and to pydantic; not to Docker
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
 Duration = Annotated[float, _before(parse_duration, str | float)]
 ByteSize = Annotated[int, _before(parse_byte_size, str | int)]
+_NO_BOOL = BeforeValidator(_whole_number)
+Int = Annotated[int, _NO_BOOL]
+PortNumber = Annotated[int, Field(ge=1, le=65535), _NO_BOOL]
 StrMap = dict[str, str]
 MapOrList = dict[str, str | int | float | bool | None] | list[str]
 
@@ -50,14 +70,28 @@ def _named_map(what: str) -> Callable[[Any], dict[str, str]]:
     return parse
 
 
+def check_ip(value: str, what: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"bad {what} {value!r}: expected an IPv4 or IPv6 address, "
+                         "e.g. 127.0.0.1 or ::1") from None
+    return value
+
+
 class PortMapping(Strict):
-    target: int = Field(ge=1, le=65535, description="Port inside the container.")
-    published: int | None = Field(
-        default=None, ge=1, le=65535, description="Host port; empty for an ephemeral one."
+    target: PortNumber = Field(description="Port inside the container.")
+    published: PortNumber | None = Field(
+        default=None, description="Host port; empty for an ephemeral one."
     )
     host_ip: str = ""
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
     mode: Literal["host", "ingress"] = "host"
+
+    @field_validator("host_ip")
+    @classmethod
+    def _host_ip(cls, value: str) -> str:
+        return check_ip(value, "host IP") if value else value
 
 
 def _port_item(item: Any) -> list[PortMapping]:
@@ -104,7 +138,7 @@ class VolumeOptions(Strict):
 
 class TmpfsOptions(Strict):
     size: ByteSize | None = None
-    mode: int | None = None
+    mode: Annotated[int, Field(ge=0, le=0o7777), _NO_BOOL] | None = None
 
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -152,12 +186,27 @@ def _volumes(value: Any) -> list[Any]:
     return _each_item(value, _volume_item, Mount)
 
 
+# Docker's HealthConfig: a duration is 0 (the default) or at least 1ms (MinimumDuration).
+HEALTHCHECK_MIN_NS = 1_000_000
+
+
+def _healthcheck_duration(value: float | None) -> float | None:
+    # Checked as the body will send it: whole nanoseconds (fleet.docker.bodies).
+    if value and int(value * NS_PER_SECOND) < HEALTHCHECK_MIN_NS:
+        raise ValueError("must be 0 or at least 1ms (Docker's minimum), got "
+                         f"{value * NS_PER_SECOND:g}ns")
+    return value
+
+
+HealthDuration = Annotated[Duration, AfterValidator(_healthcheck_duration)]
+
+
 class Healthcheck(Strict):
     test: list[str] | None = Field(default=None, description='["CMD", ...], ["CMD-SHELL", "..."]')
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    retries: int | None = Field(default=None, ge=0)
-    start_period: Duration | None = None
+    interval: HealthDuration | None = None
+    timeout: HealthDuration | None = None
+    retries: Annotated[int, Field(ge=0, le=INT64_MAX), _NO_BOOL] | None = None
+    start_period: HealthDuration | None = None
     disable: bool = False
 
     @field_validator("test", mode="before")
@@ -176,14 +225,38 @@ class Healthcheck(Strict):
         return self
 
 
+# The names Docker's ulimit parser knows (go-units' ulimitNameMapping; 'as' it leaves out).
+ULIMIT_NAMES = frozenset({"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+                          "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"})
+UlimitValue = Annotated[int, Field(ge=-1, le=INT64_MAX, description="-1 for unlimited."),
+                      _NO_BOOL]
+
+
 class Ulimit(Strict):
-    soft: int
-    hard: int
+    soft: UlimitValue
+    hard: UlimitValue
+
+    @model_validator(mode="after")
+    def _order(self) -> Ulimit:
+        if self.hard != -1 and (self.soft == -1 or self.soft > self.hard):
+            shown = "unlimited (-1)" if self.soft == -1 else str(self.soft)
+            raise ValueError(f"soft limit {shown} is above the hard limit {self.hard}")
+        return self
 
 
 def _ulimits(value: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError("ulimits must be a mapping")
+    errors: list[tuple[int | str, Exception]] = []
+    for name, limit in value.items():
+        if name not in ULIMIT_NAMES:
+            errors.append((name, KeyProblem(f"unknown ulimit '{name}': Docker knows "
+                                            f"{', '.join(sorted(ULIMIT_NAMES))}")))
+        elif isinstance(limit, bool) or not isinstance(limit, int | dict):
+            errors.append((name, ValueError(f"ulimit '{name}' must be a whole number or "
+                                            f"{{soft: N, hard: N}}, got {limit!r}")))
+    if errors:
+        raise ItemErrors(errors)
     return {k: {"soft": v, "hard": v} if isinstance(v, int) else v for k, v in value.items()}
 
 
@@ -202,7 +275,61 @@ def _restart(value: Any) -> Any:
         raise ValueError(
             f"bad restart policy {value!r}: use no, always, unless-stopped or on-failure[:N]"
         )
+    retries = value.partition(":")[2]
+    if retries and int(retries) > INT64_MAX:
+        raise ValueError(f"bad restart policy {value!r}: at most {INT64_MAX} retries")
     return value
+
+
+def _environment_entry(name: str, value: str | None) -> Exception | None:
+    """What Docker or a process cannot take: `NAME=VALUE` strings, NUL-terminated."""
+    if not name:
+        return KeyProblem("empty environment variable name")
+    if "=" in name:
+        return KeyProblem(f"environment variable name {name!r} contains '=' (Docker would split "
+                          "it there); write NAME: VALUE")
+    if any(c in name for c in "\0\n\r"):
+        return KeyProblem(f"environment variable name {name!r} contains a NUL or a line break")
+    if value is not None and "\0" in value:
+        return ValueError(f"the value of environment variable {name!r} contains a NUL "
+                          "character, which no process environment can carry")
+    return None
+
+
+def _environment(value: Any) -> dict[str, str | None]:
+    """Compose's map-or-list `environment`, each entry checked where it is written."""
+    entries: list[tuple[int | str, str, str | None]] = []
+    errors: list[tuple[int | str, Exception]] = []
+    if isinstance(value, dict):
+        for key, raw in value.items():
+            try:
+                text = None if raw is None else syntax.scalar_to_str(raw, f"environment {key!r}")
+            except ValueError as exc:
+                errors.append((key, exc))
+                continue
+            entries.append((key, str(key), text))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                errors.append((index, ValueError("environment list items must be 'NAME=VALUE' "
+                                                 "strings")))
+                continue
+            name, found, text = item.partition("=")
+            entries.append((index, name, text if found else None))
+    else:
+        raise ValueError("environment must be a mapping or a list of 'NAME=VALUE' strings")
+    result: dict[str, str | None] = {}
+    for where, name, text in entries:
+        problem = _environment_entry(name, text)
+        if problem is None and name in result:
+            problem = ValueError(f"environment variable {name!r} is given twice")
+        if problem is not None:
+            errors.append((where, problem))
+            continue
+        result[name] = text
+    if errors:
+        raise ItemErrors(errors)
+    return result
 
 
 def _argv(what: str) -> BeforeValidator:
@@ -254,16 +381,50 @@ def _networks(value: Any) -> Any:
     return sorted(value)
 
 
+MIN_CPUS = 0.01  # Docker's smallest CPU quota ("Range of CPUs is from 0.01 to ...")
+MAX_CPUS = 8192  # Linux's largest NR_CPUS: no host has more
+_CPUS_TEXT = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*$")
+
+
 def _cpus(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"cpus must be a number, got {value!r}")
-    try:
-        number = float(value) if isinstance(value, str | int | float) else value
-    except ValueError:
-        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}") from None
-    if isinstance(number, float) and number <= 0:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}")
+    if isinstance(value, str) and not _CPUS_TEXT.match(value):
+        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cpus must be a finite number like 0.5 or 2, got {value!r}")
+    if isinstance(value, int) and value > MAX_CPUS:  # before float(): a huge int overflows it
+        raise ValueError(f"cpus must be at most {MAX_CPUS}, got {value}")
+    number = float(value)
+    if number <= 0:
         raise ValueError("cpus must be greater than 0")
+    if number < MIN_CPUS:
+        raise ValueError(f"cpus must be at least {MIN_CPUS} (Docker's smallest CPU quota), "
+                         f"got {value!r}")
+    if number > MAX_CPUS:
+        raise ValueError(f"cpus must be at most {MAX_CPUS} (Linux's largest CPU count), "
+                         f"got {value!r}")
     return number
+
+
+# Docker's rule for network names (and so for `network_mode: NAME`).
+NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def _network_mode(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind, sep, target = value.partition(":")
+    if (sep and kind == "container" and _CONTAINER_NAME.match(target)) or (
+            not sep and NETWORK_NAME.match(value)):
+        return value
+    raise ValueError(f"bad network_mode {value!r}: use none, host, bridge, container:NAME or a "
+                     "network's name (Compose's service:NAME is not supported)")
+
+
+# dockerd's smallest memory limit and reservation (linuxMinMemory: 6 MiB).
+MIN_MEMORY = 6 * 1024**2
 
 
 class ContainerOptions(Strict):
@@ -274,8 +435,7 @@ class ContainerOptions(Strict):
     )
     command: Annotated[list[str] | None, _argv("command")] = None
     entrypoint: Annotated[list[str] | None, _argv("entrypoint")] = None
-    environment: Annotated[dict[str, str | None], _before(
-        lambda v: syntax.key_value_map(v, "environment"), MapOrList)] = {}
+    environment: Annotated[dict[str, str | None], _before(_environment, MapOrList)] = {}
     env_file: Annotated[list[str], _str_list("env_file")] = []
     ports: Annotated[list[PortMapping], _before(_ports, list[str | int | dict[str, Any]])] = []
     volumes: Annotated[list[Mount], _before(_volumes, list[str | dict[str, Any]])] = []
@@ -286,7 +446,7 @@ class ContainerOptions(Strict):
     working_dir: str | None = None
     hostname: str | None = None
     networks: Annotated[list[str], _before(_networks, list[str] | dict[str, None])] = []
-    network_mode: str | None = None
+    network_mode: Annotated[str, _before(_network_mode, str)] | None = None
     cap_add: list[str] = []
     cap_drop: list[str] = []
     privileged: bool = False
@@ -298,7 +458,8 @@ class ContainerOptions(Strict):
     cpus: Annotated[float | None, _before(_cpus, float | str)] = None
     mem_limit: ByteSize | None = None
     mem_reservation: ByteSize | None = None
-    pids_limit: int | None = None
+    pids_limit: Annotated[int, Field(ge=-1, le=INT64_MAX, description="-1 or 0 for unlimited."),
+                          _NO_BOOL] | None = None
     stop_signal: str | None = Field(default=None, pattern=r"^(SIG[A-Z0-9+-]+|\d+)$")
     stop_grace_period: Duration | None = None
     extra_hosts: Annotated[list[str], _before(_extra_hosts, list[str] | dict[str, str])] = []
@@ -313,6 +474,23 @@ class ContainerOptions(Strict):
         for key in value:
             if key.startswith(RESERVED_LABEL_PREFIX):
                 raise ValueError(f"label {key!r}: the prefix 'fleet.' is reserved for fleet")
+        return value
+
+    @field_validator("mem_limit", "mem_reservation")
+    @classmethod
+    def _memory(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if not value:
+            return value  # 0: no limit
+        if value < MIN_MEMORY:
+            raise ValueError(f"must be at least 6m ({MIN_MEMORY} bytes, dockerd's minimum) or 0 "
+                             f"for no limit, got {format_bytes(value)}")
+        if info.field_name == "mem_limit" and 2 * value > INT64_MAX:
+            raise ValueError("must be at most 4 EiB: fleet sets the swap limit to twice the "
+                             "memory limit, and Docker takes it as an int64")
+        limit = info.data.get("mem_limit")
+        if info.field_name == "mem_reservation" and limit and value > limit:
+            raise ValueError(f"mem_reservation {format_bytes(value)} is above mem_limit "
+                             f"{format_bytes(limit)}: Docker refuses that")
         return value
 
     @model_validator(mode="after")
@@ -341,8 +519,25 @@ Quantity = Annotated[int | str, _before(_quantity, int | str)]
 
 class Probe(Strict):
     http: str | None = Field(default=None, description="URL fetched from the host itself.")
-    status: int = 200
-    tcp: int | None = Field(default=None, ge=1, le=65535)
+    status: Annotated[int, Field(ge=100, le=599), _NO_BOOL] = 200
+    tcp: PortNumber | None = None
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urllib.parse.urlsplit(value)
+            port = parts.port  # ValueError when out of range or not a number
+        except ValueError:
+            parts, port = None, 0
+        if parts is None or port == 0:
+            raise ValueError(f"bad probe URL {value!r}: bad host or port (1 to 65535)")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"bad probe URL {value!r}: expected http://HOST[:PORT]/PATH "
+                             "(fetched from the host itself; https is not supported)")
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> Probe:
@@ -373,7 +568,7 @@ class Service(ContainerOptions):
     """A service: container options plus placement, replica count and rollout policy."""
 
     hosts: str = Field(default="all", description="Placement: a host pattern.")
-    replicas: int = Field(default=1, ge=0, le=1000)
+    replicas: Int = Field(default=1, ge=0, le=1000)
     update: UpdatePolicy | None = None
 
     def container_options(self) -> dict[str, Any]:

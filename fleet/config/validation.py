@@ -21,16 +21,22 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ItemErrors(ValueError):
-    """Raised by a list-level validator: errors that belong to items of the list.
+    """Raised by a list- or mapping-level validator: errors that belong to its items.
 
-    Each entry is the item's index in the data and either a message or the item's own
-    ValidationError (reported against `model`), so problems point at the item, not the list.
+    Each entry is the item's index (or key) in the data and either a message, a KeyProblem,
+    or the item's own ValidationError (reported against `model`), so problems point at the
+    item, not at the whole list or mapping.
     """
 
-    def __init__(self, items: Sequence[tuple[int, Exception]], model: type[BaseModel]) -> None:
+    def __init__(self, items: Sequence[tuple[int | str, Exception]],
+                 model: type[BaseModel] | None = None) -> None:
         super().__init__("; ".join(str(exc) for _, exc in items))
         self.items = list(items)
         self.model = model
+
+
+class KeyProblem(ValueError):
+    """An item error about a mapping's key itself: reported at the key, not at its value."""
 
 _KIND = {
     "int": "a whole number", "float": "a number", "bool": "true or false",
@@ -184,10 +190,11 @@ def _item_problems(errors: ItemErrors, items: Any, doc: SourceDoc, base: KeyPath
     problems: list[Problem] = []
     for index, exc in errors.items:
         item = child_of(items, index)
-        if isinstance(exc, ValidationError):
+        if isinstance(exc, ValidationError) and errors.model is not None:
             problems.extend(problems_from(exc, errors.model, item, doc, (*base, index)))
         else:
-            problems.append(doc.problem((*base, index), str(exc)))
+            problems.append(doc.problem((*base, index), str(exc),
+                                        at_key=isinstance(exc, KeyProblem)))
     return problems
 
 

@@ -259,8 +259,7 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))
-    registries = {name: auth.model_dump() for pb in playbooks.playbooks
-                  for name, auth in pb.header.registries.items()}
+    registries = _render_registries(playbooks, context, problems)
     created = {network_names[name]: (definition.driver if definition else None) or "bridge"
                for name, definition in declared.items()
                if not (definition and definition.external)}
@@ -268,6 +267,28 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
              for host, host_containers in containers.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
                         problems, registries, created, given)
+
+
+def _render_registries(playbooks: PlaybookSet, context: Mapping[str, Any],
+                       problems: list[Problem]) -> dict[str, dict[str, str]]:
+    """`registries:` rendered now, as a run would (once, not per host): a bad template or a
+    missing secret is a problem of the file, not a traceback when the first image is pulled."""
+    registries: dict[str, dict[str, str]] = {}
+    for pb in playbooks.playbooks:
+        for name, auth in pb.header.registries.items():
+            rendered: dict[str, str] = {}
+            for key, value in auth.model_dump().items():
+                path: KeyPath = ("registries", name, key)
+                try:
+                    rendered[key] = render_value(value, context, path)
+                except TemplateError as exc:
+                    problems.append(pb.doc.problem(path, str(exc)))
+                    continue
+                if not rendered[key]:
+                    problems.append(pb.doc.problem(path, f"registry '{name}': the {key} is "
+                                                   "empty"))
+            registries[name] = rendered
+    return registries
 
 
 def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, inventory: Inventory,

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.cli import cli
+from fleet.cli.common import CONNECT_TIMEOUT, FORKS
 from fleet.cli.session import warn_unkeyed_secrets
 from fleet.config.project import ProjectFiles, read_project
 from fleet.core.desired import desired_state
@@ -77,3 +78,28 @@ def test_unkeyed_secret_digests_are_noted_once(tmp_path: Path,
     warn_unkeyed_secrets(unkeyed)
     warn_unkeyed_secrets(keyed)
     assert capsys.readouterr().err.count("FLEET_SECRET_KEY is not set") == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "3601", "soon", "1e400"])
+def test_connect_timeout_must_be_a_finite_positive_number(tmp_path: Path, value: str) -> None:
+    for command in (["plan"], ["apply", "--yes"], ["status"], ["rollback", "--service", "web",
+                                                               "--yes"]):
+        result = CliRunner().invoke(cli, [*command, f"--connect-timeout={value}",
+                                          str(project(tmp_path))])
+        assert result.exit_code == 2, (command, result.output)
+        assert "Invalid value for '--connect-timeout'" in result.output
+        assert "is not a number of seconds above 0 and at most 3600" in result.output
+        assert "Traceback" not in result.output and "unreachable" not in result.output
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1001", "many", "1.5"])
+def test_forks_must_be_a_count_from_1(tmp_path: Path, value: str) -> None:
+    result = CliRunner().invoke(cli, ["plan", f"--forks={value}", str(project(tmp_path))])
+    assert result.exit_code == 2 and "Invalid value for '--forks'" in result.output
+    assert "unreachable" not in result.output
+
+
+def test_connect_timeout_and_forks_types_accept_good_values() -> None:
+    assert CONNECT_TIMEOUT.convert("2.5", None, None) == 2.5
+    assert CONNECT_TIMEOUT.convert(3600, None, None) == 3600.0
+    assert FORKS.convert("1", None, None) == 1 and FORKS.convert("1000", None, None) == 1000

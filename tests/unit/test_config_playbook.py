@@ -9,7 +9,8 @@ import pytest
 from config_support import load, only_error, playbook, problems, write
 
 from fleet.config.problems import ConfigError, format_key_path
-from fleet.config.secrets import digest_secrets, redact, reveal
+from fleet.config.secrets import digest_secrets, redact, reveal, token
+from fleet.engine.run import registry_auth
 
 
 def test_templates_render_per_host_with_precedence(tmp_path: Path) -> None:
@@ -172,6 +173,36 @@ def test_secrets_files_of_several_playbooks(tmp_path: Path) -> None:
     two = playbook(tmp_path, "b:\n  image: nginx\n  environment: {B: \"{{ secret('B') }}\"}\n",
                    header="project: shop\nsecrets_file: b.env\n", name="two.yml")
     assert load(tmp_path, one, two).containers["web1"]
+
+
+def test_registries_are_rendered_at_load_secrets_as_tokens(tmp_path: Path) -> None:
+    header = ("project: shop\nregistries:\n  registry.example.com:\n"
+              "    username: \"{{ env('REG_USER') }}\"\n"
+              "    password: \"{{ secret('REG_PASS') }}\"\n")
+    pb = playbook(tmp_path, "web:\n  image: registry.example.com/shop/web:1\n", header=header)
+    state = load(tmp_path, pb, environ={"REG_USER": "ci", "REG_PASS": "hidden-value"})
+    assert state.registries == {"registry.example.com": {"username": "ci",
+                                                         "password": token("REG_PASS")}}
+    assert registry_auth(state).for_image("registry.example.com/shop/web:1") == {
+        "username": "ci", "password": "hidden-value", "serveraddress": "registry.example.com"}
+
+
+def test_every_bad_registry_template_is_a_problem_not_a_plan_traceback(tmp_path: Path) -> None:
+    header = ("project: shop\nregistries:\n  registry.example.com:\n"
+              "    username: \"{{ vars.user }}\"\n"
+              "    password: \"{{ secret('NOPE') }}\"\n"
+              "  ghcr.io:\n    username: \"{{ env('EMPTY', '') }}\"\n"
+              "    password: \"{{ secret( }}\"\n")
+    pb = playbook(tmp_path, "web:\n  image: nginx\n", header=header)
+    found = {(p.line, format_key_path(p.path)): p.message for p in problems(tmp_path, pb)}
+    assert found == {
+        (4, "registries.registry.example.com.username"):
+            "undefined name in template: 'vars' is undefined",
+        (5, "registries.registry.example.com.password"):
+            "secret 'NOPE' is not set in the controller's environment (no secrets_file is set)",
+        (7, "registries.ghcr.io.username"): "registry 'ghcr.io': the username is empty",
+        (8, "registries.ghcr.io.password"): "template syntax error: unexpected '}', expected ')'",
+    }
 
 
 # -- placement and ports -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 from config_support import load, only_error, playbook, problems
 
 from fleet.config.problems import format_key_path
+from fleet.config.units import MAX_DURATION_SECONDS, parse_byte_size, parse_duration
 
 
 def error(tmp_path: Path, service_body: str) -> tuple[int, int, str, str]:
@@ -175,9 +176,6 @@ def test_bad_healthcheck(tmp_path: Path, body: str, key: str, words: str) -> Non
     ("tmpfs", "relative", "tmpfs path 'relative' must be absolute"),
     ("extra_hosts", "[nohost]", "expected HOST:IP"),
     ("command", "'echo \"unclosed'", "bad command"),
-    ("environment", "[=x]", "empty name"),
-    ("environment", "[A=1, A=2]", "environment 'A' is given twice"),
-    ("environment", "{A: [1]}", "must be a string, number or boolean"),
 ])
 def test_bad_field_values(tmp_path: Path, field: str, value: str, words: str) -> None:
     line, column, key, message = error(tmp_path, f"image: nginx\n{field}: {value}")
@@ -186,14 +184,30 @@ def test_bad_field_values(tmp_path: Path, field: str, value: str, words: str) ->
     assert words in message
 
 
+@pytest.mark.parametrize(("value", "key", "column", "words"), [
+    ("[=x]", "environment[0]", 19, "empty environment variable name"),
+    ("[A=1, A=2]", "environment[1]", 24, "environment variable 'A' is given twice"),
+    ("{A: [1]}", "environment.A", 22, "must be a string, number or boolean"),
+    ("{'A=B': x}", "environment.A=B", 19, "name 'A=B' contains '='"),
+    ('["A\\0B=x"]', "environment[0]", 19, "contains a NUL or a line break"),
+    ("{A: \"x\\0y\"}", "environment.A", 22, "contains a NUL character"),
+])
+def test_bad_environment_entries(tmp_path: Path, value: str, key: str, column: int,
+                                 words: str) -> None:
+    """Each bad entry is reported where it is written (the key for a bad name)."""
+    line, found_column, found_key, message = error(tmp_path, f"image: nginx\nenvironment: {value}")
+    assert (line, found_column, found_key) == (5, column, f"services.web.{key}")
+    assert words in message
+
+
 def test_sizes_durations_and_maps_normalize(tmp_path: Path) -> None:
-    options = spec(tmp_path, "image: nginx\nmem_limit: 512m\nshm_size: 1g\nmem_reservation: 1024\n"
+    options = spec(tmp_path, "image: nginx\nmem_limit: 512m\nshm_size: 1g\nmem_reservation: 64m\n"
                              "stop_grace_period: 1m\ncpus: '1.5'\nenvironment: [A=1, B]\n"
                              "labels: {b: 2, a: true}\nsysctls: [net.core.somaxconn=1024]\n"
                              "command: echo 'hello world'\nulimits: {nofile: 1024}\n"
                              "networks: {front: null, back: {}}\nextra_hosts: {db: 10.0.0.9}")
     assert options["mem_limit"] == 512 * 1024**2 and options["shm_size"] == 1024**3
-    assert options["mem_reservation"] == 1024 and options["stop_grace_period"] == 60.0
+    assert options["mem_reservation"] == 64 * 1024**2 and options["stop_grace_period"] == 60.0
     assert options["cpus"] == 1.5
     assert options["environment"] == {"A": "1"}  # a bare B takes the (empty) controller env
     assert options["labels"] == {"a": "true", "b": "2"}
@@ -281,3 +295,42 @@ def test_networks_must_be_declared_and_external_ones_keep_their_name(tmp_path: P
     undeclared = problems(tmp_path, playbook(tmp_path, "web:\n  image: nginx\n  networks: [x]\n"))
     assert any("network 'x' is not declared" in p.message and p.path[-2:] == ("networks", 0)
                for p in undeclared)
+
+
+def test_a_key_or_value_from_the_file_cannot_forge_output_lines(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, 'web:\n  image: nginx\n  "x\\nfake.yml:1:1: ok\\u001b[2J": 1\n')
+    found = only_error(tmp_path, pb)
+    shown = str(found)
+    assert "\n" not in shown and "\x1b" not in shown
+    assert "services.web['x\\nfake.yml:1:1: ok\\x1b[2J']" in shown
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (float("inf"), "finite"), (float("nan"), "finite"), ("inf", "bad duration"),
+    ("nan", "bad duration"), (-1, "negative"), ("-1s", "bad duration"), (True, "expected"),
+    (10**30, "too long"), ("2562048h", "too long"), ("1" + "0" * 400 + "s", "too long"),
+])
+def test_durations_outside_go_and_docker(value: object, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_duration(value)
+
+
+def test_durations_at_the_edges() -> None:
+    assert parse_duration("0") == 0.0 and parse_duration("2562047h") == 2562047 * 3600.0
+    assert parse_duration(MAX_DURATION_SECONDS) == MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("0.1b", "rounds to 0 bytes"), ("0.5", "rounds to 0 bytes"), (2**63, "too large"),
+    ("8192p", "too large"), (10**400, "too large"), (-1, "negative"), (False, "expected"),
+    (float("inf"), "bad size"), ("nan", "bad size"),
+])
+def test_sizes_outside_docker_int64(value: object, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_byte_size(value)
+
+
+def test_sizes_as_go_units_reads_them() -> None:
+    assert parse_byte_size("1.5GiB") == 3 * 1024**3 // 2 and parse_byte_size("2p") == 2 * 1024**5
+    assert parse_byte_size("0") == 0 and parse_byte_size(2**63 - 1) == 2**63 - 1
+    assert parse_byte_size("99999999999999999b") == 99999999999999999  # exact, not a float

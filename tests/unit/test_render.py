@@ -62,7 +62,7 @@ CHANGES = [
     ("user", "1000"), ("working_dir", "/srv"), ("hostname", "h"), ("networks", ["n"]),
     ("cap_add", ["NET_ADMIN"]), ("cap_drop", ["ALL"]), ("privileged", True), ("read_only", True),
     ("tmpfs", ["/run"]), ("ulimits", {"nofile": 10}), ("sysctls", {"a.b": "1"}),
-    ("logging", {"driver": "json-file"}), ("cpus", 0.5), ("mem_reservation", "1m"),
+    ("logging", {"driver": "json-file"}), ("cpus", 0.5), ("mem_reservation", "64m"),
     ("pids_limit", 10), ("stop_signal", "SIGINT"), ("stop_grace_period", "30s"),
     ("extra_hosts", ["a:10.0.0.1"]), ("dns", ["1.1.1.1"]), ("devices", ["/dev/fuse"]),
     ("init", True), ("shm_size", "1g"), ("entrypoint", ["sh"]),
