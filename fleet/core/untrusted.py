@@ -107,7 +107,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
             text += f".{part}" if text else part
         else:
             text += f"[{part!r}]"
-    return text or "the answer"
+    return text
 
 
 def describe_invalid(exc: ValidationError, limit: int = 3) -> str:
@@ -120,6 +120,7 @@ def describe_invalid(exc: ValidationError, limit: int = 3) -> str:
             expected = f"out of range ({error['msg'].lower()})"
         what = expected or error["msg"]
         got = "" if error["type"] == "missing" else f", got {json_type(error['input'])}"
-        parts.append(f"{_location(tuple(error['loc']))}: {what}{got}")
+        where = _location(tuple(error["loc"]))
+        parts.append(f"{where}: {what}{got}" if where else f"{what}{got}")
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more

@@ -24,6 +24,10 @@ from fleet.docker.registry_auth import RegistryAuth
 from fleet.errors import DockerNotFoundError, HostAnswerError, HostError
 
 T = TypeVar("T")
+# A host could list any number of "project" containers, each costing an inspect: no real
+# host runs this many replicas of one project.
+MAX_PROJECT_CONTAINERS = 1000
+INSPECTS_AT_ONCE = 8  # the client's channels: more would only queue (and hold memory)
 
 
 def _built(host: str, what: str, build: Callable[[Any], T], answer: Any) -> T:
@@ -39,8 +43,17 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
     containers = _built(host, "GET /containers/json", containers_from_list,
                         await docker.list_containers(all=True))
     ours = [c for c in containers if c.project == project]
-    inspected = await asyncio.gather(*(docker.inspect_container(c.id) for c in ours),
-                                     return_exceptions=True)
+    if len(ours) > MAX_PROJECT_CONTAINERS:
+        raise HostAnswerError(host, f"Docker listed {len(ours)} containers of project "
+                                    f"{project}, more than fleet reads on one host "
+                                    f"({MAX_PROJECT_CONTAINERS})")
+    limit = asyncio.Semaphore(INSPECTS_AT_ONCE)
+
+    async def inspect(container_id: str) -> Any:
+        async with limit:
+            return await docker.inspect_container(container_id)
+
+    inspected = await asyncio.gather(*(inspect(c.id) for c in ours), return_exceptions=True)
     detailed = {}
     for container, data in zip(ours, inspected, strict=True):
         if isinstance(data, BaseException):

@@ -68,7 +68,9 @@ class HostLock:
         """
         async with self._session("take") as sftp:
             await files.ensure_dir(sftp, self.paths.directory)
+            unreadable: ValueError | None = None  # why the last lease seen was not one
             for _ in range(ATTEMPTS):
+                unreadable = None
                 if await files.create_exclusive(sftp, self.paths.lock, lease.encode()):
                     return lease
                 data = await files.read_file(sftp, self.paths.lock, MAX_LEASE_FILE)
@@ -77,8 +79,8 @@ class HostLock:
                 now = utc_now()
                 try:
                     held: LockInfo | None = LockInfo.decode(data)
-                except ValueError:
-                    held = None
+                except ValueError as exc:
+                    held, unreadable = None, exc
                 if held is None:
                     modified = await files.modified_at(sftp, self.paths.lock)
                     if not unreadable_lease_is_stale(modified, now, ttl):
@@ -92,6 +94,10 @@ class HostLock:
                 elif not held.expired(now) and not holder_is_gone(held):
                     raise LockHeld(self.host, held)
                 await self._take_over(sftp, held, lease.run_id)
+        if unreadable is not None:  # not a lease, and too recent to be a crashed writer's
+            raise HostStateError(self.host, f"{self.paths.lock} is not a lease ({unreadable}) "
+                                            "and was written less than a lease's TTL ago; "
+                                            "`fleet lock release --force` removes it")
         raise HostStateError(self.host, f"{self.paths.lock} kept changing; try again")
 
     async def _take_over(self, sftp: files.Sftp, seen: LockInfo | None, run_id: str) -> None:
