@@ -24,7 +24,8 @@ Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 ApiVersionText = Annotated[str, Field(pattern=r"^[0-9]{1,3}\.[0-9]{1,3}$")]
 # OCI digest grammar (algorithm ":" encoded): a digest resolved on one host pins every host.
-Digest = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,256}$")]
+DIGEST_PATTERN = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,256}$"
+Digest = Annotated[str, Field(pattern=DIGEST_PATTERN)]
 HostPortText = Annotated[str, Field(pattern=r"^[0-9]{0,5}$")]
 ContainerId = Annotated[str, Field(min_length=1, max_length=256)]
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from fleet.config.references import parse_image_reference
 from fleet.core import labels
 from fleet.core.answers import (
     CONTAINER_LIST,
+    DIGEST_PATTERN,
     IMAGE_LIST,
     NETWORK_LIST,
     ContainerInspect,
@@ -40,6 +42,18 @@ def label_number(text: str) -> int | None:
 
 
 _SCALAR = (str, int, float, bool, type(None))
+_DIGEST = re.compile(DIGEST_PATTERN)
+MAX_REFERENCE = 4096
+
+
+def valid_reference(text: str) -> bool:
+    if not text or len(text) > MAX_REFERENCE:
+        return False
+    try:
+        parse_image_reference(text)
+    except ValueError:
+        return False
+    return True
 
 
 def usable_spec(value: Any) -> dict[str, Any] | None:
@@ -104,13 +118,18 @@ class ObservedContainer:
     def spec_hash(self) -> str:
         return self.labels.get(labels.SPEC_HASH, "")
 
-    @property
+    @cached_property
     def image_ref(self) -> str:
-        return self.labels.get(labels.IMAGE, "")
+        """The image as configured; "" unless the label is an image reference."""
+        text = self.labels.get(labels.IMAGE, "")
+        return text if valid_reference(text) else ""
 
-    @property
+    @cached_property
     def image_digest(self) -> str:
-        return self.labels.get(labels.IMAGE_DIGEST, "")
+        """What the tag resolved to; "" unless the label is a digest (of a valid image_ref:
+        the two are pinned together, `name@digest`)."""
+        text = self.labels.get(labels.IMAGE_DIGEST, "")
+        return text if self.image_ref and _DIGEST.fullmatch(text) else ""
 
     @property
     def revision(self) -> int:

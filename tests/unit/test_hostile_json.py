@@ -6,11 +6,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import docker_fixtures
 import pytest
 from docker_fixtures import body
 
+from fleet.config.references import pinned_image
 from fleet.core import labels
-from fleet.core.answers import AnswerShapeError
+from fleet.core.answers import (
+    CONTAINER_LIST,
+    IMAGE_LIST,
+    NETWORK_LIST,
+    AnswerShapeError,
+    ContainerInspect,
+    CreatedAnswer,
+    DistributionAnswer,
+    PullEvent,
+    VersionAnswer,
+    validated,
+)
 from fleet.core.journal import MAX_LINE, JournalEntry, decode_journal, encode_entries, read_entries
 from fleet.core.lease import LockInfo
 from fleet.core.observed import (
@@ -239,3 +252,45 @@ def test_damaged_lease_is_a_value_error(data: bytes) -> None:
 def test_good_lease_still_decodes() -> None:
     info = LockInfo.decode(json.dumps(LEASE).encode())
     assert info.pid == 1 and info.expires_at.tzinfo is not None
+
+
+# -- the models accept what real daemons answer (the recorded fixtures) ---------------------
+
+FIXTURE_MODELS = {
+    "create_container": CreatedAnswer, "network_create": CreatedAnswer,
+    "distribution_web_v1": DistributionAnswer, "images_list": IMAGE_LIST,
+    "list_all": CONTAINER_LIST, "list_project": CONTAINER_LIST,
+    "networks_list": NETWORK_LIST, "version": VersionAnswer,
+    **{name: ContainerInspect for name in docker_fixtures.names()
+       if name.startswith("inspect_")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_MODELS))
+def test_recorded_answers_fit_their_models(name: str) -> None:
+    raw = json.dumps(body(name)).encode()
+    validated(FIXTURE_MODELS[name], parse_json(raw, max_bytes=len(raw)))
+
+
+@pytest.mark.parametrize("name", ["pull_success", "pull_up_to_date", "pull_failing_stream"])
+def test_recorded_pull_streams_fit_their_model(name: str) -> None:
+    for event in docker_fixtures.stream(name):
+        validated(PullEvent, event)
+
+
+@pytest.mark.parametrize(("image", "digest"), [
+    ("::", "sha256:" + "a" * 64), ("", "sha256:" + "a" * 64), ("a b", ""),
+    ("x" * 5000, "sha256:" + "a" * 64), ("web:1", "sha256:../../x"), ("web:1", "5"),
+])
+def test_image_labels_are_pinned_only_when_both_are_valid(image: str, digest: str) -> None:
+    container = ObservedContainer("c1", "web-1", "running",
+                                  {labels.IMAGE: image, labels.IMAGE_DIGEST: digest})
+    assert container.image_digest == ""
+    assert pinned_image(container.image_ref, container.image_digest or None) in ("", image)
+
+
+def test_good_image_labels_are_kept() -> None:
+    digest = "sha256:" + "a" * 64
+    container = ObservedContainer("c1", "web-1", "running",
+                                  {labels.IMAGE: "reg:5000/web:1", labels.IMAGE_DIGEST: digest})
+    assert (container.image_ref, container.image_digest) == ("reg:5000/web:1", digest)
