@@ -27,7 +27,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -344,25 +343,36 @@ class HostileFleet:
         return CliRunner().invoke(cli, [*args, str(playbook)], catch_exceptions=True)
 
     def subprocess(self, *args: str, timeout: float = 120) -> Ran:
-        """`python -m fleet ARGS... playbook.yml` as a child process, with its peak RSS."""
+        """`python -m fleet ARGS... playbook.yml` as a child process, with its peak RSS.
+
+        The peak is the child's own VmHWM, written as it exits: ru_maxrss would also count
+        the pytest process it was forked from (Linux keeps the high-water mark across exec).
+        """
         playbook = self.write_project()
         env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-        out, err = self.tmp / "stdout", self.tmp / "stderr"
+        out, err, peak = self.tmp / "stdout", self.tmp / "stderr", self.tmp / "peak-rss"
+        peak.unlink(missing_ok=True)
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            child = subprocess.Popen([sys.executable, "-m", "fleet", *args, str(playbook)],
-                                     stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=self.tmp)
-            deadline = time.monotonic() + timeout
-            while True:
-                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    child.kill()
-                    pid, status, usage = os.wait4(child.pid, 0)
-                    break
-                time.sleep(0.05)
-        child.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
-        return Ran(child.returncode, out.read_text(), err.read_text(),
-                   usage.ru_maxrss / 1024)  # Linux: KiB
+            completed = subprocess.run(
+                [sys.executable, "-c", _MEASURED_FLEET, str(peak), *args, str(playbook)],
+                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=self.tmp,
+                timeout=timeout, check=False)
+        return Ran(completed.returncode, out.read_text(), err.read_text(),
+                   int(peak.read_text()) / 1024 if peak.exists() else float("inf"))
 
+
+# `python -m fleet`, writing its peak RSS (kB, from /proc/self/status) to argv[1] at exit.
+_MEASURED_FLEET = """
+import atexit, re, runpy, sys
+peak_file = sys.argv.pop(1)
+
+def record():
+    with open("/proc/self/status") as status:
+        peak = re.search(r"^VmHWM:\\s+(\\d+) kB", status.read(), re.M).group(1)
+    with open(peak_file, "w") as out:
+        out.write(peak)
+
+atexit.register(record)
+sys.argv[0] = "fleet"
+runpy.run_module("fleet", run_name="__main__", alter_sys=True)
+"""
