@@ -7,7 +7,9 @@ FleetError                      root; the CLI prints its message and exits non-z
     ├── ConnectError            SSH connection or authentication failed
     ├── HostKeyError            the host's key is unknown or has changed
     ├── DockerError             the Docker Engine API answered with an error (or not at all)
-    │   └── DockerNotFoundError the container, image or network does not exist (HTTP 404)
+    │   ├── DockerNotFoundError the container, image or network does not exist (HTTP 404)
+    │   └── HostAnswerError     it answered with something fleet will not use (too large,
+    │                           not JSON, too deep, of the wrong shape)
     ├── HostStateError          fleet's files on the host (journal, lock) could not be used
     ├── LockHeld                another run holds the project's lock on the host
     └── LockLost                our lock on the host was taken over or removed mid-run
@@ -52,6 +54,11 @@ class DockerError(HostError):
 
 class DockerNotFoundError(DockerError):
     """The container, image or network named in the call does not exist (HTTP 404)."""
+
+
+class HostAnswerError(DockerError):
+    """The daemon's answer is unusable: beyond a size bound, not JSON, nested too deep, or
+    of the wrong shape ("Docker answered GET /containers/json with ...: expected a list")."""
 
 
 class HostStateError(HostError):

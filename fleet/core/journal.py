@@ -2,6 +2,10 @@
 change fleet made to a container on a host. Readers skip lines they cannot parse, so a
 controller killed mid-write costs at most the line it was writing. The file itself is
 fleet.hoststate.journal's.
+
+The file lives on the host, so it is untrusted: each line is parsed within bounds
+(fleet.core.untrusted) and validated into a typed entry; any line that is not one (torn,
+garbage, too long, too deep, Infinity, wrong types) is skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -9,15 +13,45 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet.core import labels as fleet_label
 from fleet.core.lease import iso, utc_now
+from fleet.core.observed import MAX_SPEC_DEPTH, label_number, recorded_spec, usable_spec
+from fleet.core.untrusted import MiB, describe_invalid, item_estimate, parse_json
 
 IN_PLACE = "updated in place"  # entries of `docker update`: same revision, new limits
 
 EntryOutcome = Literal["ok", "failed", "rolled-back", "removed"]
 OUTCOMES: tuple[str, ...] = get_args(EntryOutcome)
+
+MAX_LINE = 1 * MiB  # an entry is a few KiB (its spec); a longer line is skipped unread
+MAX_ITEMS = 2_000_000  # JSON values decoded per journal read (~80 MB at worst)
+MAX_NUMBER = 999_999_999  # replicas and revisions (as label_number reads them)
+
+_Short = Annotated[str, Field(max_length=4096)]
+_Count = Annotated[int, Field(ge=0, le=MAX_NUMBER)]
+
+
+class _EntryModel(BaseModel):
+    """What a line must hold to be an entry (strict JSON types, as to_json writes them)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    command: _Short
+    service: _Short
+    replica: _Count
+    revision: _Count
+    image: _Short
+    digest: _Short
+    spec: dict[str, Any]
+    spec_hash: _Short
+    outcome: EntryOutcome
+    detail: Annotated[str, Field(max_length=64 * 1024)] = ""
+    time: _Short
+    operator: _Short
 
 
 @dataclass(frozen=True)
@@ -45,12 +79,16 @@ class JournalEntry:
     def from_labels(cls, labels: Mapping[str, str], *, command: str, outcome: EntryOutcome,
                     detail: str = "", operator: str = "") -> JournalEntry:
         """The entry for a container created with these labels (labels.fleet_labels)."""
+        replica = label_number(labels[fleet_label.REPLICA])
+        revision = label_number(labels[fleet_label.REVISION])
+        spec = recorded_spec(labels[fleet_label.SPEC])
+        if replica is None or revision is None or spec is None:
+            raise ValueError("the labels hold no usable replica, revision or spec")
         return cls(command=command, service=labels[fleet_label.SERVICE],
-                   replica=int(labels[fleet_label.REPLICA]),
-                   revision=int(labels[fleet_label.REVISION]),
+                   replica=replica, revision=revision,
                    image=labels[fleet_label.IMAGE],
                    digest=labels.get(fleet_label.IMAGE_DIGEST, ""),
-                   spec=json.loads(labels[fleet_label.SPEC]),
+                   spec=spec,
                    spec_hash=labels[fleet_label.SPEC_HASH], outcome=outcome, detail=detail,
                    operator=operator)
 
@@ -63,20 +101,35 @@ class JournalEntry:
     def from_json(cls, raw: Any) -> JournalEntry:
         """Raises ValueError if `raw` is not an entry."""
         try:
-            outcome = str(raw["outcome"])
-            if outcome not in OUTCOMES:
-                raise ValueError(f"unknown outcome {outcome!r}")
-            spec = raw["spec"]
-            if not isinstance(spec, dict):
-                raise ValueError("spec is not a mapping")
-            return cls(command=str(raw["command"]), service=str(raw["service"]),
-                       replica=int(raw["replica"]), revision=int(raw["revision"]),
-                       image=str(raw["image"]), digest=str(raw["digest"]), spec=spec,
-                       spec_hash=str(raw["spec_hash"]), outcome=cast(EntryOutcome, outcome),
-                       detail=str(raw.get("detail", "")), time=str(raw["time"]),
-                       operator=str(raw["operator"]))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a journal entry: {exc!r}") from exc
+            model = _EntryModel.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(f"not a journal entry: {describe_invalid(exc)}") from None
+        spec = usable_spec(model.spec)
+        if spec is None:
+            raise ValueError("not a journal entry: its spec has fields of the wrong type")
+        return cls(command=model.command, service=model.service, replica=model.replica,
+                   revision=model.revision, image=model.image, digest=model.digest,
+                   spec=spec, spec_hash=model.spec_hash, outcome=model.outcome,
+                   detail=model.detail, time=model.time, operator=model.operator)
+
+
+@dataclass(frozen=True)
+class JournalRead:
+    """What a journal held: its entries in file order, and the lines that were not entries
+    (line number counted from the start of what was read, and why)."""
+
+    entries: list[JournalEntry]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    older_dropped: bool = False  # MAX_ITEMS was reached: only the newest entries were read
+
+    def warnings(self, path: str) -> list[str]:
+        notes = [f"{path} line {line}: skipped ({why})" for line, why in self.skipped[:5]]
+        if len(self.skipped) > 5:
+            notes.append(f"{path}: {len(self.skipped) - 5} more unreadable lines skipped")
+        if self.older_dropped:
+            notes.append(f"{path}: more than {MAX_ITEMS:,} JSON values; only its newest "
+                         f"entries were read")
+        return notes
 
 
 def encode_entries(entries: Sequence[JournalEntry]) -> bytes:
@@ -85,15 +138,34 @@ def encode_entries(entries: Sequence[JournalEntry]) -> bytes:
                      + "\n").encode() for e in entries)
 
 
-def decode_journal(data: bytes) -> tuple[list[JournalEntry], int]:
-    """The entries in file order, and how many lines were skipped as unreadable (torn)."""
+def read_entries(data: bytes) -> JournalRead:
+    """Every entry in `data`, newest first until MAX_ITEMS is used up, returned in file
+    order. Lines that are not entries are skipped (torn, garbage, too long or too deep)."""
+    lines = data.split(b"\n")
     entries: list[JournalEntry] = []
-    skipped = 0
-    for line in data.split(b"\n"):
+    skipped: list[tuple[int, str]] = []
+    budget = MAX_ITEMS
+    for number in range(len(lines), 0, -1):
+        line = lines[number - 1]
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            skipped.append((number, f"longer than {MAX_LINE // MiB} MiB"))
+            continue
+        cost = item_estimate(line)
+        if cost > budget:
+            return JournalRead(entries[::-1], skipped[::-1], older_dropped=True)
+        budget -= cost
         try:
-            entries.append(JournalEntry.from_json(json.loads(line)))
-        except (ValueError, UnicodeDecodeError):
-            skipped += 1
-    return entries, skipped
+            raw = parse_json(line, max_bytes=MAX_LINE, max_depth=MAX_SPEC_DEPTH + 1,
+                             max_items=MAX_ITEMS)
+            entries.append(JournalEntry.from_json(raw))
+        except ValueError as exc:  # UntrustedJSONError included
+            skipped.append((number, str(exc)))
+    return JournalRead(entries[::-1], skipped[::-1])
+
+
+def decode_journal(data: bytes) -> tuple[list[JournalEntry], int]:
+    """The entries in file order, and how many lines were skipped as unreadable (torn)."""
+    read = read_entries(data)
+    return read.entries, len(read.skipped)

@@ -11,9 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fleet.core.untrusted import KiB, UntrustedJSONError, describe_invalid, parse_json
 
 DEFAULT_TTL = 600.0  # seconds; the holder renews every TTL/3
+MAX_LEASE_FILE = 64 * KiB  # a lease is ~300 bytes; the file is on the host, so untrusted
+MAX_PID = 2**31 - 1
 
 
 def utc_now() -> datetime:
@@ -27,6 +33,32 @@ def iso(moment: datetime, timespec: str = "seconds") -> str:
 def parse_iso(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_Short = Annotated[str, Field(max_length=1024)]
+
+
+class _LeaseModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    owner: _Short
+    controller_host: _Short
+    pid: Annotated[int, Field(ge=0, le=MAX_PID)]
+    command: _Short
+    acquired_at: Annotated[str, Field(max_length=64)]
+    expires_at: Annotated[str, Field(max_length=64)]
+    run_id: _Short
+
+
+def _utc_moment(text: str) -> datetime:
+    """An ISO 8601 time as UTC; ValueError also for one that falls outside datetime's range
+    once moved to UTC (year 1 with +05:00, year 9999 with -05:00)."""
+    try:
+        return parse_iso(text).astimezone(UTC)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text[:64]!r}") from None
+    except OverflowError:
+        raise ValueError(f"a time out of range: {text[:64]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -64,15 +96,19 @@ class LockInfo:
 
     @classmethod
     def decode(cls, data: bytes) -> LockInfo:
-        """Raises ValueError when the file is not a lease (empty, torn, foreign)."""
+        """Raises ValueError when the file is not a lease (empty, torn, foreign, too large,
+        or holding values out of range)."""
         try:
-            raw = json.loads(data)
-            return cls(owner=str(raw["owner"]), controller_host=str(raw["controller_host"]),
-                       pid=int(raw["pid"]), command=str(raw["command"]),
-                       acquired_at=parse_iso(raw["acquired_at"]),
-                       expires_at=parse_iso(raw["expires_at"]), run_id=str(raw["run_id"]))
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a lease: {exc}") from exc
+            raw = parse_json(data, max_bytes=MAX_LEASE_FILE, max_depth=4)
+            model = _LeaseModel.model_validate(raw)
+        except UntrustedJSONError as exc:
+            raise ValueError(str(exc)) from None
+        except ValidationError as exc:
+            raise ValueError(describe_invalid(exc)) from None
+        acquired, expires = _utc_moment(model.acquired_at), _utc_moment(model.expires_at)
+        return cls(owner=model.owner, controller_host=model.controller_host, pid=model.pid,
+                   command=model.command, acquired_at=acquired, expires_at=expires,
+                   run_id=model.run_id)
 
 
 def unreadable_lease_is_stale(modified: datetime | None, now: datetime, ttl: float) -> bool:

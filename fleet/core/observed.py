@@ -1,19 +1,83 @@
 """Observed state: frozen, typed snapshots of what runs on a host, parsed from Engine API JSON.
 
 The reconciler sees only these snapshots, never a client: observation is the only read.
+Everything here came from a host and is untrusted: answers are validated into the models of
+fleet.core.answers (a bad one raises AnswerShapeError, which the caller makes that host's
+error), and labels are parsed within bounds (a bad one reads as absent).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from fleet.config.references import parse_image_reference
 from fleet.core import labels
+from fleet.core.answers import (
+    CONTAINER_LIST,
+    DIGEST_PATTERN,
+    IMAGE_LIST,
+    NETWORK_LIST,
+    ContainerInspect,
+    ContainerSummary,
+    PortBinding,
+    PortSummary,
+    validated,
+)
 from fleet.core.resources import resources_from_host_config
+from fleet.core.untrusted import KiB, UntrustedJSONError, parse_json
 
 RUNNING = "running"
+MAX_SPEC_LABEL = 256 * KiB  # a service's normalized spec is a few KiB
+MAX_SPEC_DEPTH = 32
+_SMALL_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True
+
+
+def label_number(text: str) -> int | None:
+    """A replica or revision label as a number; None unless it is 1 to 9 ASCII digits."""
+    return int(text) if _SMALL_NUMBER.fullmatch(text) else None
+
+
+_SCALAR = (str, int, float, bool, type(None))
+_DIGEST = re.compile(DIGEST_PATTERN)
+MAX_REFERENCE = 4096
+
+
+def valid_reference(text: str) -> bool:
+    if not text or len(text) > MAX_REFERENCE:
+        return False
+    try:
+        parse_image_reference(text)
+    except ValueError:
+        return False
+    return True
+
+
+def usable_spec(value: Any) -> dict[str, Any] | None:
+    """`value` if it can be a recorded spec (an object whose fields fleet reads have their
+    types), else None."""
+    if not isinstance(value, dict):
+        return None
+    environment = value.get("environment")
+    if environment is not None and not (
+            isinstance(environment, dict)
+            and all(isinstance(v, _SCALAR) for v in environment.values())):
+        return None
+    return value
+
+
+def recorded_spec(text: str) -> dict[str, Any] | None:
+    """The spec a container records in its fleet.spec label, or None when it has none fleet
+    can use: too large, not JSON, too deep, not an object, or fields of the wrong type."""
+    if not text:
+        return None
+    try:
+        return usable_spec(parse_json(text, max_bytes=MAX_SPEC_LABEL, max_depth=MAX_SPEC_DEPTH))
+    except UntrustedJSONError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -48,33 +112,33 @@ class ObservedContainer:
 
     @property
     def replica(self) -> int | None:
-        text = self.labels.get(labels.REPLICA, "")
-        return int(text) if text.isdigit() else None
+        return label_number(self.labels.get(labels.REPLICA, ""))
 
     @property
     def spec_hash(self) -> str:
         return self.labels.get(labels.SPEC_HASH, "")
 
-    @property
+    @cached_property
     def image_ref(self) -> str:
-        return self.labels.get(labels.IMAGE, "")
+        """The image as configured; "" unless the label is an image reference."""
+        text = self.labels.get(labels.IMAGE, "")
+        return text if valid_reference(text) else ""
 
-    @property
+    @cached_property
     def image_digest(self) -> str:
-        return self.labels.get(labels.IMAGE_DIGEST, "")
+        """What the tag resolved to; "" unless the label is a digest (of a valid image_ref:
+        the two are pinned together, `name@digest`)."""
+        text = self.labels.get(labels.IMAGE_DIGEST, "")
+        return text if self.image_ref and _DIGEST.fullmatch(text) else ""
 
     @property
     def revision(self) -> int:
-        text = self.labels.get(labels.REVISION, "")
-        return int(text) if text.isdigit() else 0
+        return label_number(self.labels.get(labels.REVISION, "")) or 0
 
-    @property
+    @cached_property
     def spec(self) -> dict[str, Any] | None:
-        try:
-            value = json.loads(self.labels.get(labels.SPEC, ""))
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        """The recorded spec (see recorded_spec); parsed once. Callers must not change it."""
+        return recorded_spec(self.labels.get(labels.SPEC, ""))
 
     @property
     def running(self) -> bool:
@@ -96,61 +160,77 @@ class HostSnapshot:
         return [c for c in self.containers if c.project != project]
 
 
-def _published_from_list(ports: Sequence[Mapping[str, Any]] | None) -> frozenset[PublishedPort]:
-    return frozenset(
-        PublishedPort(p.get("IP", ""), int(p["PublicPort"]), p.get("Type", "tcp"))
-        for p in ports or [] if p.get("PublicPort")
-    )
+def _published_from_list(ports: Sequence[PortSummary] | None) -> frozenset[PublishedPort]:
+    return frozenset(PublishedPort(p.IP or "", p.PublicPort, p.Type or "tcp")
+                     for p in ports or [] if p.PublicPort)
 
 
-def container_from_list(item: Mapping[str, Any]) -> ObservedContainer:
-    """A container as GET /containers/json lists it (enough for foreign containers)."""
-    names = item.get("Names") or [""]
+def _from_summary(item: ContainerSummary) -> ObservedContainer:
+    names = item.Names or [""]
     return ObservedContainer(
-        id=item["Id"],
+        id=item.Id,
         name=names[0].lstrip("/"),
-        state=item.get("State", ""),
-        labels=dict(item.get("Labels") or {}),
-        published=_published_from_list(item.get("Ports")),
+        state=item.State or "",
+        labels=dict(item.Labels or {}),
+        published=_published_from_list(item.Ports),
     )
 
 
-def _published_from_inspect(host_config: Mapping[str, Any]) -> frozenset[PublishedPort]:
+def container_from_list(item: Any) -> ObservedContainer:
+    """A container as GET /containers/json lists it (enough for foreign containers).
+
+    Raises AnswerShapeError."""
+    return _from_summary(validated(ContainerSummary, item))
+
+
+def containers_from_list(items: Any) -> list[ObservedContainer]:
+    """Every container of a GET /containers/json answer. Raises AnswerShapeError."""
+    return [_from_summary(item) for item in validated(CONTAINER_LIST, items)]
+
+
+def _published_from_inspect(bindings: Mapping[str, Sequence[PortBinding] | None] | None
+                            ) -> frozenset[PublishedPort]:
     result = set()
-    for key, bindings in (host_config.get("PortBindings") or {}).items():
+    for key, entries in (bindings or {}).items():
         protocol = key.partition("/")[2] or "tcp"
-        for binding in bindings or []:
-            if binding.get("HostPort"):
-                result.add(PublishedPort(binding.get("HostIp", ""), int(binding["HostPort"]),
-                                         protocol))
+        for binding in entries or []:
+            port = int(binding.HostPort) if binding.HostPort else 0
+            if 0 < port <= 65535:
+                result.add(PublishedPort(binding.HostIp or "", port, protocol))
     return frozenset(result)
 
 
-def container_from_inspect(data: Mapping[str, Any]) -> ObservedContainer:
-    """A container as GET /containers/{id}/json describes it."""
-    config = data.get("Config") or {}
-    state = data.get("State") or {}
-    host_config = data.get("HostConfig") or {}
-    env = dict(entry.partition("=")[::2] for entry in config.get("Env") or [])
-    health = (state.get("Health") or {}).get("Status")
+def container_from_inspect(data: Any) -> ObservedContainer:
+    """A container as GET /containers/{id}/json describes it. Raises AnswerShapeError."""
+    answer: ContainerInspect = validated(ContainerInspect, data)
+    config, state, host_config = answer.Config, answer.State, answer.HostConfig
+    env = dict(entry.partition("=")[::2] for entry in (config.Env if config else None) or [])
+    health = state.Health.Status if state and state.Health else None
+    raw_host_config = data.get("HostConfig") if isinstance(data, Mapping) else None
     return ObservedContainer(
-        id=data["Id"],
-        name=str(data.get("Name", "")).lstrip("/"),
-        state=state.get("Status", ""),
-        labels=dict(config.get("Labels") or {}),
-        published=_published_from_inspect(host_config),
+        id=answer.Id,
+        name=(answer.Name or "").lstrip("/"),
+        state=(state.Status if state else None) or "",
+        labels=dict((config.Labels if config else None) or {}),
+        published=_published_from_inspect(host_config.PortBindings if host_config else None),
         health=health if health and health != "none" else None,
-        config_image=config.get("Image", ""),
+        config_image=(config.Image if config else None) or "",
         env=env,
-        resources=resources_from_host_config(host_config),
-        started_at=state.get("StartedAt", ""),
-        created=data.get("Created", ""),
+        resources=resources_from_host_config(raw_host_config or {}),
+        started_at=(state.StartedAt if state else None) or "",
+        created=answer.Created or "",
     )
 
 
-def images_from_list(items: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+def images_from_list(items: Any) -> frozenset[str]:
+    """RepoDigests and RepoTags of a GET /images/json answer. Raises AnswerShapeError."""
     present: set[str] = set()
-    for item in items:
-        present.update(item.get("RepoDigests") or [])
-        present.update(item.get("RepoTags") or [])
+    for item in validated(IMAGE_LIST, items):
+        present.update(item.RepoDigests or [])
+        present.update(item.RepoTags or [])
     return frozenset(present)
+
+
+def networks_from_list(items: Any) -> frozenset[str]:
+    """Network names of a GET /networks answer. Raises AnswerShapeError."""
+    return frozenset(network.Name for network in validated(NETWORK_LIST, items))

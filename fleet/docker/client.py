@@ -3,21 +3,42 @@
 Requests travel over the host's SSH connection (see http_over_ssh); bodies are built by the
 callers' pure functions and passed through as JSON. Every method has a deadline.
 
+Every answer is read as a stream within a bound for its kind (below), so a daemon sending
+hundreds of megabytes costs at most the bound: the response is abandoned there and its channel
+closed. JSON answers are parsed within bounds (fleet.core.untrusted) and checked against their
+model (fleet.core.answers) before they are returned.
+
 Raises DockerError (status = the HTTP status, 0 when the daemon could not be reached or
-did not answer in time) and its DockerNotFoundError for HTTP 404, always with the host name.
+did not answer in time), its DockerNotFoundError for HTTP 404 and HostAnswerError for an
+unusable answer, always with the host name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, TypeAdapter
 
+from fleet.core.answers import (
+    API_VERSION,
+    CONTAINER_LIST,
+    IMAGE_LIST,
+    NETWORK_LIST,
+    AnswerShapeError,
+    ContainerInspect,
+    CreatedAnswer,
+    DistributionAnswer,
+    PullEvent,
+    VersionAnswer,
+    WarningsAnswer,
+    validated,
+)
+from fleet.core.untrusted import KiB, MiB, UntrustedJSONError, parse_json, size_text
 from fleet.docker.wire import (
     ContainerOutput,
     demultiplex_stream,
@@ -31,13 +52,20 @@ from fleet.docker.wire import (
     raw_stream,
     split_image_reference,
 )
-from fleet.errors import DockerError, DockerNotFoundError
+from fleet.errors import DockerError, DockerNotFoundError, HostAnswerError
 from fleet.transport.http_over_ssh import MAX_CHANNELS, SSHChannelTransport
 from fleet.transport.ssh import HostConnection
 
 DEFAULT_TIMEOUT = 30.0
 PULL_TIMEOUT = 900.0
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+# Bounds on what a daemon may send (a host can be hostile; the controller serves them all).
+MAX_LIST_ANSWER = 8 * MiB  # GET /containers/json, /images/json, /networks: ~2000 containers
+MAX_OBJECT_ANSWER = 2 * MiB  # an inspect, /version, a create or update answer
+MAX_SMALL_BODY = 64 * KiB  # error bodies and answers fleet does not read: cut, not refused
+MAX_LOGS = 1 * MiB  # a container's log tail: cut
+MAX_PULL_LINE = 64 * KiB  # one line of a pull's progress stream (~200 bytes in practice)
 
 JSONObject = dict[str, Any]
 PullProgress = Callable[[JSONObject], None]
@@ -59,8 +87,9 @@ class DockerClient:
         self.timeout = timeout
         self._endpoint = endpoint
         # Deadlines are ours (asyncio.timeout per call), so httpx's own timeouts are off.
+        # identity: bounds count the bytes that arrive, not what they would inflate to.
         self._http = httpx.AsyncClient(transport=transport, base_url="http://docker",
-                                       timeout=None)
+                                       timeout=None, headers={"Accept-Encoding": "identity"})
         self._api_version = api_version
         self._negotiation = asyncio.Lock()
 
@@ -88,30 +117,74 @@ class DockerClient:
         """
         async with self._negotiation:
             if self._api_version is None:
-                response = await self._call("GET", "/_ping", versioned=False)
+                response, _ = await self._call("GET", "/_ping", versioned=False)
                 server_version = response.headers.get("API-Version")
                 if server_version is None:  # daemons older than 1.25 don't send it
                     self._api_version = negotiate_api_version(await self.version())
                 else:
-                    self._api_version = negotiate_api_version({"ApiVersion": server_version})
+                    checked = self._validated("GET /_ping (its API-Version header)",
+                                              API_VERSION, server_version)
+                    self._api_version = negotiate_api_version({"ApiVersion": checked})
         return self._api_version
 
-    async def _send(self, method: str, path: str, *, versioned: bool, stream: bool = False,
+    def _unusable(self, what: str, problem: object) -> HostAnswerError:
+        return HostAnswerError(self.host, f"Docker answered {what} with an unusable answer: "
+                                          f"{problem}")
+
+    def _validated(self, what: str, model: type[BaseModel] | TypeAdapter[Any],
+                   value: Any) -> Any:
+        try:
+            return validated(model, value)
+        except AnswerShapeError as exc:
+            raise self._unusable(what, exc) from None
+
+    async def _read(self, what: str, response: httpx.Response, limit: int, *,
+                    cut: bool = False) -> bytes:
+        """The body, counting bytes as they arrive: beyond `limit`, either cut there (`cut`)
+        or give up with HostAnswerError. The caller closes the response; one not read to the
+        end closes its channel, so nothing more of it is ever received."""
+        declared = response.headers.get("Content-Length", "")
+        if not cut and 0 < len(declared) <= 20 and declared.isascii() and declared.isdigit() \
+                and int(declared) > limit:
+            raise self._unusable(what, f"{declared} bytes, more than {size_text(limit)}")
+        body = bytearray()
+        async for chunk in self._chunks(what, response):
+            body += chunk
+            if len(body) > limit:
+                if cut:
+                    return bytes(body[:limit])
+                raise self._unusable(what, f"more than {size_text(limit)} (stopped reading)")
+        return bytes(body)
+
+    def _chunks(self, what: str, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The body as it arrives, never inflated: we ask for identity encoding, and an
+        answer compressed anyway (a deflate bomb) is refused before it is decoded."""
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise self._unusable(what, f"a {encoding[:40]}-encoded body fleet did not ask for")
+        return response.aiter_bytes()
+
+    async def _send(self, what: str, method: str, path: str, *, versioned: bool,
                     **request_args: Any) -> httpx.Response:
-        """Send one request; if the daemon refuses our API version as too old, adopt its
-        minimum and send it again."""
+        """Send one request and return its streaming response (the caller reads it within a
+        bound and closes it). Raises DockerError for 4xx/5xx; if the daemon refuses our API
+        version as too old, adopts its minimum and sends the request again."""
         for attempt in (1, 2):
             url = f"/v{await self.api_version()}{path}" if versioned else path
             request = self._http.build_request(method, url, **request_args)
-            response = await self._http.send(request, stream=stream)
+            response = await self._http.send(request, stream=True)
+            if response.status_code < 400:
+                return response
+            try:
+                body = await self._read(what, response, MAX_SMALL_BODY, cut=True)
+            finally:
+                await response.aclose()
             if attempt == 1 and versioned and response.status_code == 400:
-                refusal = error_message(await response.aread(), 400, "")
-                minimum = minimum_version_from_error(refusal)
+                minimum = minimum_version_from_error(error_message(body, 400, ""))
                 if minimum:
-                    await response.aclose()
                     self._api_version = minimum
                     continue
-            return response
+            self._raise_for_status(what, response, body)
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
@@ -130,38 +203,45 @@ class DockerClient:
                 "AllowStreamLocalForwarding not off in sshd_config?)") from exc
 
     def _raise_for_status(self, what: str, response: httpx.Response, body: bytes) -> None:
-        if response.status_code < 400:
-            return
         message = f"{what}: {error_message(body, response.status_code, response.reason_phrase)}"
         error_type = DockerNotFoundError if response.status_code == 404 else DockerError
         raise error_type(self.host, message, response.status_code)
 
     async def _call(self, method: str, path: str, *, versioned: bool = True,
                     params: Mapping[str, Any] | None = None, body: Any = None,
-                    headers: Mapping[str, str] | None = None,
-                    timeout: float | None = None) -> httpx.Response:
-        """One request with its body read; raises DockerError on any failure or 4xx/5xx."""
+                    headers: Mapping[str, str] | None = None, timeout: float | None = None,
+                    limit: int = MAX_SMALL_BODY, cut: bool = True
+                    ) -> tuple[httpx.Response, bytes]:
+        """One request and its body, read within `limit` (see _read); raises DockerError on
+        any failure or 4xx/5xx."""
         what = f"{method} {path}"
         async with self._deadline(what, timeout):
-            response = await self._send(method, path, versioned=versioned, params=params,
-                                        json=body, headers=headers)
-            self._raise_for_status(what, response, response.content)
-        return response
+            response = await self._send(what, method, path, versioned=versioned,
+                                        params=params, json=body, headers=headers)
+            try:
+                data = await self._read(what, response, limit, cut=cut)
+            finally:
+                await response.aclose()
+        return response, data
 
-    def _json(self, what: str, response: httpx.Response) -> Any:
+    async def _call_json(self, method: str, path: str,
+                         model: type[BaseModel] | TypeAdapter[Any], *,
+                         limit: int = MAX_OBJECT_ANSWER, **kwargs: Any) -> Any:
+        """The answer's JSON, parsed within bounds and checked against `model`."""
+        what = f"{method} {path}"
+        _, data = await self._call(method, path, limit=limit, cut=False, **kwargs)
         try:
-            return response.json()
-        except ValueError as exc:
-            raise DockerError(self.host, f"{what}: the daemon's answer is not JSON",
-                              response.status_code) from exc
-
-    async def _call_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._json(f"{method} {path}", await self._call(method, path, **kwargs))
+            value = parse_json(data, max_bytes=limit)
+        except UntrustedJSONError as exc:
+            raise self._unusable(what, exc) from None
+        self._validated(what, model, value)
+        return value
 
     # -- daemon -----------------------------------------------------------------------------
 
     async def version(self) -> JSONObject:
-        result: JSONObject = await self._call_json("GET", "/version", versioned=False)
+        result: JSONObject = await self._call_json("GET", "/version", VersionAnswer,
+                                                   versioned=False)
         return result
 
     # -- containers -------------------------------------------------------------------------
@@ -173,19 +253,20 @@ class DockerClient:
         params: dict[str, Any] = {"all": all}
         if labels:
             params["filters"] = label_filters(labels)
-        result: list[JSONObject] = await self._call_json("GET", "/containers/json",
-                                                         params=params)
+        result: list[JSONObject] = await self._call_json(
+            "GET", "/containers/json", CONTAINER_LIST, params=params, limit=MAX_LIST_ANSWER)
         return result
 
     async def inspect_container(self, container: str) -> JSONObject:
         result: JSONObject = await self._call_json(
-            "GET", f"/containers/{_segment(container)}/json")
+            "GET", f"/containers/{_segment(container)}/json", ContainerInspect)
         return result
 
     async def create_container(self, name: str, body: Mapping[str, Any]) -> JSONObject:
         """POST /containers/create; returns {"Id": ..., "Warnings": [...]}."""
         result: JSONObject = await self._call_json(
-            "POST", "/containers/create", params={"name": name}, body=dict(body))
+            "POST", "/containers/create", CreatedAnswer, params={"name": name},
+            body=dict(body))
         return result
 
     async def start_container(self, container: str) -> None:
@@ -210,7 +291,8 @@ class DockerClient:
     async def update_container(self, container: str, body: Mapping[str, Any]) -> JSONObject:
         """POST /containers/{id}/update (resources, restart policy) in place."""
         result: JSONObject = await self._call_json(
-            "POST", f"/containers/{_segment(container)}/update", body=dict(body))
+            "POST", f"/containers/{_segment(container)}/update", WarningsAnswer,
+            body=dict(body))
         return result
 
     async def container_logs(self, container: str, *, tail: int | None = 100,
@@ -219,27 +301,30 @@ class DockerClient:
         path = f"/containers/{_segment(container)}/logs"
         params = {"stdout": True, "stderr": True, "timestamps": timestamps,
                   "tail": "all" if tail is None else tail}
-        response = await self._call("GET", path, params=params)
-        return await self._split_output(response, container)
+        response, data = await self._call("GET", path, params=params, limit=MAX_LOGS)
+        return await self._split_output(response, data, container)
 
-    async def _split_output(self, response: httpx.Response, container: str) -> ContainerOutput:
+    async def _split_output(self, response: httpx.Response, data: bytes,
+                            container: str) -> ContainerOutput:
         # API >= 1.42 labels the stream; before that only the container's Tty setting tells.
         if response.headers.get("content-type", "").startswith(MULTIPLEXED_STREAM):
-            return demultiplex_stream(response.content)
+            return demultiplex_stream(data)
         if parse_api_version(await self.api_version()) >= (1, 42):
-            return raw_stream(response.content)
+            return raw_stream(data)
         config = (await self.inspect_container(container)).get("Config") or {}
         tty = bool(config.get("Tty"))
-        return raw_stream(response.content) if tty else demultiplex_stream(response.content)
+        return raw_stream(data) if tty else demultiplex_stream(data)
 
     # -- networks ---------------------------------------------------------------------------
 
     async def list_networks(self) -> list[JSONObject]:
-        result: list[JSONObject] = await self._call_json("GET", "/networks")
+        result: list[JSONObject] = await self._call_json("GET", "/networks", NETWORK_LIST,
+                                                         limit=MAX_LIST_ANSWER)
         return result
 
     async def create_network(self, body: Mapping[str, Any]) -> JSONObject:
-        result: JSONObject = await self._call_json("POST", "/networks/create", body=dict(body))
+        result: JSONObject = await self._call_json("POST", "/networks/create", CreatedAnswer,
+                                                   body=dict(body))
         return result
 
     async def connect_network(self, network: str, container: str,
@@ -252,16 +337,18 @@ class DockerClient:
 
     async def list_images(self) -> list[JSONObject]:
         """GET /images/json: every image with its RepoTags and RepoDigests."""
-        result: list[JSONObject] = await self._call_json("GET", "/images/json")
+        result: list[JSONObject] = await self._call_json("GET", "/images/json", IMAGE_LIST,
+                                                         limit=MAX_LIST_ANSWER)
         return result
 
     async def distribution_inspect(self, reference: str, *,
                                    auth: Mapping[str, str] | None = None) -> str:
         """The digest `reference` resolves to in its registry, asked through the host's daemon."""
         headers = {"X-Registry-Auth": encode_registry_auth(auth)} if auth else None
-        result = await self._call_json(
-            "GET", f"/distribution/{quote(reference, safe='/:@')}/json", headers=headers)
-        digest = (result.get("Descriptor") or {}).get("digest")
+        path = f"/distribution/{quote(reference, safe='/:@')}/json"
+        result = DistributionAnswer.model_validate(
+            await self._call_json("GET", path, DistributionAnswer, headers=headers))
+        digest = result.Descriptor.digest if result.Descriptor else None
         if not digest:
             raise DockerError(self.host, f"the registry gave no digest for {reference}")
         return str(digest)
@@ -279,34 +366,48 @@ class DockerClient:
         headers = {"X-Registry-Auth": encode_registry_auth(auth)} if auth else {}
         digest: str | None = None
         async with self._deadline(what, timeout):
-            response = await self._send("POST", "/images/create", versioned=True, stream=True,
+            response = await self._send(what, "POST", "/images/create", versioned=True,
                                         params={"fromImage": name, "tag": tag},
                                         headers=headers)
             try:
-                if response.status_code >= 400:
-                    self._raise_for_status(what, response, await response.aread())
-                async for line in response.aiter_lines():
+                async for line in self._lines(what, response, MAX_PULL_LINE):
                     event = self._pull_event(what, line)
                     if event is None:
                         continue
                     if progress is not None:
                         progress(event)
-                    status = str(event.get("status", ""))
+                    status = str(event.get("status") or "")
                     if status.startswith("Digest: "):
                         digest = status.removeprefix("Digest: ").strip()
             finally:
                 await response.aclose()
         return digest
 
-    def _pull_event(self, what: str, line: str) -> JSONObject | None:
+    async def _lines(self, what: str, response: httpx.Response, limit: int
+                     ) -> AsyncIterator[bytes]:
+        """The body's lines as they arrive, none longer than `limit` (HostAnswerError)."""
+        pending = b""
+        async for chunk in self._chunks(what, response):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > limit or any(len(line) > limit for line in lines):
+                raise self._unusable(what, f"a line longer than {size_text(limit)}")
+            for line in lines:
+                yield line
+        if pending:
+            yield pending
+
+    def _pull_event(self, what: str, line: bytes) -> JSONObject | None:
         if not line.strip():
             return None
         try:
-            event = json.loads(line)
-        except ValueError as exc:
-            raise DockerError(self.host, f"{what}: unreadable progress line {line!r}") from exc
+            event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
+        except UntrustedJSONError as exc:
+            shown = line[:200].decode("utf-8", "replace")
+            raise HostAnswerError(self.host, f"{what}: unreadable progress line {shown!r} "
+                                             f"({exc})") from None
         if not isinstance(event, dict):
             return None
+        self._validated(what, PullEvent, event)
         failure = pull_progress_error(event)
         if failure:
             raise DockerError(self.host, f"{what}: {failure}")

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fleet.core.untrusted import UntrustedJSONError, parse_json
+
 # The newest API version fleet speaks. Newer daemons still serve it, so request and response
 # shapes stay the same across a mixed fleet (Docker 20.10 = 1.41).
 MAX_API_VERSION = "1.41"
@@ -39,7 +41,7 @@ def negotiate_api_version(server_version: Mapping[str, Any]) -> str:
 
 
 _TOO_OLD = re.compile(r"client version \S+ is too old\. Minimum supported API version is "
-                      r"(\d+\.\d+)")
+                      r"([0-9]{1,3}\.[0-9]{1,3})\b")
 
 
 def minimum_version_from_error(message: str) -> str | None:
@@ -137,15 +139,23 @@ def raw_stream(data: bytes) -> ContainerOutput:
     return ContainerOutput((StreamChunk("stdout", data),) if data else ())
 
 
+MAX_ERROR_MESSAGE = 2000  # characters of a daemon's error shown to the operator
+
+
 def error_message(body: bytes, status: int, reason: str) -> str:
-    """The daemon's own words from an error response ({"message": ...}), else the status."""
+    """The daemon's own words from an error response ({"message": ...}), else the status.
+
+    The body is untrusted: parsed within bounds, and the message cut to MAX_ERROR_MESSAGE."""
     try:
-        parsed = json.loads(body)
-    except ValueError:
+        parsed = parse_json(body, max_bytes=len(body), max_depth=8)
+    except UntrustedJSONError:
         parsed = None
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-        return str(parsed["message"])
-    text = body.decode("utf-8", "replace").strip()
+        text = str(parsed["message"])
+    else:
+        text = body.decode("utf-8", "replace").strip()
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[:MAX_ERROR_MESSAGE] + "... (cut)"
     return text or f"HTTP {status} {reason}".strip()
 
 

@@ -1,43 +1,74 @@
 """Observation: the only reads. One list call per host, then inspects of the project's own
-containers in parallel over the host's one SSH connection."""
+containers in parallel over the host's one SSH connection.
+
+The client checks every answer; the snapshot is built from the checked answers, so anything
+still unusable (AnswerShapeError) is that host's HostAnswerError, never the run's crash.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
+from fleet.core.answers import AnswerShapeError
 from fleet.core.observed import (
     HostSnapshot,
     container_from_inspect,
-    container_from_list,
+    containers_from_list,
     images_from_list,
+    networks_from_list,
 )
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
-from fleet.errors import DockerNotFoundError, HostError
+from fleet.errors import DockerNotFoundError, HostAnswerError, HostError
+
+T = TypeVar("T")
+# A host could list any number of "project" containers, each costing an inspect: no real
+# host runs this many replicas of one project.
+MAX_PROJECT_CONTAINERS = 1000
+INSPECTS_AT_ONCE = 8  # the client's channels: more would only queue (and hold memory)
+
+
+def _built(host: str, what: str, build: Callable[[Any], T], answer: Any) -> T:
+    try:
+        return build(answer)
+    except AnswerShapeError as exc:
+        raise HostAnswerError(host, f"Docker answered {what} with an unusable answer: "
+                                    f"{exc}") from None
 
 
 async def observe_host(host: str, docker: DockerClient, project: str, *,
                        with_images: bool = False) -> HostSnapshot:
-    listed = await docker.list_containers(all=True)
-    containers = [container_from_list(item) for item in listed]
+    containers = _built(host, "GET /containers/json", containers_from_list,
+                        await docker.list_containers(all=True))
     ours = [c for c in containers if c.project == project]
-    inspected = await asyncio.gather(*(docker.inspect_container(c.id) for c in ours),
-                                     return_exceptions=True)
+    if len(ours) > MAX_PROJECT_CONTAINERS:
+        raise HostAnswerError(host, f"Docker listed {len(ours)} containers of project "
+                                    f"{project}, more than fleet reads on one host "
+                                    f"({MAX_PROJECT_CONTAINERS})")
+    limit = asyncio.Semaphore(INSPECTS_AT_ONCE)
+
+    async def inspect(container_id: str) -> Any:
+        async with limit:
+            return await docker.inspect_container(container_id)
+
+    inspected = await asyncio.gather(*(inspect(c.id) for c in ours), return_exceptions=True)
     detailed = {}
     for container, data in zip(ours, inspected, strict=True):
         if isinstance(data, BaseException):
             if isinstance(data, DockerNotFoundError):
                 continue  # removed between the list and the inspect
             raise data
-        detailed[container.id] = container_from_inspect(data)
+        detailed[container.id] = _built(host, f"GET /containers/{container.id}/json",
+                                        container_from_inspect, data)
     merged = tuple(detailed.get(c.id, c) for c in containers
                    if c.project != project or c.id in detailed)
     if not with_images:
         return HostSnapshot(host, merged)
     images, networks = await asyncio.gather(docker.list_images(), docker.list_networks())
-    return HostSnapshot(host, merged, images_from_list(images),
-                        frozenset(str(n.get("Name", "")) for n in networks))
+    return HostSnapshot(host, merged, _built(host, "GET /images/json", images_from_list, images),
+                        _built(host, "GET /networks", networks_from_list, networks))
 
 
 async def resolve_digests(images_by_host: Mapping[str, Iterable[str]],

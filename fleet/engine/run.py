@@ -42,6 +42,7 @@ class Observation:
     digests: dict[str, str | None] = field(default_factory=dict)
     digest_failures: dict[str, str] = field(default_factory=dict)
     host_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> pins
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # host -> e.g. skipped lines
 
 
 def registry_auth(state: DesiredState) -> RegistryAuth:
@@ -97,12 +98,21 @@ class Run:
                     snapshot = await observe_host(host, self.docker(host), self.state.project,
                                                   with_images=for_changes)
                     if for_changes:
-                        snapshot = replace(snapshot, last_revisions=await self._revisions(host))
+                        revisions, notes = await self._revisions(host)
+                        snapshot = replace(snapshot, last_revisions=revisions)
+                        if notes:
+                            result.warnings[host] = notes
                     result.snapshots[host] = snapshot
                 except HostError as exc:
                     result.unreachable[host] = exc.reason
                 except (FleetError, OSError) as exc:
                     result.unreachable[host] = str(exc)
+                except Exception as exc:  # one host's bad data must not end the run
+                    # Every answer is checked before use, so this is a bug in fleet; still,
+                    # only this host goes without a snapshot.
+                    result.unreachable[host] = (f"fleet could not read this host's state "
+                                                f"({type(exc).__name__}: {exc}); please "
+                                                "report this as a bug")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
         images = {host: {str(c.options["image"]) for c in self.state.containers[host]}
@@ -112,14 +122,16 @@ class Run:
                                                                        self.auth)
         return result
 
-    async def _revisions(self, host: str) -> dict[str, int]:
+    async def _revisions(self, host: str) -> tuple[dict[str, int], list[str]]:
+        """The highest revision per service in the host's journal, and the journal's
+        warnings (lines skipped as unreadable)."""
         journal = Journal(self.pool.connected[host], self.state.project,
                           self.hosts[host].state_dir)
         self.journals[host] = await journal.read()
         highest: dict[str, int] = {}
         for entry in self.journals[host]:
             highest[entry.service] = max(highest.get(entry.service, 0), entry.revision)
-        return highest
+        return highest, journal.warnings
 
     def _digests(self, observation: Observation, host: str) -> dict[str, str | None]:
         """Tag -> digest for one host: the run's resolution, unless the host is pinned to

@@ -14,7 +14,13 @@ from contextlib import AbstractAsyncContextManager
 
 import asyncssh
 
-from fleet.core.lease import DEFAULT_TTL, LockInfo, unreadable_lease_is_stale, utc_now
+from fleet.core.lease import (
+    DEFAULT_TTL,
+    MAX_LEASE_FILE,
+    LockInfo,
+    unreadable_lease_is_stale,
+    utc_now,
+)
 from fleet.errors import HostStateError, LockHeld, LockLost
 from fleet.hoststate import sftp as files
 from fleet.hoststate.lease import holder_is_gone
@@ -40,20 +46,20 @@ class HostLock:
     def _session(self, what: str) -> AbstractAsyncContextManager[files.Sftp]:
         return files.sftp_session(self.connection, f"cannot {what} {self.paths.lock}")
 
-    def _unreadable(self) -> HostStateError:
-        return HostStateError(self.host, f"{self.paths.lock} is not a lease (damaged?); "
+    def _unreadable(self, why: ValueError) -> HostStateError:
+        return HostStateError(self.host, f"{self.paths.lock} is not a lease ({why}); "
                                          "`fleet lock release --force` removes it")
 
     async def read(self) -> LockInfo | None:
         """The lease on the lock, None if the lock is free. Raises HostStateError if damaged."""
         async with self._session("read") as sftp:
-            data = await files.read_file(sftp, self.paths.lock)
+            data = await files.read_file(sftp, self.paths.lock, MAX_LEASE_FILE)
         if data is None:
             return None
         try:
             return LockInfo.decode(data)
-        except ValueError:
-            raise self._unreadable() from None
+        except ValueError as exc:
+            raise self._unreadable(exc) from None
 
     async def acquire(self, lease: LockInfo, ttl: float = DEFAULT_TTL) -> LockInfo:
         """Take the lock with `lease` (the same run may take it again: it is renewed).
@@ -62,17 +68,19 @@ class HostLock:
         """
         async with self._session("take") as sftp:
             await files.ensure_dir(sftp, self.paths.directory)
+            unreadable: ValueError | None = None  # why the last lease seen was not one
             for _ in range(ATTEMPTS):
+                unreadable = None
                 if await files.create_exclusive(sftp, self.paths.lock, lease.encode()):
                     return lease
-                data = await files.read_file(sftp, self.paths.lock)
+                data = await files.read_file(sftp, self.paths.lock, MAX_LEASE_FILE)
                 if data is None:
                     continue  # released meanwhile
                 now = utc_now()
                 try:
                     held: LockInfo | None = LockInfo.decode(data)
-                except ValueError:
-                    held = None
+                except ValueError as exc:
+                    held, unreadable = None, exc
                 if held is None:
                     modified = await files.modified_at(sftp, self.paths.lock)
                     if not unreadable_lease_is_stale(modified, now, ttl):
@@ -86,6 +94,10 @@ class HostLock:
                 elif not held.expired(now) and not holder_is_gone(held):
                     raise LockHeld(self.host, held)
                 await self._take_over(sftp, held, lease.run_id)
+        if unreadable is not None:  # not a lease, and too recent to be a crashed writer's
+            raise HostStateError(self.host, f"{self.paths.lock} is not a lease ({unreadable}) "
+                                            "and was written less than a lease's TTL ago; "
+                                            "`fleet lock release --force` removes it")
         raise HostStateError(self.host, f"{self.paths.lock} kept changing; try again")
 
     async def _take_over(self, sftp: files.Sftp, seen: LockInfo | None, run_id: str) -> None:
@@ -93,7 +105,7 @@ class HostLock:
         aside = self.paths.aside(f"stale-{run_id}")
         if not await files.rename_new(sftp, self.paths.lock, aside):
             return  # another taker moved it first
-        data = await files.read_file(sftp, aside) or b""
+        data = await files.read_file(sftp, aside, MAX_LEASE_FILE) or b""
         try:
             moved: LockInfo | None = LockInfo.decode(data)
         except ValueError:
@@ -113,7 +125,7 @@ class HostLock:
     async def renew(self, lease: LockInfo, ttl: float = DEFAULT_TTL) -> LockInfo:
         """Extend our lease. Raises LockLost if the lock is no longer ours."""
         async with self._session("renew") as sftp:
-            data = await files.read_file(sftp, self.paths.lock)
+            data = await files.read_file(sftp, self.paths.lock, MAX_LEASE_FILE)
             try:
                 held = LockInfo.decode(data) if data is not None else None
             except ValueError:
@@ -135,14 +147,14 @@ class HostLock:
         Raises LockHeld if the lock belongs to someone else.
         """
         async with self._session("release") as sftp:
-            data = await files.read_file(sftp, self.paths.lock)
+            data = await files.read_file(sftp, self.paths.lock, MAX_LEASE_FILE)
             if data is None:
                 return None
             try:
                 held: LockInfo | None = LockInfo.decode(data)
-            except ValueError:
+            except ValueError as exc:
                 if not force:
-                    raise self._unreadable() from None
+                    raise self._unreadable(exc) from None
                 held = None
             mine = held is not None and ((run_id is not None and held.owned_by(run_id))
                                          or (owner is not None and held.owner == owner))

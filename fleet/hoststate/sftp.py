@@ -64,14 +64,32 @@ async def ensure_dir(sftp: Sftp, path: str) -> None:
                 raise
 
 
-async def read_file(sftp: Sftp, path: str) -> bytes | None:
-    """The whole file, or None if there is none."""
+async def read_file(sftp: Sftp, path: str, limit: int) -> bytes | None:
+    """The file, but never more than `limit` + 1 bytes of it (so a caller can tell a file
+    larger than `limit`: the host decides how big it is); None if there is none."""
     try:
         async with sftp.open(path, "rb") as file:
-            data: bytes = await file.read()
-            return data
+            data: bytes = await file.read(limit + 1)
+            return data[:limit + 1]
     except asyncssh.SFTPNoSuchFile:
         return None
+
+
+async def read_tail(sftp: Sftp, path: str, limit: int) -> tuple[bytes, int] | None:
+    """The file's last `limit` bytes at most, from the first whole line on, and how many
+    bytes before them were not read; None if there is no file."""
+    try:
+        async with sftp.open(path, "rb") as file:
+            size = (await file.stat()).size or 0
+            start = max(0, size - limit)
+            data = cast(bytes, await file.read(limit, start))[:limit]
+    except asyncssh.SFTPNoSuchFile:
+        return None
+    if start:  # the first line read is only the end of one
+        newline = data.find(b"\n")
+        start += newline + 1 if newline >= 0 else len(data)
+        data = data[newline + 1:] if newline >= 0 else b""
+    return data, start
 
 
 async def modified_at(sftp: Sftp, path: str) -> datetime | None:

@@ -16,6 +16,7 @@ from fleet.docker.client import DockerClient
 from fleet.errors import DockerError, DockerNotFoundError
 
 Handler = Callable[[httpx.Request], httpx.Response]
+DIGEST = "sha256:" + "d1" * 32
 
 
 def run(handler: Handler, scenario: Callable[[DockerClient], Any], *,
@@ -65,7 +66,7 @@ def test_daemon_without_version_header_is_asked_for_version() -> None:
             return httpx.Response(200, text="OK")
         if request.url.path == "/version":
             return httpx.Response(200, json={"ApiVersion": "1.24"})
-        return httpx.Response(200, json={})
+        return httpx.Response(200, json=[])
 
     run(old_daemon, lambda c: c.list_networks())
     assert [r.url.path for r in seen] == ["/_ping", "/version", "/v1.24/networks"]
@@ -156,8 +157,8 @@ def test_pull_error_line_raises() -> None:
 def test_distribution_inspect_returns_digest() -> None:
     seen: list[httpx.Request] = []
     handler = daemon({"GET /v1.41/distribution/reg:5000/demo/web:v1/json": lambda r:
-                      httpx.Response(200, json={"Descriptor": {"digest": "sha256:d1"}})}, seen)
-    assert run(handler, lambda c: c.distribution_inspect("reg:5000/demo/web:v1")) == "sha256:d1"
+                      httpx.Response(200, json={"Descriptor": {"digest": DIGEST}})}, seen)
+    assert run(handler, lambda c: c.distribution_inspect("reg:5000/demo/web:v1")) == DIGEST
     assert "X-Registry-Auth" not in seen[-1].headers
 
 
@@ -171,7 +172,7 @@ def test_logs_on_api_141_asks_the_container_for_tty() -> None:
             200, content=multiplexed((1, b"up\n"), (2, b"warn\n")),
             headers={"content-type": "application/vnd.docker.raw-stream"}),
         "GET /v1.41/containers/web/json": lambda r: httpx.Response(
-            200, json={"Config": {"Tty": False}}),
+            200, json={"Id": "web", "Config": {"Tty": False}}),
     }
     output = run(daemon(routes), lambda c: c.container_logs("web", tail=10))
     assert output.stdout == "up\n"
