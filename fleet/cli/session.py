@@ -99,7 +99,9 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
                 run.lock = await stack.enter_async_context(fleet_lock(
                     run.pool.connected, state.project, lock, wait=lock_wait,
                     state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
-            observation = await run.observe(for_changes=for_changes)
+            # Only the commands that change hosts (and so hold the lock) may pull.
+            observation = await run.observe(for_changes=for_changes,
+                                            about_to_pull=lock is not None)
         yield run, observation
 
 

@@ -21,7 +21,7 @@ from fleet.core.observed import (
 )
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
-from fleet.errors import DockerNotFoundError, HostAnswerError, HostError
+from fleet.errors import DockerError, DockerNotFoundError, HostAnswerError, HostError
 
 T = TypeVar("T")
 # A host could list any number of "project" containers, each costing an inspect: no real
@@ -71,11 +71,21 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
                         _built(host, "GET /networks", networks_from_list, networks))
 
 
+def _refused_for_credentials(error: HostError) -> bool:
+    reason = error.reason.lower()
+    return (isinstance(error, DockerError) and error.status in (401, 403)) or any(
+        word in reason for word in ("unauthorized", "authentication required", "denied"))
+
+
 async def resolve_digests(images_by_host: Mapping[str, Iterable[str]],
-                          clients: Mapping[str, DockerClient], auth: RegistryAuth
+                          clients: Mapping[str, DockerClient], auth: RegistryAuth | None
                           ) -> tuple[dict[str, str | None], dict[str, str]]:
     """Resolve every tag once per run (asked through a host's daemon, which reaches the
-    registry), so all hosts run the same digest even if the tag moves mid-rollout."""
+    registry), so all hosts run the same digest even if the tag moves mid-rollout.
+
+    Asked without credentials first. Only a command about to pull (`auth` given) sends
+    them, and only when the registry refuses an anonymous answer: a read-only command
+    never hands the operator's credentials to a host's daemon."""
     wanted: dict[str, list[str]] = {}
     for host, images in images_by_host.items():
         if host in clients:
@@ -91,8 +101,16 @@ async def resolve_digests(images_by_host: Mapping[str, Iterable[str]],
         last_error = ""
         for host in hosts[:3]:
             try:
+                digests[image] = await clients[host].distribution_inspect(image)
+                return
+            except HostError as exc:
+                last_error = exc.reason
+                credentials = auth.for_image(image) if auth is not None else None
+                if not credentials or not _refused_for_credentials(exc):
+                    continue
+            try:
                 digests[image] = await clients[host].distribution_inspect(
-                    image, auth=auth.for_image(image))
+                    image, auth=credentials)
                 return
             except HostError as exc:
                 last_error = exc.reason

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 
-from fleet.config.templating import base_context, render_value
 from fleet.core.desired import DesiredState
 from fleet.core.diff import DiffContext, Finding, diff_host
 from fleet.core.journal import JournalEntry
@@ -46,9 +45,9 @@ class Observation:
 
 
 def registry_auth(state: DesiredState) -> RegistryAuth:
-    """Playbook credentials rendered (secret() stays a token until a pull needs it)."""
-    context = base_context(state.project, state.secrets)
-    return RegistryAuth(render_value(state.registries, context), state.secrets)
+    """Playbook credentials (rendered with the playbook; secret() stays a token until a pull
+    needs it)."""
+    return RegistryAuth(state.registries, state.secrets)
 
 
 class Run:
@@ -87,10 +86,12 @@ class Run:
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
         await self.pool.close()
 
-    async def observe(self, *, for_changes: bool = False) -> Observation:
+    async def observe(self, *, for_changes: bool = False,
+                      about_to_pull: bool = False) -> Observation:
         """Snapshots of every connected host. `for_changes` adds what a change needs: the
         images present (to skip needless pulls) and the revisions recorded in each host's
-        journal (so a new revision never reuses a number)."""
+        journal (so a new revision never reuses a number). Only a command `about_to_pull`
+        may send registry credentials to resolve a tag (see resolve_digests)."""
         result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
         async def one(host: str) -> None:
             async with self.forks:
@@ -118,8 +119,8 @@ class Run:
         images = {host: {str(c.options["image"]) for c in self.state.containers[host]}
                   for host in result.snapshots}
         clients = {h: self.docker(h) for h in result.snapshots}
-        result.digests, result.digest_failures = await resolve_digests(images, clients,
-                                                                       self.auth)
+        result.digests, result.digest_failures = await resolve_digests(
+            images, clients, self.auth if about_to_pull else None)
         return result
 
     async def _revisions(self, host: str) -> tuple[dict[str, int], list[str]]:
