@@ -155,4 +155,6 @@ def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
                     "unreachable": unreachable_json(observation.unreachable)})
     else:
         console().print(table)
+        for host, error in sorted(observation.unreachable.items()):
+            echo(one_line(f"{host}: unreachable: {error}"), err=True)
     sys.exit(EXIT_ERROR if observation.unreachable else EXIT_OK)

@@ -102,7 +102,15 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
             # Only the commands that change hosts (and so hold the lock) may pull.
             observation = await run.observe(for_changes=for_changes,
                                             about_to_pull=lock is not None)
+            warn_hosts(observation.warnings)
         yield run, observation
+
+
+def warn_hosts(warnings: dict[str, list[str]]) -> None:
+    """What a host's state files held that fleet skipped (a torn journal line, say)."""
+    for host, notes in sorted(warnings.items()):
+        for note in notes:
+            echo(one_line(f"warning: {host}: {note}"), err=True)
 
 
 def step_json(step: Step) -> dict[str, Any]:

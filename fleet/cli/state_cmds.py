@@ -18,7 +18,7 @@ from fleet.cli.common import (
     project_options,
 )
 from fleet.cli.progress import HostProgress
-from fleet.cli.session import load_state, run_options
+from fleet.cli.session import load_state, run_options, warn_hosts
 from fleet.cli.terminal import cell, echo, one_line
 from fleet.config.inventory import Host
 from fleet.core.desired import DesiredState
@@ -113,15 +113,22 @@ def history(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[st
     be read."""
     state = load_state(inventories, playbooks, limit, as_json)
 
+    skipped: dict[str, list[str]] = {}
+
     async def read(host: Host, connection: HostConnection) -> list[JournalEntry]:
-        entries = await Journal(connection, state.project, host.state_dir).read()
+        journal = Journal(connection, state.project, host.state_dir)
+        entries = await journal.read()
+        if journal.warnings:
+            skipped[host.name] = journal.warnings
         entries = [e for e in entries if service is None or e.service == service]
         return entries[-last:] if last else entries
 
     outcome = _on_every_host(state, forks, connect_timeout, as_json, read)
+    warn_hosts(skipped)
     if as_json:
         print_json({"project": state.project,
-                    "hosts": [{"host": h, "entries": [e.to_json() for e in entries]}
+                    "hosts": [{"host": h, "entries": [e.to_json() for e in entries],
+                               "warnings": skipped.get(h, [])}
                               for h, entries in outcome.results.items()],
                     "unreachable": outcome.failed_json()})
     else:

@@ -233,9 +233,14 @@ def test_garbage_and_truncated_journal_lines_are_skipped(fleet: HostileFleet) ->
     hosts = {h["host"]: h["entries"] for h in json.loads(result.stdout)["hosts"]}
     assert [e["revision"] for e in hosts["bad"]] == [1, 2]
     assert hosts["good"] == []
+    # What was skipped is said, per host, on stderr and in the JSON.
+    assert "warning: bad: " in result.stderr and "skipped" in result.stderr
+    assert json.loads(result.stdout)["hosts"][0]["warnings"] or \
+        json.loads(result.stdout)["hosts"][1]["warnings"]
     plan = fleet.cli("plan")  # plan reads journals too (for revision numbers)
     contained(plan)
     assert plan.exit_code in (0, EXIT_CHANGES)
+    assert "warning: bad: " in plan.stderr
 
 
 def test_journal_that_is_a_directory_is_that_hosts_error(fleet: HostileFleet) -> None:
@@ -290,3 +295,39 @@ def test_apply_refuses_to_start_on_an_unreadable_lock(fleet: HostileFleet) -> No
               "`fleet lock release --force` removes it")
     assert result.exit_code == EXIT_ERROR
     assert not (fleet.hosts["good"].state_dir / "lock.json").exists()  # all or nothing
+
+
+# -- text from hosts, claims about hosts ------------------------------------------------------
+
+FORGED = "\x1b[2J\x1b]0;owned\x07\nfake-host: web: in sync\r\u202e"
+
+
+@pytest.mark.parametrize("command", ["check", "plan", "status", "history"])
+def test_control_characters_from_a_host_are_never_printed_raw(fleet: HostileFleet,
+                                                              command: str) -> None:
+    """A host's names, image labels, journal and Docker errors carry ESC sequences and
+    newlines: every line fleet prints shows them escaped."""
+    with_good_host(fleet)
+    forged_entry = JournalEntry(command="apply" + FORGED, service="web", replica=1,
+                                revision=1, image="r/web:v1" + FORGED, digest="",
+                                spec={"image": "r/web:v1"}, spec_hash="h", outcome="ok",
+                                operator="mallory" + FORGED, detail=FORGED)
+    fleet.add("bad", FakeDocker({
+        "GET /images/json": Reply(b"x", status=500,
+                                  content_type="application/json"),
+    }, containers=[container(name="shop-web-1" + FORGED,
+                             extra_labels={labels.IMAGE: "r/web" + FORGED})]),
+        files={"journal.jsonl": encode_entries([forged_entry])})
+    result = fleet.cli(command)
+    output = contained(result)
+    assert "\x1b" not in output and "\r" not in output and "\u202e" not in output
+    assert not [line for line in output.splitlines() if line.startswith("fake-host")]
+
+
+def test_plan_never_calls_unobserved_hosts_in_sync(fleet: HostileFleet) -> None:
+    fleet.add("bad", FakeDocker({"GET /containers/json": Reply(b"[" * 100_000)}))
+    result = fleet.cli("plan")
+    contained(result, "bad", "nested deeper than 64 levels")
+    assert result.exit_code == EXIT_ERROR
+    assert "No host could be checked (1 unreachable)" in result.output
+    assert "every targeted host is in sync" not in result.output
