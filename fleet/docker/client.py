@@ -199,8 +199,7 @@ class DockerClient:
         except httpx.TransportError as exc:
             raise DockerError(
                 self.host, f"{what}: cannot talk to the Docker daemon at {self._endpoint} "
-                f"over SSH ({exc or type(exc).__name__}; is dockerd running there, and "
-                "AllowStreamLocalForwarding not off in sshd_config?)") from exc
+                f"over SSH ({exc or type(exc).__name__}; is dockerd running there?)") from exc
 
     def _raise_for_status(self, what: str, response: httpx.Response, body: bytes) -> None:
         message = f"{what}: {error_message(body, response.status_code, response.reason_phrase)}"

@@ -7,6 +7,7 @@ HostStateError with the host and path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import posixpath
 from collections.abc import AsyncIterator
@@ -21,6 +22,10 @@ from fleet.transport.ssh import HostConnection
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 WRITE_CHUNK = 16 * 1024  # below every server's maximum write: one SFTP request per chunk
+# One state-file operation (a journal read is at most 8 MiB) may take this long: a host that
+# drip-feeds its answers cannot hold a run longer (its connection is closed: see sftp_session).
+SESSION_DEADLINE = 60.0
+CLOSE_WAIT = 2.0
 
 Sftp = asyncssh.SFTPClient
 
@@ -40,15 +45,34 @@ def _reason(exc: BaseException, host: str) -> str:
 
 @contextlib.asynccontextmanager
 async def sftp_session(connection: HostConnection, what: str) -> AsyncIterator[Sftp]:
-    """An SFTP session; any failure inside is reported as HostStateError("{what}: reason")."""
+    """An SFTP session; any failure inside is reported as HostStateError("{what}: reason"),
+    and so is taking longer than SESSION_DEADLINE."""
+    expired = False
     try:
-        async with connection.ssh.start_sftp_client() as sftp:
+        sftp = await asyncio.wait_for(connection.ssh.start_sftp_client(), SESSION_DEADLINE)
+
+        def expire() -> None:
+            # The host's whole connection goes: that fails every request still waiting. A
+            # cancellation would not (the file's own close would wait for the silent host),
+            # nor would closing the session, which waits for the host to agree.
+            nonlocal expired
+            expired = True
+            connection.ssh.abort()
+
+        timer = asyncio.get_running_loop().call_later(SESSION_DEADLINE, expire)
+        try:
             yield sftp
+        finally:
+            timer.cancel()
+            sftp.exit()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sftp.wait_closed(), CLOSE_WAIT)
     except HostStateError:
         raise
-    except (asyncssh.Error, OSError) as exc:
-        raise HostStateError(connection.name,
-                             f"{what}: {_reason(exc, connection.name)}") from exc
+    except (TimeoutError, asyncssh.Error, OSError) as exc:
+        reason = (f"no answer within {SESSION_DEADLINE:g}s"
+                  if expired or isinstance(exc, TimeoutError) else _reason(exc, connection.name))
+        raise HostStateError(connection.name, f"{what}: {reason}") from exc
 
 
 async def ensure_dir(sftp: Sftp, path: str) -> None:

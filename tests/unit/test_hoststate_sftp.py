@@ -21,6 +21,7 @@ from fleet.hoststate import (
     Journal,
     fleet_lock,
     new_lease,
+    sftp,
 )
 from fleet.transport import HostConnection
 
@@ -32,7 +33,8 @@ def entry(revision: int) -> JournalEntry:
 
 
 @contextlib.asynccontextmanager
-async def host(home: Path, name: str = "h1") -> AsyncIterator[HostConnection]:
+async def host(home: Path, name: str = "h1", server_class: type[asyncssh.SFTPServer] =
+               asyncssh.SFTPServer) -> AsyncIterator[HostConnection]:
     """An SSH server whose SFTP root is `home`, and a fleet connection to it."""
     home.mkdir(parents=True, exist_ok=True)
     host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -41,7 +43,7 @@ async def host(home: Path, name: str = "h1") -> AsyncIterator[HostConnection]:
         asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[host_key],
         authorized_client_keys=asyncssh.import_authorized_keys(
             client_key.export_public_key().decode()),
-        sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(home).encode()),
+        sftp_factory=lambda chan: server_class(chan, chroot=str(home).encode()),
         allow_pty=False)
     port = server.sockets[0].getsockname()[1]
     ssh = await asyncssh.connect("127.0.0.1", port, username="fleet", client_keys=[client_key],
@@ -269,5 +271,28 @@ def test_wait_gives_up_after_the_wait(tmp_path: Path) -> None:
                 async with fleet_lock({"a": a}, "shop", "apply", wait=0.8):
                     pass
             assert utc_now() - started < timedelta(seconds=3)
+
+    asyncio.run(main())
+
+
+class DripFeeding(asyncssh.SFTPServer):
+    """Opens files, then never answers a read: a host holding a run hostage."""
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        await asyncio.sleep(3600)
+        return b""
+
+
+def test_a_host_that_never_answers_a_read_is_given_up_on(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sftp, "SESSION_DEADLINE", 0.5)
+    home = tmp_path / "home"
+    (home / ".fleet" / "p").mkdir(parents=True)
+    (home / ".fleet" / "p" / "journal.jsonl").write_bytes(b"{}\n")
+
+    async def main() -> None:
+        async with host(home, server_class=DripFeeding) as connection:
+            with pytest.raises(HostStateError, match=r"no answer within 0\.5s"):
+                await asyncio.wait_for(Journal(connection, "p").read(), 10)
 
     asyncio.run(main())

@@ -191,6 +191,28 @@ def test_http_probe_quotes_only_the_start_of_a_long_body() -> None:
     asyncio.run(main())
 
 
+async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers 500 with a body that never ends (an app gone wrong, or a hostile one)."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n")
+    try:
+        while True:
+            writer.write(b"10000\r\n" + b"z" * 0x10000 + b"\r\n")
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+
+
+def test_http_probe_reads_only_the_start_of_an_endless_body() -> None:
+    async def main() -> None:
+        async with listening(endless) as port, ssh_host() as host:
+            url = f"http://{LOOPBACK}:{port}/health"
+            failure = await run_probe(host.ssh, Probe(http=url), timeout=5)
+            assert failure == f"probe {url} answered 500, expected 200: " + "z" * 120
+
+    asyncio.run(main())
+
+
 def test_http_probe_on_a_closed_port_fails_with_a_message() -> None:
     port = closed_port()
 
