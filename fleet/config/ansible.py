@@ -16,7 +16,7 @@ from typing import Any
 
 from fleet.config.inventory_model import GroupEntry, HostEntry, InventoryFile
 from fleet.config.problems import Problem
-from fleet.config.source import Location, SourceDoc, load_yaml
+from fleet.config.source import Location, SourceDoc, load_yaml, unprintable_problem
 
 CONNECTION_VARS = {
     "ansible_host": "address", "ansible_ssh_host": "address",
@@ -28,15 +28,12 @@ LABELS_VAR = "fleet_labels"
 IMPLICIT_GROUPS = ("all", "ungrouped")
 
 
-def looks_like_ini(path: str) -> bool:
+def looks_like_ini(path: str, text: str) -> bool:
     if path.endswith((".yml", ".yaml", ".json")):
         return False
     if path.endswith((".ini", ".cfg")):
         return True
-    try:
-        head = Path(path).read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return False
+    head = text[:4096]
     first = next((ln.strip() for ln in head.splitlines() if ln.strip()
                   and not ln.lstrip().startswith(("#", ";"))), "")
     if first.startswith("[") or ("=" in first and ":" not in first.split("=")[0]):
@@ -238,12 +235,11 @@ def _ini_value(text: str) -> Any:
         return text
 
 
-def read_ini(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
+def read_ini(path: str, text: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
     doc = SourceDoc(path=path, data=None)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, doc, [Problem(path, 0, 0, (), f"cannot read: {exc.strerror or exc}")]
+    unprintable = unprintable_problem(text, path)
+    if unprintable is not None:
+        return None, doc, [unprintable]
     builder = _Builder(doc)
     section, kind = "ungrouped", "hosts"
     for number, raw in enumerate(text.splitlines(), start=1):

@@ -17,7 +17,7 @@ from fleet.config import ansible
 from fleet.config.inventory_model import HostEntry, HostKeyChecking, InventoryFile
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
-from fleet.config.source import SourceDoc, load_yaml
+from fleet.config.source import SourceDoc, parse_yaml, read_source
 from fleet.config.validation import validate_model
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
@@ -78,9 +78,12 @@ def _is_native(data: Any, path: str) -> bool:
 
 def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
     """Parse one file in any supported format into the native model."""
-    if ansible.looks_like_ini(path):
-        return ansible.read_ini(path)
-    doc = load_yaml(path)
+    text, problem = read_source(path)
+    if text is None:
+        return None, SourceDoc(path, None), [problem] if problem else []
+    if ansible.looks_like_ini(path, text):
+        return ansible.read_ini(path, text)
+    doc = parse_yaml(text, path)
     if doc.data is None and doc.problems:
         return None, doc, list(doc.problems)
     if doc.data is None:
