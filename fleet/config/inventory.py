@@ -83,6 +83,10 @@ def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, lis
         return None, SourceDoc(path, None), [problem] if problem else []
     if ansible.looks_like_ini(path, text):
         return ansible.read_ini(path, text)
+    if path.endswith(".json"):
+        problem = ansible.json_problem(text, path)
+        if problem is not None:
+            return None, SourceDoc(path, None), [problem]
     doc = parse_yaml(text, path)
     if doc.data is None and doc.problems:
         return None, doc, list(doc.problems)

@@ -17,6 +17,13 @@ from typing import TypeVar
 import pytest
 
 from fleet.config import source
+from fleet.config.ansible import (
+    MAX_FILE_HOSTS,
+    MAX_RANGE_HOSTS,
+    expand_host_range,
+    split_host_port,
+)
+from fleet.config.inventory import load_inventory_with_problems
 from fleet.config.problems import Problem
 from fleet.config.source import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml, parse_yaml
 from tests.unit.config_support import playbook, problems, write
@@ -225,3 +232,157 @@ def test_limits_hold_without_libyaml(text: str, words: str,
 def test_syntax_errors_keep_pyyaml_wording() -> None:
     found = one_error(parse_yaml("a: b\n c: d\n", "s.yml").problems, "invalid YAML")
     assert found.message == "invalid YAML: mapping values are not allowed here"
+
+
+# --- Ansible inventories ----------------------------------------------------------------
+
+
+def inventory_problems(tmp_path: Path, name: str, text: str | bytes) -> list[Problem]:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return timed(lambda: load_inventory_with_problems([str(path)])[1])
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    ("h[0:99999999]", "host range [0:99999999] expands to 100,000,000 hosts, more than the limit"),
+    ("h[0:999]-[0:999]", "expands to 1,000,000 hosts, more than the limit of 10,000"),
+    ("h[aa:zz]", "host range [aa:zz] must be of numbers ([1:9], [01:10]) or of single letters"),
+    ("h[5:1]", "host range [5:1] must have begin <= end"),
+    ("h[c:a]", "host range [c:a] must have begin <= end"),
+    ("h[1]", "must be begin:end or begin:end:step"),
+    ("h[1:]", "must specify an end value"),
+    ("h[01:100]", "equal-length begin and end formats"),
+    ("h[1:9:0]", "the step must be a whole number from 1"),
+    ("h[1:2:3:4]", "must be begin:end or begin:end:step"),
+    ("h[1:" + "9" * 5000 + "]", "must be of numbers"),
+])
+def test_bad_host_ranges_are_errors_at_their_line(tmp_path: Path, pattern: str,
+                                                  words: str) -> None:
+    with bounded(megabytes=16):
+        found = inventory_problems(tmp_path, "hosts.ini", f"[web]\n{pattern} x=1\n")
+    problem = one_error(found, words)
+    assert (problem.line, problem.path) == (2, ("web", pattern))
+
+
+@pytest.mark.parametrize(("pattern", "names"), [
+    ("web[01:03]", ["web01", "web02", "web03"]),
+    ("web[:2]", ["web0", "web1", "web2"]),
+    ("web[1:10:4]", ["web1", "web5", "web9"]),
+    ("db-[a:c]", ["db-a", "db-b", "db-c"]),
+    ("x[y:B]", ["xy", "xz", "xA", "xB"]),
+    ("x[a:e:2]", ["xa", "xc", "xe"]),
+    ("m[1:2]-[x:y]", ["m1-x", "m1-y", "m2-x", "m2-y"]),
+    ("10.0.0.[1:2]", ["10.0.0.1", "10.0.0.2"]),
+])
+def test_host_ranges_expand_as_ansible_does(pattern: str, names: list[str]) -> None:
+    assert expand_host_range(pattern) == names
+
+
+def test_range_at_the_limit_expands(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", f"[web]\nh[1:{MAX_RANGE_HOSTS}]\n")
+    assert errors(found) == []
+
+
+def test_total_hosts_of_a_file_are_capped(tmp_path: Path) -> None:
+    lines = [f"g{i}-[1:9999]" for i in range(30)]
+    found = inventory_problems(tmp_path, "hosts.ini", "[web]\n" + "\n".join(lines) + "\n")
+    problem = one_error(found, f"more than {MAX_FILE_HOSTS:,} hosts in one inventory file")
+    assert problem.line == 3
+
+
+def test_ipv6_hosts_with_brackets_are_not_ranges(tmp_path: Path) -> None:
+    assert split_host_port("[2001:db8::1]:2222") == ("2001:db8::1", 2222)
+    assert expand_host_range("[2001:db8::1]:2222") == ["[2001:db8::1]:2222"]
+    assert split_host_port("web1:²²") == ("web1:²²", None)  # not ASCII digits: not a port
+
+
+def test_non_utf8_ini_is_a_clean_error(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", b"[web]\nweb1 ansible_user=jos\xe9\n")
+    problem = one_error(found, "cannot read: not UTF-8 text (byte 0xe9)")
+    assert (problem.line, problem.column) == (2, 22)
+
+
+def test_nul_in_ini_is_a_clean_error(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", "[web]\nweb1\x00 ansible_host=10.0.0.1\n")
+    problem = one_error(found, "control character U+0000")
+    assert (problem.line, problem.column) == (2, 5)
+
+
+@pytest.mark.parametrize(("text", "where", "words"), [
+    ('{"all": {"hosts": ["a", "b"],}\n', (1, 30), "invalid JSON: Expecting property name"),
+    ('{"web": {"hosts": ["a"]}\n', (2, 1), "invalid JSON: Expecting ',' delimiter"),
+    ("{'web': {}}", (1, 2), "invalid JSON: Expecting property name enclosed in double quotes"),
+    ('{"web": [1, 2] // c\n}', (1, 16), "invalid JSON"),
+])
+def test_malformed_json_inventory_names_line_and_column(
+        tmp_path: Path, text: str, where: tuple[int, int], words: str) -> None:
+    problem = one_error(inventory_problems(tmp_path, "inv.json", text), words)
+    assert (problem.line, problem.column) == where
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('{"_meta": [1]}', "'_meta' must be a mapping"),
+    ('{"_meta": {"hostvars": []}}', "'_meta.hostvars' must be a mapping"),
+    ('{"_meta": {"hostvars": {"a": 3}}}', "host 'a' must be a mapping"),
+    ('{"web": {"hosts": "abc"}}', "'hosts' must be a list"),
+    ('{"web": {"hosts": [{"a": 1}]}}', "a host must be named by a string"),
+    ('{"web": {"children": {"a": 1}}}', "'children' must be a list"),
+    ('{"web": {"vars": [1]}}', "'vars' must be a mapping"),
+    ('{"web": 3}', "group 'web' must be a mapping"),
+    ('{"web": {"hosts": ["a"]}, "deep": ' + "[" * 3000 + "]" * 3000 + "}", "nested more than"),
+])
+def test_json_inventory_of_the_wrong_shape_is_reported(tmp_path: Path, text: str,
+                                                       words: str) -> None:
+    one_error(inventory_problems(tmp_path, "inv.json", text), words)
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", "a/b", "a\\\\b", "x..y", "web\\u0000"])
+def test_names_that_would_leave_the_vars_folders_are_refused(tmp_path: Path,
+                                                              name: str) -> None:
+    outside = tmp_path / "x.yml"
+    outside.write_text("stolen: true\n")
+    inventory = tmp_path / "inv" / "sub"
+    (inventory / "host_vars").mkdir(parents=True)
+    (inventory / "group_vars").mkdir(parents=True)
+    text = f'{{"web": {{"hosts": ["{name}"]}}, "_meta": {{"hostvars": {{}}}}}}'
+    path = inventory / "inv.json"
+    path.write_text(text)
+    inventory_, found = load_inventory_with_problems([str(path)])
+    one_error(found, "cannot be used")
+    assert all("stolen" not in h.vars for h in inventory_.hosts)
+    group = f'{{"{name}": {{"hosts": ["web1"]}}}}'
+    path.write_text(group)
+    one_error(load_inventory_with_problems([str(path)])[1], "group name")
+
+
+def test_ini_host_named_like_a_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "host_vars").mkdir(parents=True)
+    (tmp_path / "sub" / "x.yml").write_text("stolen: true\n")
+    found = inventory_problems(tmp_path, "sub/hosts.ini", "[web]\n../x ansible_host=10.0.0.1\n")
+    problem = one_error(found, "host name '../x' cannot be used")
+    assert (problem.line, problem.path) == (2, ("hosts", "../x"))
+
+
+def test_vars_files_linking_outside_the_inventory_are_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "creds.yml"
+    secret.parent.mkdir()
+    secret.write_text("password: hunter2\n")
+    inventory = tmp_path / "inv"
+    (inventory / "host_vars").mkdir(parents=True)
+    (inventory / "host_vars" / "web1.yml").symlink_to(secret)
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "group_vars" / "all" / "x.yml").symlink_to(secret)
+    (inventory / "hosts.ini").write_text("web1 ansible_host=10.0.0.1\n")
+    loaded, found = load_inventory_with_problems([str(inventory / "hosts.ini")])
+    assert len([p for p in found if "must be inside the inventory's folder" in p.message]) == 2
+    assert "password" not in loaded.host("web1").vars
+
+
+def test_ports_in_ansible_inventories_are_ascii_numbers(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", "[web]\na ansible_port=２２\n"
+                               "b ansible_port=" + "9" * 5000 + "\nc ansible_port=True\n")
+    assert len([p for p in errors(found) if "must be a port number" in p.message]) == 3
