@@ -19,7 +19,13 @@ import string
 from pathlib import Path
 from typing import Any
 
-from fleet.config.inventory_model import GroupEntry, HostEntry, InventoryFile
+from fleet.config.inventory_model import (
+    GroupEntry,
+    HostEntry,
+    InventoryFile,
+    address_problem,
+    user_problem,
+)
 from fleet.config.problems import KeyPath, Problem
 from fleet.config.source import Location, SourceDoc, load_yaml, unprintable_problem
 
@@ -111,8 +117,14 @@ def connection_settings(
                               f"got {value!r}")
                 continue
             settings[field] = port
-        else:
-            settings[field] = str(value)
+            continue
+        text = str(value)
+        problem = (address_problem(text) if field == "address" else
+                   user_problem(text) if field == "user" else None)
+        if problem:
+            errors.append(f"{where}: {key}: {problem}")
+            continue
+        settings[field] = text
     return settings, errors
 
 

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config import ansible
-from fleet.config.inventory_model import HostEntry, HostKeyChecking, InventoryFile
+from fleet.config.inventory_model import (
+    HostEntry,
+    HostKeyChecking,
+    InventoryFile,
+    address_problem,
+)
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.source import SourceDoc, parse_yaml, read_source
@@ -152,6 +157,10 @@ class _Loaded:
     base: Path
 
 
+def _is_native_doc(item: _Loaded) -> bool:
+    return _is_native(item.doc.data, item.doc.path)
+
+
 def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
     problems: list[Problem] = []
     entries: dict[str, tuple[HostEntry, _Loaded]] = {}
@@ -265,6 +274,13 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
                                      if getattr(entry, k) is None}
         if "ssh_key" in inherited:
             inherited["ssh_key"] = _expand_path(inherited["ssh_key"], item.base)
+        if entry.address is None and "address" not in inherited:
+            problem = address_problem(host.name)
+            if problem:
+                setting = "address" if _is_native_doc(item) else "ansible_host"
+                problems.append(item.doc.problem(
+                    ("hosts", host.name), f"host '{host.name}' has no address and its name "
+                    f"is not one: {problem}; set {setting}", at_key=True))
         hosts.append(Host(**{**host.__dict__, **inherited, "vars": merged,
                              "groups": tuple(host_groups)}))
     return Inventory(tuple(hosts), groups, tuple(i.doc.path for i in loaded)), problems

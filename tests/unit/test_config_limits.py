@@ -23,9 +23,11 @@ from fleet.config.ansible import (
     expand_host_range,
     split_host_port,
 )
-from fleet.config.inventory import load_inventory_with_problems
+from fleet.config.inventory import Host, load_inventory_with_problems
+from fleet.config.inventory_model import address_problem, parse_jump
 from fleet.config.problems import Problem
 from fleet.config.source import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml, parse_yaml
+from fleet.transport.ssh import jump_host
 from tests.unit.config_support import playbook, problems, write
 
 T = TypeVar("T")
@@ -386,3 +388,101 @@ def test_ports_in_ansible_inventories_are_ascii_numbers(tmp_path: Path) -> None:
     found = inventory_problems(tmp_path, "hosts.ini", "[web]\na ansible_port=２２\n"
                                "b ansible_port=" + "9" * 5000 + "\nc ansible_port=True\n")
     assert len([p for p in errors(found) if "must be a port number" in p.message]) == 3
+
+
+# --- Addresses, users, ports ------------------------------------------------------------
+
+GOOD_ADDRESSES = ["10.0.0.1", "198.18.0.7", "2001:db8::1", "::1", "web1", "web-1.example.com",
+                  "example.com.", "a" * 63 + ".example.com", "xn--bcher-kva.example",
+                  "1host.example"]
+BAD_ADDRESSES = ["$(reboot)", "`id`", "${HOST}", "%h", "a b", "-oProxyCommand=x", "web;id",
+                 "web|id", "web&", "-web", "web-", "web_1", "a" * 64 + ".example.com",
+                 ".".join(["abcdefghi"] * 26), "1.2.3.999", "010.0.0.1", "1.2.3",
+                 "fe80::1%eth0", "[::1]", "web..example", "", "web\n", "wéb.example",
+                 "web/1", "web:22"]
+
+
+@pytest.mark.parametrize("address", GOOD_ADDRESSES)
+def test_ip_literals_and_host_names_are_addresses(address: str) -> None:
+    assert address_problem(address) is None
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES)
+def test_anything_else_is_not_an_address(address: str) -> None:
+    assert address_problem(address) is not None
+
+
+@pytest.mark.parametrize("address", ["$(reboot)", "%h", "-x", "a b"])
+def test_native_addresses_are_checked_at_their_key(tmp_path: Path, address: str) -> None:
+    found = inventory_problems(tmp_path, "inv.yml",
+                               f'hosts:\n  web1:\n    address: "{address}"\n')
+    problem = one_error(found, "is not an IP address or a host name")
+    assert (problem.line, problem.column, problem.path) == (3, 14, ("hosts", "web1", "address"))
+
+
+@pytest.mark.parametrize(("jump", "words"), [
+    ("bastion:abc", "a port must be a number from 1 to 65535, got 'abc'"),
+    ("bastion:0", "got '0'"),
+    ("bastion:70000", "got '70000'"),
+    ("bastion:", "got ''"),
+    ("ops@[2001:db8::1]:99999", "got '99999'"),
+    ("[2001:db8::1]x", "write an IPv6 address as [address]:port"),
+    ("[bastion]:22", "only IPv6 addresses go in brackets"),
+    ("ops@$(id)", "is not an IP address or a host name"),
+    ("%h:22", "is not an IP address or a host name"),
+    ("-oProxyCommand=x@bastion", "is not a user name"),
+])
+def test_bad_jump_hosts_are_validation_errors(tmp_path: Path, jump: str, words: str) -> None:
+    found = inventory_problems(tmp_path, "inv.yml",
+                               f'hosts:\n  web1: {{address: 10.0.0.1, jump: "{jump}"}}\n')
+    problem = one_error(found, words)
+    assert (problem.line, problem.path) == (2, ("hosts", "web1", "jump"))
+    defaults = inventory_problems(tmp_path, "inv.yml", f'defaults: {{jump: "{jump}"}}\n'
+                                  "hosts: {web1: {address: 10.0.0.1}}\n")
+    assert one_error(defaults, words).path == ("defaults", "jump")
+
+
+@pytest.mark.parametrize("jump", ["bastion", "ops@bastion", "ops@bastion:2222", "10.0.0.9:22",
+                                  "[2001:db8::1]:2200", "[2001:db8::1]", "2001:db8::1",
+                                  "ops@198.18.0.1", "me@corp@bastion.example.com:2022"])
+def test_good_jump_hosts_parse_as_the_transport_reads_them(jump: str) -> None:
+    user, address, port = parse_jump(jump)
+    bastion = jump_host(Host(name="web1", address="10.0.0.1", user="default", jump=jump))
+    assert bastion is not None
+    assert (user or "default", address, port) == (bastion.user, bastion.address, bastion.port)
+
+
+@pytest.mark.parametrize(("port", "ok"), [(22, True), ("2222", True), (65535, True), (0, False),
+                                          (65536, False), (True, False), (22.0, False),
+                                          ("22.0", False), ("0x16", False), ("２２", False),
+                                          (-1, False), ("9" * 5000, False)])
+def test_ports_are_whole_numbers_from_1_to_65535(tmp_path: Path, port: object,
+                                                 ok: bool) -> None:
+    shown = f'"{port}"' if isinstance(port, str) else str(port).lower()
+    found = errors(inventory_problems(tmp_path, "inv.yml",
+                                      f"hosts:\n  web1: {{address: 10.0.0.1, port: {shown}}}\n"))
+    assert (found == []) == ok, found
+
+
+def test_ansible_addresses_users_and_names_are_checked(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", "[web]\n"
+                               "a ansible_host='%h;id'\n"
+                               "b ansible_host=10.0.0.2 ansible_user='-oProxyCommand=x'\n"
+                               "web_3\n"
+                               "web4 ansible_host=10.0.0.4\n")
+    assert one_error(found, "'%h;id' is not an IP address").line == 2
+    assert one_error(found, "'-oProxyCommand=x' is not a user name").line == 3
+    problem = one_error(found, "host 'web_3' has no address and its name is not one")
+    assert problem.line == 4 and problem.message.endswith("set ansible_host")
+    assert not [p for p in found if "web4" in p.message]
+
+
+def test_ansible_json_addresses_are_checked(tmp_path: Path) -> None:
+    text = '{"_meta": {"hostvars": {"a": {"ansible_host": "$(id)"}}}, "web": {"hosts": ["a"]}}'
+    one_error(inventory_problems(tmp_path, "inv.json", text), "'$(id)' is not an IP address")
+
+
+def test_group_level_ansible_host_is_checked(tmp_path: Path) -> None:
+    found = inventory_problems(tmp_path, "hosts.ini", "[web]\nweb1\n[web:vars]\n"
+                               "ansible_host='`id`'\n")
+    one_error(found, "'`id`' is not an IP address")
