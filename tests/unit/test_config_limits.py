@@ -26,7 +26,9 @@ from fleet.config.ansible import (
 from fleet.config.inventory import Host, load_inventory_with_problems
 from fleet.config.inventory_model import address_problem, parse_jump
 from fleet.config.problems import Problem
+from fleet.config.secrets import SecretStore, token
 from fleet.config.source import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml, parse_yaml
+from fleet.config.templating import TemplateError, base_context, render_value
 from fleet.transport.ssh import jump_host
 from tests.unit.config_support import playbook, problems, write
 
@@ -486,3 +488,159 @@ def test_group_level_ansible_host_is_checked(tmp_path: Path) -> None:
     found = inventory_problems(tmp_path, "hosts.ini", "[web]\nweb1\n[web:vars]\n"
                                "ansible_host='`id`'\n")
     one_error(found, "'`id`' is not an IP address")
+
+
+# --- Templates --------------------------------------------------------------------------
+
+SECRETS = SecretStore("shop", {"P": "hunter2"}, environ={})
+
+
+def render(template: str, **names: object) -> str:
+    context = {**base_context("shop", SECRETS, {"HOME": "/root"}), **names}
+    return str(render_value(template, context, ("environment", "X")))
+
+
+def render_error(template: str, **names: object) -> str:
+    with pytest.raises(TemplateError) as info:
+        timed(lambda: render(template, **names))
+    assert info.value.path == ("environment", "X")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("template", "words"), [
+    ("{{ 9 ** 99999999 }}", "9 ** 99999999 is larger than 4096 bits"),
+    ("{{ 2 ** 5000 }}", "2 ** 5000 is larger than 4096 bits"),
+    ("{{ (2 ** 3000) * (2 ** 3000) }}", "a product larger than 4096 bits"),
+    ("{{ 'x' * 10 ** 10 }}", "'*' would make more than 1,000,000"),
+    ("{{ [1] * 10 ** 9 }}", "'*' would make more than 1,000,000"),
+    ("{{ ['x' * 1000000] * 1000 }}", "'*' would make more than 1,000,000"),
+    ("{{ 'x'|center(2000000000) }}", "|center with 2,000,000,000"),
+    ("{{ ('\\n' * 100000)|indent(1000) }}", "indent would make more than"),
+    ("{{ ('\\n' * 100000)|indent('x' * 1000) }}", "indent would make more than"),
+    ("{{ ('a' * 100000)|replace('a', 'b' * 1000) }}", "replace would make more than"),
+    ("{{ ('a' * 100000).replace('a', 'b' * 1000) }}", "replace() would make more than"),
+    ("{{ ('x' * 1000)|wordwrap(1, wrapstring='y' * 10000) }}", "wordwrap would make more than"),
+    ("{{ (['x' * 1000] * 900)|join('y' * 10000) }}", "join would make more than"),
+    ("{{ range(1000)|list|tojson(indent=1000000) }}", "tojson would make more than"),
+    ("{{ '%0999999999d' % 1 }}", "% format width 999999999"),
+    ("{{ '%*d' % (999999999, 1) }}", "'*' widths in % formatting are not supported"),
+    ("{{ '%0999999999d'|format(1) }}", "% format width 999999999"),
+    ("{{ '{:>999999999}'.format(1) }}", "format width 999999999"),
+    ("{{ '{:{w}}'.format(1, w=999999999) }}", "nested replacement fields"),
+    ("{{ ('{0}' * 300000).format('x' * 1000) }}", "str.format() would make more than"),
+    ("{{ 'x'.zfill(10 ** 9) }}", "str.zfill() with 1,000,000,000"),
+    ("{{ (5).to_bytes(10 ** 9, 'big') }}", "int.to_bytes() with 1,000,000,000"),
+    ("{{ '\\t'.expandtabs(100) }}", "str.expandtabs() is not available"),
+    ("{{ 'a'.translate({97: 'b'}) }}", "str.translate() is not available"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "more than 200,000 steps"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+     "more than 200,000 steps"),
+    ("{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s }}{% endif %}"
+     "{% endmacro %}{{ d('a', 60) }}", "'~' would make more than 1,000,000"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+     "{% endfor %}{{ ns.s }}", "'+' would make more than"),
+    ("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + [i] %}"
+     "{% endfor %}", "characters and items made in all"),
+    ("{% set x %}{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}{% endset %}{{ x }}",
+     "characters and items made in all"),
+    ("{% for i in range(1100) %}{{ 'y' * 1000 }}{% endfor %}", "a result of more than 1,000,000"),
+    ("{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}", "recursive loops are not"),
+    ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
+    ("{{ 1 }}" * 40000, "a template of more than 100,000 characters"),
+])
+def test_hostile_templates_end_with_a_clear_limit(template: str, words: str) -> None:
+    message = render_error(template)
+    assert words in message, message
+
+
+def test_removed_globals_and_filters() -> None:
+    assert "'lipsum' is undefined" in render_error("{{ lipsum(1000000) }}")
+    assert "No filter named 'urlize'" in render_error("{{ 'x'|urlize }}")
+
+
+def test_sum_of_lists_is_linear() -> None:
+    assert timed(lambda: render("{{ range(100000)|batch(1)|sum(start=[])|length }}")) == "100000"
+
+
+@pytest.mark.parametrize(("template", "result"), [
+    ("{% for i in range(3) %}{{ i }}{% if not loop.last %},{% endif %}{% else %}-"
+     "{% endfor %}", "0,1,2"),
+    ("{% for i in range(100000) %}{% endfor %}done", "done"),
+    ("{{ 2 ** 64 }} {{ 10 ** 1000 > 1 }} {{ 7 // 2 }} {{ 'ab' * 3 }}",
+     "18446744073709551616 True 3 ababab"),
+    ("{{ '%05d-%s' % (42, 'x') }} {{ '{:>4}|{}'.format(1, 'y') }} {{ '%s'|format(1) }}",
+     "00042-x    1|y 1"),
+    ("{{ 'a,b'.split(',')|join('+') }} {{ 'x'|indent(2, true) }} {{ 'Ab'|lower }}",
+     "a+b   x ab"),
+    ("{% filter upper %}a{{ 1 }}{% endfilter %}{% macro m() %}<{{ caller() }}>{% endmacro %}"
+     "{% call m() %}in{% endcall %}", "A1<in>"),
+    ("{{ xs|map('string')|join('-') }} {{ xs|sum }} {{ xs|tojson }} {{ [[1], [2]]|sum(start=[]) }}",
+     "1-2-3 6 [1, 2, 3] [1, 2]"),
+    ("{{ env('HOME') }}/{{ project }}", "/root/shop"),
+    ("{{ 'x' * 1000000 }}", "x" * 1_000_000),
+])
+def test_ordinary_templates_still_render(template: str, result: str) -> None:
+    assert timed(lambda: render(template, xs=[1, 2, 3])) == result
+
+
+@pytest.mark.parametrize("template", [
+    "{{ secret('P')|upper }}", "{{ secret('P')|b64encode }}", "{{ secret('P')[0] }}",
+    "{{ secret('P')|reverse }}", "{{ secret('P').lower() }}", "{{ secret('P')|length }}",
+    "{{ (secret('P') ~ 'x')|upper }}", "{{ [secret('P')]|join }}", "{{ secret('P') * 2 }}",
+    "{% if secret('P') %}x{% endif %}", "{{ 'x' if secret('P') else 'y' }}",
+    "{% set t = secret('P') %}{{ t|replace('s', 'S') }}",
+    "{% set t = secret('P') %}{% set u = t ~ '' %}{{ u[1:] }}",
+    "{% set t %}{{ secret('P') }}{% endset %}{{ t|upper }}",
+    "{% set t %}{{ secret('P') }}{% endset %}{{ t[2:-2] }}",
+    "{% macro m(v) %}{{ v }}{% endmacro %}{{ m(secret('P'))|upper }}",
+    "{% set f = secret %}{{ f('P')|upper }}",
+    "{% set f = secret %}{{ f('P')[2:-2] }}",
+    "{% with t = secret('P') %}{{ t.upper() }}{% endwith %}",
+])
+def test_transforming_a_secret_is_a_validation_error(template: str) -> None:
+    message = render_error(template)
+    assert "secret() output cannot be transformed: use it as a whole value" in message or \
+        "No filter named" in message, message
+
+
+@pytest.mark.parametrize(("template", "result"), [
+    ("{{ secret('P') }}", token("P")),
+    ("{{ secret('P') ~ 'x' }}", token("P") + "x"),
+    ("db://u:{{ secret('P') }}@h/{{ project }}", f"db://u:{token('P')}@h/shop"),
+    ("{{ secret('P') + '!' }}", token("P") + "!"),
+    ("{{ secret('P') if flag else 'none' }}", token("P")),
+    ("{% set t = secret('P') %}{{ t }}{{ t }}", token("P") * 2),
+    ("{% for i in range(2) %}{{ secret('P') }}{% endfor %}", token("P") * 2),
+    ("{% with t = secret('P') %}{{ t }}{% endwith %}", token("P")),
+])
+def test_secrets_used_whole_still_render(template: str, result: str) -> None:
+    assert render(template, flag=True) == result
+
+
+def test_template_limits_are_problems_at_their_key(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, """\
+        web:
+          image: nginx
+          environment:
+            BIG: "{{ 9 ** 99999999 }}"
+        api:
+          image: nginx
+          environment: {TOKEN: "{{ secret('P')|upper }}"}
+        """)
+    with bounded(megabytes=64):
+        found = problems(tmp_path, pb, environ={"P": "x"})
+    big = one_error(found, "9 ** 99999999 is larger than 4096 bits")
+    assert (big.line, big.path) == (6, ("services", "web", "environment", "BIG"))
+    secret = one_error(found, "secret() output cannot be transformed")
+    assert (secret.line, secret.path) == (9, ("services", "api", "environment", "TOKEN"))
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ['x' * 1000000] * 1000 }}", "{{ ('x' * 1000000)|list }}",
+    "{% set x %}{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}{% endset %}{{ x }}",
+    "{{ (['x' * 1000] * 900)|join('y' * 10000) }}",
+])
+def test_template_limits_hold_memory_down(template: str) -> None:
+    with bounded(seconds=20, megabytes=64), pytest.raises(TemplateError):
+        render(template)
