@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 2 * 1024 * 1024  # any one config file: playbook, inventory, va
 MAX_DEPTH = 64  # nesting of lists and mappings, aliases included
 MAX_NODES = 1_000_000  # values in one document, aliases expanded
 MAX_ALIAS_NODES = 100_000  # values that aliases stand for, all aliases together
+MAX_ALIAS_CHARS = 4_000_000  # characters of the strings that aliases stand for, together
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,10 @@ class _BoundedComposer(Composer):
         self._depth = 0
         self._nodes = 0
         self._alias_nodes = 0
+        self._chars = 0
+        self._alias_chars = 0
         self._heights: list[int] = []
-        self._expanded: dict[str, tuple[int, int]] = {}
+        self._expanded: dict[str, tuple[int, int, int]] = {}
 
     def _charge(self, nodes: int, height: int, mark: Any) -> None:
         self._nodes += nodes
@@ -160,24 +163,32 @@ class _BoundedComposer(Composer):
             if expanded is None:
                 raise _LimitError(f"alias *{event.anchor} is inside the value it refers to "
                                   "(a recursive alias)", event.start_mark)
-            self._alias_nodes += expanded[0]
+            nodes, height, chars = expanded
+            self._alias_nodes += nodes
             if self._alias_nodes > MAX_ALIAS_NODES:
                 raise _LimitError(f"aliases expand to more than {MAX_ALIAS_NODES:,} values "
                                   "(an alias bomb?)", event.start_mark)
-            self._charge(*expanded, event.start_mark)
+            self._alias_chars += chars
+            self._chars += chars
+            if self._alias_chars > MAX_ALIAS_CHARS:
+                raise _LimitError(f"aliases expand to more than {MAX_ALIAS_CHARS:,} characters"
+                                  " of text (an alias bomb?)", event.start_mark)
+            self._charge(nodes, height, event.start_mark)
             return node
-        before = self._nodes
+        before, chars_before = self._nodes, self._chars
         self._charge(1, 1, event.start_mark)
         self._depth += 1
         self._heights.append(0)
         node = super().compose_node(parent, index)
+        if isinstance(node, yaml.ScalarNode):
+            self._chars += len(node.value)
         height = 1 + self._heights.pop()
         self._depth -= 1
         if self._heights:
             self._heights[-1] = max(self._heights[-1], height)
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
-            self._expanded[anchor] = (self._nodes - before, height)
+            self._expanded[anchor] = (self._nodes - before, height, self._chars - chars_before)
         return node
 
 

@@ -27,7 +27,14 @@ from fleet.config.inventory import Host, load_inventory_with_problems
 from fleet.config.inventory_model import address_problem, parse_jump
 from fleet.config.problems import Problem
 from fleet.config.secrets import SecretStore, token
-from fleet.config.source import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml, parse_yaml
+from fleet.config.source import (
+    MAX_ALIAS_CHARS,
+    MAX_ALIAS_NODES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    load_yaml,
+    parse_yaml,
+)
 from fleet.config.templating import TemplateError, base_context, render_value
 from fleet.transport.ssh import jump_host
 from tests.unit.config_support import playbook, problems, write
@@ -644,3 +651,12 @@ def test_template_limits_are_problems_at_their_key(tmp_path: Path) -> None:
 def test_template_limits_hold_memory_down(template: str) -> None:
     with bounded(seconds=20, megabytes=64), pytest.raises(TemplateError):
         render(template)
+
+
+def test_aliases_of_long_strings_are_bounded_in_characters() -> None:
+    text = f'big: &s "{"x" * 500_000}"\nmany: [{", ".join(["*s"] * 20)}]\n'
+    with bounded(megabytes=32):
+        doc = parse_yaml(text, "chars.yml")
+    found = one_error(doc.problems, f"aliases expand to more than {MAX_ALIAS_CHARS:,} characters")
+    assert found.line == 2
+    assert parse_yaml(f'big: &s "{"x" * 500_000}"\nsome: [*s, *s]\n', "ok.yml").problems == []
