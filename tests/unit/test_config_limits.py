@@ -7,10 +7,13 @@ corpus files (lim_*, inv_lim_*). Time bounds are generous: they catch hangs, not
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +28,7 @@ from fleet.config.ansible import (
 )
 from fleet.config.inventory import Host, load_inventory_with_problems
 from fleet.config.inventory_model import address_problem, parse_jump
+from fleet.config.patterns import PatternError, glob_matches, select_hosts
 from fleet.config.problems import Problem
 from fleet.config.secrets import SecretStore, token
 from fleet.config.source import (
@@ -660,3 +664,56 @@ def test_aliases_of_long_strings_are_bounded_in_characters() -> None:
     found = one_error(doc.problems, f"aliases expand to more than {MAX_ALIAS_CHARS:,} characters")
     assert found.line == 2
     assert parse_yaml(f'big: &s "{"x" * 500_000}"\nsome: [*s, *s]\n', "ok.yml").problems == []
+
+
+# --- Host patterns ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+EVIL_NAMES = [Named("a" * 5000 + "!", {"role": "a" * 5000 + "!"}), Named("web1")]
+
+
+@pytest.mark.parametrize("pattern", [
+    "~^(a+)+$", "~(a|a)*b", "~(a*)*b", "~^(a|aa)+$", "~^(.*a){20}$",
+    "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", "role=*a*a*a*a*a*a*a*a*a*a*a*a*a*b",
+    "a**************************b", "&~^(a+)+$,!~(a|a)*b",
+])
+def test_patterns_cannot_backtrack(pattern: str) -> None:
+    result = timed(lambda: select_hosts(pattern, EVIL_NAMES), seconds=2)
+    assert EVIL_NAMES[0].name not in result.hosts
+
+
+def test_limit_regex_is_linear_end_to_end(tmp_path: Path) -> None:
+    inventory = f"hosts:\n  {'a' * 200}x: {{address: 10.0.0.1}}\n  web1: {{address: 10.0.0.2}}\n"
+    pb = playbook(tmp_path, "web: {image: nginx}\n")
+    found = timed(lambda: problems(tmp_path, pb, inventory=inventory, limit="~^(a+)+$"))
+    assert any("matches no host" in p.message for p in found)
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    ("~(a)\\1", "invalid escape sequence"),
+    ("~(?=a)", "no backreferences or lookaround"),
+    ("~a{1001}", "bad regular expression"),
+    ("~((((a{100}){100}){100}){100})", "bad regular expression"),
+    ("web" * 400, "host pattern term longer than 1,000 characters"),
+    (",".join(["web1"] * 3000), "host pattern longer than 10,000 characters"),
+])
+def test_patterns_that_re2_refuses_are_clear_errors(pattern: str, words: str,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(PatternError, match=re.escape(words)):
+        timed(lambda: select_hosts(pattern, EVIL_NAMES))
+    assert capfd.readouterr().err == ""  # RE2 logs nothing of its own
+
+
+@pytest.mark.parametrize("glob", ["*", "web*", "w?b[0-9]", "[!a]*", "[]]x", "[!]]x", "[a-]",
+                                  "[z-a]x", "[!z-a]x", "a[", "x\\y", "*.[ch]", "**a**", "[^a]",
+                                  "é*", "[\\]", "a.b", "(x)", "$HOME", "a+b"])
+def test_globs_match_as_fnmatch_does(glob: str) -> None:
+    for name in ["web1", "wab5", "a", "]x", "x", "-", "ax", "zx", "a[", "x\\y", "f.c", "aaa",
+                 "^", "b", "éa", "\\", "a.b", "axb", "(x)", "$HOME", "a+b", "aab", "web\n1"]:
+        assert glob_matches(name, glob) == fnmatch.fnmatchcase(name, glob), (glob, name)
