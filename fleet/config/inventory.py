@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config import ansible
-from fleet.config.inventory_model import HostEntry, HostKeyChecking, InventoryFile
+from fleet.config.inventory_model import (
+    HostEntry,
+    HostKeyChecking,
+    InventoryFile,
+    address_problem,
+)
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
-from fleet.config.source import SourceDoc, load_yaml
+from fleet.config.source import SourceDoc, parse_yaml, read_source
 from fleet.config.validation import validate_model
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
@@ -78,9 +83,16 @@ def _is_native(data: Any, path: str) -> bool:
 
 def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
     """Parse one file in any supported format into the native model."""
-    if ansible.looks_like_ini(path):
-        return ansible.read_ini(path)
-    doc = load_yaml(path)
+    text, problem = read_source(path)
+    if text is None:
+        return None, SourceDoc(path, None), [problem] if problem else []
+    if ansible.looks_like_ini(path, text):
+        return ansible.read_ini(path, text)
+    if path.endswith(".json"):
+        problem = ansible.json_problem(text, path)
+        if problem is not None:
+            return None, SourceDoc(path, None), [problem]
+    doc = parse_yaml(text, path)
     if doc.data is None and doc.problems:
         return None, doc, list(doc.problems)
     if doc.data is None:
@@ -143,6 +155,10 @@ class _Loaded:
     model: InventoryFile
     doc: SourceDoc
     base: Path
+
+
+def _is_native_doc(item: _Loaded) -> bool:
+    return _is_native(item.doc.data, item.doc.path)
 
 
 def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
@@ -258,6 +274,13 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
                                      if getattr(entry, k) is None}
         if "ssh_key" in inherited:
             inherited["ssh_key"] = _expand_path(inherited["ssh_key"], item.base)
+        if entry.address is None and "address" not in inherited:
+            problem = address_problem(host.name)
+            if problem:
+                setting = "address" if _is_native_doc(item) else "ansible_host"
+                problems.append(item.doc.problem(
+                    ("hosts", host.name), f"host '{host.name}' has no address and its name "
+                    f"is not one: {problem}; set {setting}", at_key=True))
         hosts.append(Host(**{**host.__dict__, **inherited, "vars": merged,
                              "groups": tuple(host_groups)}))
     return Inventory(tuple(hosts), groups, tuple(i.doc.path for i in loaded)), problems

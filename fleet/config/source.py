@@ -3,17 +3,33 @@
 PyYAML's constructed objects lose their positions, so we compose the node tree and
 build plain Python values ourselves, recording the mark of each key path. Duplicate
 keys, which PyYAML would silently overwrite, are reported.
+
+Input files are hostile until proven otherwise: every file is read with a size bound,
+must be UTF-8 without control characters, and its YAML is bounded in nesting depth and
+in how far aliases may expand (a few hundred bytes of anchors can otherwise stand for
+billions of values). Only plain YAML tags are accepted.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from fleet.config.problems import KeyPath, Problem
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # any one config file: playbook, inventory, vars file
+MAX_DEPTH = 64  # nesting of lists and mappings, aliases included
+MAX_NODES = 1_000_000  # values in one document, aliases expanded
+MAX_ALIAS_NODES = 100_000  # values that aliases stand for, all aliases together
+MAX_ALIAS_CHARS = 4_000_000  # characters of the strings that aliases stand for, together
 
 
 @dataclass(frozen=True)
@@ -60,65 +76,295 @@ def _mark(node: yaml.Node) -> Location:
     return Location(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+def _position(text: str, offset: int) -> Location:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Location(text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+
+_NON_PRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)  # what YAML allows in a stream, applied to every config file
+
+
+def unprintable_problem(text: str, path: str) -> Problem | None:
+    """A NUL byte or other control character, which no config file needs, at its place."""
+    found = _NON_PRINTABLE.search(text)
+    if found is None:
+        return None
+    where = _position(text, found.start())
+    return Problem(path, where.line, where.column, (),
+                   f"control character U+{ord(found.group()):04X} is not allowed in a config file")
+
+
+def read_source(path: Path | str) -> tuple[str | None, Problem | None]:
+    """The UTF-8 text of a config file, read no further than MAX_FILE_BYTES (so a huge
+    file or /dev/zero is refused without being read), or the problem that stops it."""
+    name = str(path)
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None, Problem(name, 0, 0, (), "file not found")
+    except OSError as exc:
+        return None, Problem(name, 0, 0, (), f"cannot read: {exc.strerror or exc}")
+    if len(data) > MAX_FILE_BYTES:
+        return None, Problem(name, 0, 0, (), f"file is larger than {MAX_FILE_BYTES // 1024 // 1024}"
+                             " MiB, the limit for a config file")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        good = data[: exc.start].decode("utf-8")
+        where = _position(good, len(good))
+        return None, Problem(name, where.line, where.column, (),
+                             f"cannot read: not UTF-8 text (byte 0x{data[exc.start]:02x})")
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """A limit of ours, not a syntax error."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _BoundedComposer(Composer):
+    """Composes the node graph while counting what it would expand to.
+
+    An alias is the node of its anchor, shared, so the graph stays as small as the text;
+    what grows is the tree it stands for. Each anchored node's expanded size and height
+    are recorded when it is complete, so every alias is charged its whole expansion, and
+    an alias to a node still being composed (`&a [*a]`) is recognized as recursive."""
+
+    peek_event: Callable[[], yaml.Event]  # the parser's
+
+    def _start_limits(self) -> None:
+        self._depth = 0
+        self._nodes = 0
+        self._alias_nodes = 0
+        self._chars = 0
+        self._alias_chars = 0
+        self._heights: list[int] = []
+        self._expanded: dict[str, tuple[int, int, int]] = {}
+
+    def _charge(self, nodes: int, height: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            raise _LimitError(f"more than {MAX_NODES:,} values in one file", mark)
+        if self._depth + height > MAX_DEPTH:
+            raise _LimitError(f"lists and mappings are nested more than {MAX_DEPTH} levels "
+                              "deep", mark)
+        if self._heights:
+            self._heights[-1] = max(self._heights[-1], height)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)  # the anchor's node, or an error
+            expanded = self._expanded.get(str(event.anchor))
+            if expanded is None:
+                raise _LimitError(f"alias *{event.anchor} is inside the value it refers to "
+                                  "(a recursive alias)", event.start_mark)
+            nodes, height, chars = expanded
+            self._alias_nodes += nodes
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise _LimitError(f"aliases expand to more than {MAX_ALIAS_NODES:,} values "
+                                  "(an alias bomb?)", event.start_mark)
+            self._alias_chars += chars
+            self._chars += chars
+            if self._alias_chars > MAX_ALIAS_CHARS:
+                raise _LimitError(f"aliases expand to more than {MAX_ALIAS_CHARS:,} characters"
+                                  " of text (an alias bomb?)", event.start_mark)
+            self._charge(nodes, height, event.start_mark)
+            return node
+        before, chars_before = self._nodes, self._chars
+        self._charge(1, 1, event.start_mark)
+        self._depth += 1
+        self._heights.append(0)
+        node = super().compose_node(parent, index)
+        if isinstance(node, yaml.ScalarNode):
+            self._chars += len(node.value)
+        height = 1 + self._heights.pop()
+        self._depth -= 1
+        if self._heights:
+            self._heights[-1] = max(self._heights[-1], height)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._expanded[anchor] = (self._nodes - before, height, self._chars - chars_before)
+        return node
+
+
+class _PureLoader(_BoundedComposer, yaml.SafeLoader):
+    def __init__(self, text: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self._start_limits()
+
+
+_FastLoader: type[_BoundedComposer] | None
+try:  # libyaml's scanner and parser: about four times faster than PyYAML's own
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _FastLoader = None
+else:
+    class _CLoader(_BoundedComposer, CParser, SafeConstructor, Resolver):
+        """libyaml's events, composed by our bounded composer (not libyaml's own)."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._start_limits()
+
+    _FastLoader = _CLoader
+
+
+_CORE = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map",
+                                   "seq")}
+_AS_TEXT = {_CORE + "merge", _CORE + "value"}  # `<<` and `=` where they are just values
+
+
+def _shown_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
 class _Builder:
-    def __init__(self, doc: SourceDoc, loader: yaml.SafeLoader) -> None:
+    def __init__(self, doc: SourceDoc, loader: SafeConstructor) -> None:
         self.doc = doc
         self.loader = loader
+        self.merged: dict[int, int] = {}  # mapping node -> how many of its pairs were merged
+
+    def refuse_tag(self, node: yaml.Node, path: KeyPath) -> bool:
+        if node.tag in _PLAIN_TAGS or (node.tag in _AS_TEXT and isinstance(node,
+                                                                           yaml.ScalarNode)):
+            return False
+        shown = _shown_tag(node.tag)
+        why = ("Python object tags are never loaded" if shown.startswith("!!python/")
+               else "fleet reads plain YAML: strings, numbers, booleans, null, lists, mappings")
+        loc = _mark(node)
+        self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, path,
+                                         f"YAML tag {shown} is not allowed: {why}"))
+        return True
+
+    def scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
+        if node.tag in _AS_TEXT:
+            return node.value
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            loc = _mark(node)
+            self.doc.problems.append(Problem(
+                self.doc.path, loc.line, loc.column, path,
+                f"cannot read {node.value!r} as {_shown_tag(node.tag)}"))
+            return None
+
+    def pairs(self, node: yaml.MappingNode) -> tuple[list[Any], list[Any]]:
+        """The mapping's pairs from `<<:` merge keys (later ones override earlier ones, as
+        YAML says) and its own pairs (where a key twice is a mistake)."""
+        if id(node) not in self.merged:
+            own = sum(1 for key, _ in node.value if key.tag != _CORE + "merge")
+            self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
+            self.merged[id(node)] = len(node.value) - own
+        count = self.merged[id(node)]
+        return node.value[:count], node.value[count:]
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.doc.value_locations.setdefault(path, _mark(node))
+        if self.refuse_tag(node, path):
+            return None
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
             result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    self.doc.problems.append(
-                        self.doc.problem(path, "mapping keys must be plain scalars")
-                    )
+            merged, own = self.pairs(node)
+            seen: set[str] = set()
+            for index, (key_node, value_node) in enumerate([*merged, *own]):
+                key = self.key(key_node, path)
+                if key is None:
                     continue
-                key = str(key) if not isinstance(key, str) else key
                 child: KeyPath = (*path, key)
-                if key in result:
-                    self.doc.key_locations[child] = _mark(key_node)
-                    self.doc.problems.append(
-                        self.doc.problem(child, f"duplicate key '{key}'", at_key=True)
-                    )
-                    continue
+                if index >= len(merged):
+                    if key in seen:
+                        self.doc.key_locations[child] = _mark(key_node)
+                        self.doc.problems.append(
+                            self.doc.problem(child, f"duplicate key '{key}'", at_key=True)
+                        )
+                        continue
+                    seen.add(key)
                 self.doc.key_locations[child] = _mark(key_node)
+                self.doc.value_locations.pop(child, None)  # an own value overrides a merged one
                 result[key] = self.build(value_node, child)
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        assert isinstance(node, yaml.ScalarNode)
+        return self.scalar(node, path)
+
+    def key(self, node: yaml.Node, path: KeyPath) -> str | None:
+        if not isinstance(node, yaml.ScalarNode):
+            loc = _mark(node)
+            self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, path,
+                                             "mapping keys must be plain scalars"))
+            return None
+        if self.refuse_tag(node, path):
+            return None
+        key = self.scalar(node, path)
+        if key is None or not isinstance(key, str | int | float | bool):
+            loc = _mark(node)
+            self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, path,
+                                             "mapping keys must be plain scalars"))
+            return None
+        return key if isinstance(key, str) else str(key)
+
+
+def _compose(loader_type: type[_BoundedComposer], text: str) -> tuple[SafeConstructor,
+                                                                        yaml.Node | None]:
+    loader = loader_type(text)  # type: ignore[call-arg]
+    try:
+        return loader, loader.get_single_node()  # type: ignore[return-value]
+    finally:
+        loader.dispose()  # type: ignore[attr-defined]
+
+
+def _yaml_problem(exc: yaml.YAMLError, path: str) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, _LimitError):
+            return Problem(path, line, column, (), reason)
+        return Problem(path, line, column, (), f"invalid YAML: {reason}")
+    return Problem(path, 1, 1, (), f"invalid YAML: {exc}")
 
 
 def parse_yaml(text: str, path: str) -> SourceDoc:
     doc = SourceDoc(path=path, data=None)
-    loader = yaml.SafeLoader(text)
+    unprintable = unprintable_problem(text, path)
+    if unprintable is not None:
+        doc.problems.append(unprintable)
+        return doc
     try:
-        node = loader.get_single_node()
-        if node is not None:
-            doc.data = _Builder(doc, loader).build(node, ())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        doc.problems.append(Problem(path, line, column, (), f"invalid YAML: {reason}"))
+        loader, node = _compose(_FastLoader or _PureLoader, text)
+    except _LimitError as exc:
+        doc.problems.append(_yaml_problem(exc, path))
+        return doc
     except yaml.YAMLError as exc:
-        doc.problems.append(Problem(path, 1, 1, (), f"invalid YAML: {exc}"))
-    finally:
-        loader.dispose()
+        problem = _yaml_problem(exc, path)
+        if _FastLoader is not None:  # PyYAML's own parser words its errors more clearly
+            try:
+                _compose(_PureLoader, text)
+            except yaml.YAMLError as again:
+                problem = _yaml_problem(again, path)
+        doc.problems.append(problem)
+        return doc
+    if node is not None:
+        try:
+            doc.data = _Builder(doc, loader).build(node, ())
+        except yaml.YAMLError as exc:  # a bad merge key
+            doc.problems.append(_yaml_problem(exc, path))
     return doc
 
 
 def load_yaml(path: Path | str) -> SourceDoc:
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return SourceDoc(name, None, problems=[Problem(name, 0, 0, (), "file not found")])
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return SourceDoc(name, None, problems=[Problem(name, 0, 0, (), f"cannot read: {reason}")])
+    text, problem = read_source(path)
+    if text is None:
+        return SourceDoc(name, None, problems=[problem] if problem else [])
     return parse_yaml(text, name)

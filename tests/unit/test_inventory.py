@@ -115,7 +115,7 @@ def test_inventory_errors(tmp_path: Path) -> None:
             "must be one of strict or accept-new; got False") in found
     assert (1, 36, "defaults.prot", "error", "unknown key 'prot' (did you mean 'port'?)") in found
     assert (3, 13, "hosts.a.port", "error",
-            "input should be less than or equal to 65535, got 70000") in found
+            "a port must be a number from 1 to 65535, got 70000") in found
     assert (3, 32, "hosts.a.labels.n", "error", "expected a string, got 1") in found
     assert len(found) == 4  # the model is invalid: groups are not resolved
     found = inventory_problems(tmp_path, """\
