@@ -14,6 +14,7 @@ from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
+from fleet.config.source import read_source
 
 
 @dataclass
@@ -67,7 +68,10 @@ def env_file_reader() -> EnvFileReader:
     def read(pb: LoadedPlaybook, name: str) -> dict[str, str]:
         path = pb.base / name
         if path not in cache:
-            cache[path] = parse_env_file(path.read_text(encoding="utf-8"), str(path))
+            text, problem = read_source(path)  # bounded, like every config file
+            if text is None:
+                raise ValueError(str(problem) if problem else f"{path}: cannot read")
+            cache[path] = parse_env_file(text, str(path))
         return cache[path]
 
     return read

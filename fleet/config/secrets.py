@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fleet.config.compose_syntax import parse_env_file
+from fleet.config.source import parse_yaml, read_source
 from fleet.errors import FleetError
 
 _NONCE = random_source.token_hex(8)
@@ -95,18 +94,24 @@ class SecretStore:
 
 
 def load_secrets_file(path: Path) -> dict[str, str]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yml", ".yaml", ".json"):
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:  # its message would quote the file's text: a secret
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ValueError(f"{path}{where}: invalid YAML") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a secrets file must be a mapping of names to values")
-        return {str(k): str(v) for k, v in data.items()}
-    return parse_env_file(text, str(path))
+    """A secrets file's values, read and parsed within the config files' limits. Raises
+    ValueError; no message quotes the file's text (it would be a secret)."""
+    text, problem = read_source(path)
+    if text is None:
+        raise ValueError(str(problem) if problem else f"{path}: cannot read")
+    if path.suffix not in (".yml", ".yaml", ".json"):
+        return parse_env_file(text, str(path))
+    doc = parse_yaml(text, str(path))
+    errors = [p for p in doc.problems if p.severity == "error"]
+    if errors:
+        first = errors[0]
+        raise ValueError(f"{path}:{first.line}:{first.column}: invalid YAML or over a limit "
+                         "(the reason is not shown: it could quote a secret)")
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict) or not all(
+            isinstance(v, str | int | float | bool) for v in data.values()):
+        raise ValueError(f"{path}: a secrets file must be a mapping of names to plain values")
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _names(pattern: re.Pattern[str], value: Any) -> set[str]:
