@@ -1,5 +1,6 @@
 """Faults during a rolling apply, end to end on the lab: a host's network cut, its sshd or
-dockerd killed, the registry down, a host on a slow link, the controller terminated.
+dockerd killed, the registry down, a host on a slow link, a host whose disk is full, the
+controller terminated.
 
 For each: the run ends in bounded time with a report per host, every host still runs its
 replica (old or new version), a foreign container is never touched, and a re-run converges
@@ -25,6 +26,7 @@ from conftest import TEST_LAB_DIR, TEST_LAB_HOSTS, TEST_LAB_SUBNET
 from e2e_helpers import docker, fleet, write_playbook
 
 from fleet.lab import Lab, lab_exec, lab_up
+from fleet.lab.daemons import in_host, start_dockerd
 from fleet.lab.state import HostState, read_state
 
 PROJECT = "e2efault"
@@ -229,4 +231,64 @@ def test_sigterm_settles_the_batch_in_flight_like_ctrl_c(lab: Lab, playbook: Pat
     assert "untouched" in found.values() and "changed" in found.values()
     for host, outcome in found.items():
         assert page(lab, host) == ("v2" if outcome == "changed" else "v1"), (host, outcome)
+    assert_converges(lab, playbook)
+
+
+def _restart_dockerd_on_small_disk(lab: Lab, host: str, size: str) -> None:
+    """The host's dockerd restarted on a fresh tmpfs of `size` at /var/lib/docker, so that its
+    disk can be filled without touching the machine's."""
+    state = host_state(lab, host)
+    assert state.dockerd is not None
+    os.kill(state.dockerd.pid, signal.SIGTERM)  # a clean stop: containerd and shims go too
+    wait_for(lambda: None if _alive(state.dockerd.pid) else "stopped", timeout=60)
+    subprocess.run(in_host(state, ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                   "/var/lib/docker"]), check=True)
+    start_dockerd(state, lab.dir / "hosts" / host, lab.registry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_full_disk_during_the_pull_blocks_that_host_only(lab: Lab, playbook: Path) -> None:
+    full = lab.hosts[-1].name
+    _restart_dockerd_on_small_disk(lab, full, "48m")
+    docker(lab, full, "run", "-d", "--name", FOREIGN, f"{lab.registry}/demo/web:v1")
+    fleet("apply", "--yes", str(playbook), check_rc=0)  # v1 again on the new, empty disk
+    # Fill the disk: the pull of v2's layer has no room.
+    lab_exec(lab, full, ["sh", "-c", "dd if=/dev/zero of=/var/lib/docker/filler bs=1M "
+                                     "2>/dev/null; true"])
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    code, result, _ = finish(start_apply(playbook))
+    assert code == 1
+    found = outcomes(result)
+    assert found[full] in ("blocked", "failed"), found
+    error = next(h["error"] for h in result["hosts"] if h["host"] == full)
+    assert "no space left on device" in error.lower(), error
+    assert {o for h, o in found.items() if h != full} == {"changed"}, found
+    assert page(lab, full) == "v1"  # the old container keeps serving
+    assert_still_serving(lab, set())
+    lab_exec(lab, full, ["rm", "-f", "/var/lib/docker/filler"])
+    assert_converges(lab, playbook)
+
+
+def test_a_corrupted_journal_is_read_around_and_appended_to(lab: Lab, playbook: Path) -> None:
+    torn = lab.hosts[0].name
+    journal = lab.dir / "hosts" / torn / "root" / ".fleet" / PROJECT / "journal.jsonl"
+    with journal.open("ab") as damage:  # a torn last line, then garbage
+        damage.write(b'{"command": "apply", "service": "web", "rev')
+        damage.write(b"\n\x00\xff not json at all\n[1, 2\n")
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    code, _, stderr = finish(start_apply(playbook))
+    assert code == 0, stderr
+    assert f"warning: {torn}: " in stderr and "skipped" in stderr
+    history = json.loads(fleet("history", "--json", str(playbook), check_rc=0).stdout)
+    entries = next(h["entries"] for h in history["hosts"] if h["host"] == torn)
+    assert [(e["image"].rsplit(":", 1)[-1], e["outcome"]) for e in entries][-2:] == [
+        ("v1", "ok"), ("v2", "ok")]
+    revisions = [e["revision"] for e in entries]
+    assert revisions == sorted(set(revisions)), revisions  # no number reused
     assert_converges(lab, playbook)
