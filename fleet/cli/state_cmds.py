@@ -22,7 +22,7 @@ from fleet.cli.session import load_state, run_options, warn_hosts
 from fleet.cli.terminal import cell, echo, one_line
 from fleet.config.inventory import Host
 from fleet.core.desired import DesiredState
-from fleet.core.journal import JournalEntry
+from fleet.core.journal import JournalEntry, settled
 from fleet.core.lease import LockInfo, iso, utc_now
 from fleet.errors import HostError, LockHeld
 from fleet.hoststate import HostLock, Journal, current_operator
@@ -117,7 +117,7 @@ def history(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[st
 
     async def read(host: Host, connection: HostConnection) -> list[JournalEntry]:
         journal = Journal(connection, state.project, host.state_dir)
-        entries = await journal.read()
+        entries = settled(await journal.read())
         if journal.warnings:
             skipped[host.name] = journal.warnings
         entries = [e for e in entries if service is None or e.service == service]

@@ -14,7 +14,7 @@ from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
-from fleet.config.source import read_source
+from fleet.config.source import located, read_source
 
 
 @dataclass
@@ -70,7 +70,7 @@ def env_file_reader() -> EnvFileReader:
         if path not in cache:
             text, problem = read_source(path)  # bounded, like every config file
             if text is None:
-                raise ValueError(str(problem) if problem else f"{path}: cannot read")
+                raise ValueError(located(problem))
             cache[path] = parse_env_file(text, str(path))
         return cache[path]
 

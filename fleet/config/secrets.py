@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config.compose_syntax import parse_env_file
-from fleet.config.source import parse_yaml, read_source
+from fleet.config.source import located, parse_yaml, read_source
 from fleet.errors import FleetError
 
 _NONCE = random_source.token_hex(8)
@@ -98,7 +98,7 @@ def load_secrets_file(path: Path) -> dict[str, str]:
     ValueError; no message quotes the file's text (it would be a secret)."""
     text, problem = read_source(path)
     if text is None:
-        raise ValueError(str(problem) if problem else f"{path}: cannot read")
+        raise ValueError(located(problem))
     if path.suffix not in (".yml", ".yaml", ".json"):
         return parse_env_file(text, str(path))
     doc = parse_yaml(text, str(path))

@@ -96,6 +96,14 @@ def unprintable_problem(text: str, path: str) -> Problem | None:
                    f"control character U+{ord(found.group()):04X} is not allowed in a config file")
 
 
+def located(problem: Problem | None) -> str:
+    """A reading problem as the reason of an error that already names the file."""
+    if problem is None:
+        return "cannot read"
+    where = f" (line {problem.line}, column {problem.column})" if problem.line else ""
+    return f"{problem.message}{where}"
+
+
 def read_source(path: Path | str) -> tuple[str | None, Problem | None]:
     """The UTF-8 text of a config file, read no further than MAX_FILE_BYTES (so a huge
     file or /dev/zero is refused without being read), or the problem that stops it."""

@@ -24,7 +24,9 @@ from fleet.core.untrusted import MiB, describe_invalid, item_estimate, parse_jso
 
 IN_PLACE = "updated in place"  # entries of `docker update`: same revision, new limits
 
-EntryOutcome = Literal["ok", "failed", "rolled-back", "removed"]
+# "started" is written before a host's change begins: if the controller dies mid-change, the
+# journal still shows what it was doing (and the revision number it had taken).
+EntryOutcome = Literal["started", "ok", "failed", "rolled-back", "removed"]
 OUTCOMES: tuple[str, ...] = get_args(EntryOutcome)
 
 MAX_LINE = 1 * MiB  # an entry is a few KiB (its spec); a longer line is skipped unread
@@ -169,3 +171,19 @@ def decode_journal(data: bytes) -> tuple[list[JournalEntry], int]:
     """The entries in file order, and how many lines were skipped as unreadable (torn)."""
     read = read_entries(data)
     return read.entries, len(read.skipped)
+
+
+def settled(entries: Sequence[JournalEntry]) -> list[JournalEntry]:
+    """The entries as history shows them: a "started" entry only while nothing later
+    concluded that change (then the controller stopped before it could say how it went)."""
+    concluded = set()
+    kept: list[JournalEntry] = []
+    for entry in reversed(entries):
+        key = (entry.service, entry.replica, entry.revision)
+        if entry.outcome == "started":
+            if key in concluded:
+                continue
+        else:
+            concluded.add(key)
+        kept.append(entry)
+    return kept[::-1]

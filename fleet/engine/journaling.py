@@ -4,6 +4,7 @@ and `fleet rollback` returns along)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from fleet.config.secrets import SecretStore
 from fleet.core import labels
@@ -57,6 +58,23 @@ class JournalBook:
                               detail, self.operator)
         if entry is not None:
             self.pending.setdefault(host, []).append(entry)
+
+    async def start(self, host: str, actions: Sequence[Action]) -> str | None:
+        """Record, before it begins, the change `actions` make on `host`; or why it can't be
+        recorded (then the change must not begin: it would leave no trace)."""
+        entries = [e for a in actions
+                   if (e := journal_entry(a, self.run.state.secrets_for(host), self.command,
+                                          "started", "", self.operator)) is not None]
+        if not entries:
+            return None
+        journal = Journal(self.run.pool.connected[host], self.run.state.project,
+                          self.run.hosts[host].state_dir)
+        try:
+            await journal.append(entries)
+        except HostError as exc:
+            return f"cannot record the change in the host's journal, so it was not begun: " \
+                   f"{exc.reason}"
+        return None
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, {}

@@ -185,6 +185,9 @@ class Rollout:
             # Known before any change (a foreign container in the way, an image that would
             # not pull): reported, but not a failure of the new version, so not counted.
             return HostReport(host, service, HostOutcome.BLOCKED, refusal)
+        unrecorded = await self.journal.start(host, actions)
+        if unrecorded:
+            return HostReport(host, service, HostOutcome.BLOCKED, unrecorded)
         result = await self._execute(host, actions)
         report = HostReport(host, service, HostOutcome.CHANGED, "", result.done,
                             result.created, previous_kept=result.previous_kept)

@@ -176,17 +176,22 @@ def test_a_killed_controller_leaves_nothing_apply_cannot_converge(lab: Lab,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Killed at a known point: mid-replacement, when a new container stands under its
     # temporary name beside the old one on some host.
-    caught = ""
+    caught, where = "", ""
     deadline = time.monotonic() + 120
     while not caught and time.monotonic() < deadline and process.poll() is None:
         for host in lab.hosts:
             names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
             caught = next((n for n in names if n.startswith(f"{PROJECT}-web-1--r")), "")
             if caught:
+                where = host.name
                 break
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert caught, "the apply finished before it could be killed mid-replacement"
+    # The journal was written before the change began: it shows what was under way.
+    history = fleet_json("history", str(playbook), check_rc=0)
+    last = next(h["entries"] for h in history["hosts"] if h["host"] == where)[-1]
+    assert (last["image"].rsplit(":", 1)[-1], last["outcome"]) == ("v2", "started"), last
     fleet("apply", "--yes", str(playbook), check_rc=0)
     check = fleet_json("check", str(playbook), check_rc=0)
     assert check["in_sync"] is True

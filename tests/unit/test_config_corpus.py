@@ -68,7 +68,8 @@ def _matches(problem: Problem, path: Path, line: str, column: str, key: str,
         return False
     if path.name.startswith(tuple(REFERENCED)):
         return format_key_path(problem.path) == key and (
-            line == "0" or f"{path}:{line}" in problem.message)
+            line == "0" or f"{path}:{line}" in problem.message
+            or f"(line {line}," in problem.message)
     return (problem.file, problem.line, problem.column, format_key_path(problem.path)) == (
         str(path), int(line), int(column), key)
 

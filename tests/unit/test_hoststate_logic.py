@@ -10,7 +10,7 @@ import pytest
 
 from fleet.config.inventory import load_inventory
 from fleet.core import labels
-from fleet.core.journal import JournalEntry, decode_journal, encode_entries
+from fleet.core.journal import JournalEntry, decode_journal, encode_entries, settled
 from fleet.core.lease import LockInfo, unreadable_lease_is_stale
 from fleet.errors import HostStateError, LockHeld
 from fleet.hoststate import ProjectPaths, current_operator, new_lease
@@ -152,3 +152,15 @@ def test_state_dir_in_inventory(tmp_path: Path) -> None:
     assert inventory.host("b").state_dir == ".deploy-state"
     path.write_text("hosts:\n  a: {}\n")
     assert load_inventory([str(path)]).host("a").state_dir == ".fleet"
+
+
+def test_history_shows_a_started_change_only_until_it_is_concluded() -> None:
+    def entry(revision: int, outcome: str) -> JournalEntry:
+        return JournalEntry(command="apply", service="web", replica=1, revision=revision,
+                            image="r/web:v1", digest="", spec={"image": "r/web:v1"},
+                            spec_hash="h", outcome=outcome)  # type: ignore[arg-type]
+
+    entries = [entry(1, "started"), entry(1, "ok"), entry(2, "started"), entry(2, "failed"),
+               entry(3, "started")]  # the controller died during revision 3
+    assert [(e.revision, e.outcome) for e in settled(entries)] == [
+        (1, "ok"), (2, "failed"), (3, "started")]

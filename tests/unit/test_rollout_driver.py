@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from fleet.core.desired import DesiredState, desired_state
 from fleet.core.diff import DiffContext, diff_host
 from fleet.core.journal import EntryOutcome
 from fleet.core.observed import HostSnapshot
-from fleet.core.plan import Action, Plan, plan_host
+from fleet.core.plan import Action, ActionKind, Plan, plan_host
 from fleet.core.policy import HostOutcome
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
@@ -91,6 +92,11 @@ class Notes(JournalBook):
 
     def note(self, host: str, action: Action, outcome: EntryOutcome, detail: str) -> None:
         self.notes.append((host, action.heading(), outcome))
+
+    async def start(self, host: str, actions: Sequence[Action]) -> str | None:
+        self.notes += [(host, a.heading(), "started") for a in actions
+                       if a.kind in (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.UPDATE)]
+        return None
 
     async def flush(self) -> None:
         pass
@@ -173,7 +179,8 @@ def test_a_failed_batch_rolls_back_the_hosts_already_changed(tmp_path: Path) -> 
     ]
     change = ("recreate shop-web-1 (stop-first): image_changed: 198.18.6.1:5000/demo/web:v1 "
               "now resolves to sha256:222222222222 (running sha256:70636840d081)")
-    assert notes.notes == [("h1", change, "ok"), ("h2", change, "failed"),
+    assert notes.notes == [("h1", change, "started"), ("h1", change, "ok"),
+                           ("h2", change, "started"), ("h2", change, "failed"),
                            ("h1", change, "rolled-back"),
                            ("h1", "recreate shop-web-1 (stop-first): rollback", "ok")]
 
