@@ -40,7 +40,7 @@ def web(registry: str, version: str) -> dict[str, Any]:
         "ports": ["8080:8080"],
         "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
                         "interval": "500ms", "retries": 2},
-        "update": {"batch": 1, "monitor": "1s", "timeout": "20s", "on_failure": "continue"},
+        "update": {"batch": "50%", "monitor": "1s", "timeout": "20s", "on_failure": "continue"},
     }}
 
 
