@@ -136,6 +136,7 @@ class FakeDocker:
             self.routes[f"GET /containers/{inspect['Id']}/json"] = Reply.json(inspect)
         self.routes.update(routes or {})
         self.requests: list[str] = []  # "METHOD /path" as asked (with the version prefix)
+        self.headers: list[dict[str, str]] = []  # each request's headers (names lowercased)
         self.sent = 0  # body bytes written to the channel, streamed bodies included
         self.socket_paths: set[str] = set()
 
@@ -165,6 +166,8 @@ class FakeDocker:
                 if length:
                     await reader.readexactly(length)
                 self.requests.append(f"{method} {target}")
+                self.headers.append({name.strip().lower(): value.strip() for name, _, value in
+                                     (line.partition(":") for line in lines[1:] if line)})
                 if not await self._answer(writer, self.reply(method, target)):
                     return
         finally:

@@ -17,6 +17,7 @@ from fleet.core import labels
 from fleet.core.journal import JournalEntry, encode_entries
 from hostile.harness import (
     DIGEST,
+    IMAGE,
     FakeDocker,
     HostileFleet,
     Reply,
@@ -331,3 +332,20 @@ def test_plan_never_calls_unobserved_hosts_in_sync(fleet: HostileFleet) -> None:
     assert result.exit_code == EXIT_ERROR
     assert "No host could be checked (1 unreachable)" in result.output
     assert "every targeted host is in sync" not in result.output
+
+
+def test_read_only_commands_send_no_registry_credentials(tmp_path: Path) -> None:
+    """The playbook has credentials for the image's registry; check, plan and status ask the
+    daemon to resolve the tag, and never hand them over."""
+    playbook = (f"project: shop\ninventory: inventory.yml\nregistries:\n"
+                f"  {IMAGE.split('/')[0]}: {{username: ci, password: s3cret-registry-token}}\n"
+                f"services:\n  web:\n    image: {IMAGE}\n")
+    with HostileFleet(tmp_path, playbook=playbook) as hosts:
+        daemon = FakeDocker({"GET /distribution/*/json": Reply.json(
+            {"message": "unauthorized: authentication required"}, status=401)})
+        hosts.add("h1", daemon)
+        for command in ("check", "plan", "status"):
+            contained(hosts.cli(command))
+        asked = [h for r, h in zip(daemon.requests, daemon.headers, strict=True)
+                 if "/distribution/" in r]
+        assert asked and not [h for h in asked if "x-registry-auth" in h]
