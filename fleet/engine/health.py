@@ -20,6 +20,11 @@ from fleet.core import health
 from fleet.core.health import MonitorWatch, ReadyWatch, Verdict
 from fleet.docker.client import DockerClient
 from fleet.errors import DockerError
+from fleet.transport.host_probe import (
+    HostProbeUnavailable,
+    http_status_from_host,
+    tcp_open_from_host,
+)
 from fleet.transport.http_over_ssh import SSHChannelTransport, SSHDirectTCPBackend
 from fleet.transport.ssh_errors import forwarding_refused, probe_impossible
 
@@ -73,14 +78,35 @@ def _why(exc: BaseException, timeout: float) -> str:
 
 
 PROBE_BODY_SHOWN = 120  # bytes of a failed probe's answer quoted in its reason
+BY_HOST = "run by the host: its sshd refuses TCP forwarding"
+
+
+async def _probe_by_host(ssh: asyncssh.SSHClientConnection, probe: Probe,
+                         timeout: float) -> str | None:
+    """The probe made by a tool of the host, on an exec channel: None if it passes."""
+    what = f"tcp:{probe.tcp}" if probe.tcp is not None else str(probe.http)
+    try:
+        if probe.tcp is not None:
+            why = await tcp_open_from_host(ssh, probe.tcp, timeout)
+            return None if why is None else f"probe {what} failed ({BY_HOST}): {why}"
+        assert probe.http is not None
+        got = await http_status_from_host(ssh, probe.http, timeout)
+    except HostProbeUnavailable as exc:
+        return f"{probe_impossible(what)}; the host could not run it either: {exc}"
+    if isinstance(got, str):
+        return f"probe {what} failed ({BY_HOST}): {got}"
+    if got != probe.status:
+        return f"probe {what} answered {got}, expected {probe.status} ({BY_HOST})"
+    return None
 
 
 async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
                     timeout: float = 5.0) -> str | None:
     """None if the probe passes from the host itself; else why it failed.
 
-    A host whose sshd refuses TCP forwarding cannot be probed (a probe there would need a tool
-    of the host or of the image, which neither promises): that is a failure naming the setting.
+    Where sshd refuses TCP forwarding, the host itself makes the request (curl or wget; nc or
+    bash for TCP: fleet.transport.host_probe); a host with none of them fails the probe with
+    the sshd setting named.
     """
     if probe.tcp is not None:
         try:
@@ -90,7 +116,7 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
             return None
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             if forwarding_refused(exc):
-                return probe_impossible(f"tcp:{probe.tcp}")
+                return await _probe_by_host(ssh, probe, timeout)
             return f"probe tcp:{probe.tcp} failed: {_why(exc, timeout)}"
     assert probe.http is not None
     transport = SSHChannelTransport(ssh, "", max_channels=1, backend=SSHDirectTCPBackend(ssh))
@@ -109,7 +135,7 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
         return f"probe {probe.http} failed: no answer within {timeout:g}s"
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         if forwarding_refused(exc):
-            return probe_impossible(probe.http)
+            return await _probe_by_host(ssh, probe, timeout)
         return f"probe {probe.http} failed: {_why(exc, timeout)}"
     except NotImplementedError:  # TLS over an SSH channel: the probe runs on the host's loopback
         return f"probe {probe.http} failed: only http:// probes are supported"

@@ -9,6 +9,7 @@ with no duplicates or leftovers.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -34,13 +35,13 @@ FOREIGN = "not-fleets"
 RUN_BOUND = 150.0  # seconds any faulty run may take, keepalive detection included
 
 
-def web(registry: str, version: str) -> dict[str, Any]:
+def web(registry: str, version: str, batch: int | str = "50%") -> dict[str, Any]:
     return {"web": {
         "image": f"{registry}/demo/web:{version}",
         "ports": ["8080:8080"],
         "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
                         "interval": "500ms", "retries": 2},
-        "update": {"batch": "50%", "monitor": "1s", "timeout": "20s", "on_failure": "continue"},
+        "update": {"batch": batch, "monitor": "1s", "timeout": "20s", "on_failure": "continue"},
     }}
 
 
@@ -82,7 +83,7 @@ def page(lab: Lab, host: str) -> str:
         with urllib.request.urlopen(f"http://{lab.host(host).address}:8080/",
                                     timeout=2) as response:
             return str(response.read().decode().strip())
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return "DOWN"
 
 
@@ -163,7 +164,9 @@ def assert_still_serving(lab: Lab, except_hosts: set[str]) -> None:
 
 
 def test_a_host_cut_off_mid_rollout_fails_alone(lab: Lab, playbook: Path) -> None:
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    # One host at a time, so the cut host is not mid-swap (then it could be left with its
+    # old container stopped and no way for fleet to reach it: the re-run heals that).
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2", batch=1))
     process = start_apply(playbook)
     first = wait_for(first_with(lab, "v2"))
     victim = next(h.name for h in reversed(lab.hosts) if h.name != first)
@@ -289,6 +292,6 @@ def test_a_corrupted_journal_is_read_around_and_appended_to(lab: Lab, playbook: 
     entries = next(h["entries"] for h in history["hosts"] if h["host"] == torn)
     assert [(e["image"].rsplit(":", 1)[-1], e["outcome"]) for e in entries][-2:] == [
         ("v1", "ok"), ("v2", "ok")]
-    revisions = [e["revision"] for e in entries]
-    assert revisions == sorted(set(revisions)), revisions  # no number reused
+    made = [e["revision"] for e in entries if e["outcome"] == "ok"]
+    assert made == sorted(set(made)), made  # no revision number made twice
     assert_converges(lab, playbook)

@@ -3,8 +3,8 @@ yes), and no SFTP subsystem. Three hosts of the lab get those sshd options for t
 and their own back afterwards.
 
 fleet reaches dockerd there through `docker system dial-stdio`; probes, which need a
-direct-tcpip channel, fail naming the setting; without SFTP, check and status work and the
-commands that need the journal or the lock say what is missing.
+direct-tcpip channel, are made by the host's own tools instead; without SFTP, check and status
+work and the commands that need the journal or the lock say what is missing.
 """
 
 from __future__ import annotations
@@ -84,16 +84,27 @@ def test_apply_and_check_work_through_dial_stdio(lab: Lab, hardened: list[str],
     fleet("history", "--limit", limit, book, check_rc=0)
 
 
-def test_a_probe_where_tcp_forwarding_is_refused_names_the_setting(
+def test_a_probe_where_tcp_forwarding_is_refused_is_made_by_the_host(
         lab: Lab, hardened: list[str], tmp_path: Path) -> None:
-    book = playbook(lab, tmp_path, web=web(lab.registry),
-                    probed=web(lab.registry, ports=[],
-                               update={"monitor": "1s", "timeout": "20s",
-                                       "probe": {"tcp": 8080}}))
-    result = fleet_json("apply", "--yes", "--limit", hardened[0], book, check_rc=1)
-    errors = [host["error"] for host in result["hosts"] if not host["ok"]]
-    assert errors and all("AllowTcpForwarding no or DisableForwarding yes" in error
-                          and "AllowTcpForwarding local" in error for error in errors), result
+    """sshd refuses the direct-tcpip channel; the host's own curl (or bash, for TCP) makes the
+    probe, from its loopback as always."""
+    def probed(version: str, probe: dict[str, Any]) -> dict[str, Any]:
+        return web(lab.registry, ports=[], environment={"VERSION": version},
+                   update={"monitor": "1s", "timeout": "20s", "probe": probe})
+
+    for host in hardened[:2]:  # AllowTcpForwarding no, DisableForwarding yes
+        book = playbook(lab, tmp_path, web=web(lab.registry),
+                        probed=probed("1", {"http": "http://127.0.0.1:8080/health"}))
+        fleet_json("apply", "--yes", "--limit", host, book, check_rc=0)
+        book = playbook(lab, tmp_path, web=web(lab.registry),
+                        probed=probed("2", {"tcp": 8080}))
+        fleet_json("apply", "--yes", "--limit", host, book, check_rc=0)
+        book = playbook(lab, tmp_path, web=web(lab.registry),
+                        probed=probed("3", {"tcp": 9}))  # nothing listens there
+        result = fleet_json("apply", "--yes", "--limit", host, book, check_rc=1)
+        errors = [h["error"] for h in result["hosts"] if not h["ok"]]
+        assert errors and all("run by the host: its sshd refuses TCP forwarding" in error
+                              for error in errors), result
 
 
 def test_without_sftp_check_and_status_work_and_the_rest_says_why_not(

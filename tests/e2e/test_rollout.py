@@ -3,6 +3,7 @@ canary returned to the previous version, rollback of changed hosts, and a killed
 
 from __future__ import annotations
 
+import http.client
 import signal
 import subprocess
 import sys
@@ -58,8 +59,8 @@ class Poller:
                 try:
                     with urllib.request.urlopen(f"http://{address}:8080/", timeout=0.5) as r:
                         body = r.read().decode().strip()
-                except (urllib.error.URLError, OSError):
-                    body = "DOWN"
+                except (urllib.error.URLError, OSError, http.client.HTTPException):
+                    body = "DOWN"  # a container stopped mid-answer cuts its reply short
                 self.samples.append((now, name, body))
             time.sleep(max(0.0, 0.05 - (time.monotonic() - now)))
 
@@ -289,7 +290,7 @@ def test_ctrl_c_settles_the_batch_in_flight_and_starts_no_new_one(lab: Lab,
 def _page_or_down(lab: Lab, host: str) -> str:
     try:
         return _pages_of(lab, host)[0]
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return "DOWN"
 
 

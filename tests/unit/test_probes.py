@@ -57,13 +57,27 @@ class Host:
 
 
 @contextlib.asynccontextmanager
-async def ssh_host(forwarding: bool | str = True) -> AsyncIterator[Host]:
+async def ssh_host(forwarding: bool | str = True,
+                   commands_path: str | None = None) -> AsyncIterator[Host]:
+    """An SSH server on loopback; with `commands_path`, exec channels run their command with
+    this machine's `sh` and that PATH (the host's tools, for probes it makes itself)."""
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     client_key = asyncssh.generate_private_key("ssh-ed25519")
     requested: list[tuple[str, int]] = []
+
+    async def run_locally(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        local = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", process.command or "", env={"PATH": commands_path or ""},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        await process.redirect(stdin=local.stdin, stdout=local.stdout, stderr=local.stderr)
+        process.exit(await local.wait())
+        await process.wait_closed()
+
     server = await asyncssh.create_server(
         lambda: ForwardingServer(forwarding, requested), LOOPBACK, 0,
-        server_host_keys=[host_key],
+        process_factory=run_locally if commands_path is not None else None,
+        encoding=None, server_host_keys=[host_key],
         authorized_client_keys=asyncssh.import_authorized_keys(
             client_key.export_public_key().decode()),
         allow_pty=False)
@@ -305,7 +319,8 @@ def test_http_probe_when_the_host_refuses_forwarding_names_the_setting() -> None
         async with listening(Responder()) as port, ssh_host(forwarding=False) as host:
             url = f"http://{LOOPBACK}:{port}/health"
             failure = await run_probe(host.ssh, Probe(http=url), timeout=2)
-            assert failure == f"probe {url} {IMPOSSIBLE}"
+            assert failure is not None and failure.startswith(f"probe {url} {IMPOSSIBLE}; "
+                                                              "the host could not run it")
 
     asyncio.run(main())
 
@@ -314,7 +329,7 @@ def test_tcp_probe_when_the_host_refuses_forwarding_names_the_setting() -> None:
     async def main() -> None:
         async with listening(accept_and_close) as port, ssh_host(forwarding=False) as host:
             failure = await run_probe(host.ssh, Probe(tcp=port), timeout=2)
-            assert failure == f"probe tcp:{port} {IMPOSSIBLE}"
+            assert failure is not None and failure.startswith(f"probe tcp:{port} {IMPOSSIBLE}")
 
     asyncio.run(main())
 
@@ -500,7 +515,52 @@ def test_a_refused_probe_fails_the_gate_at_once() -> None:
             started = time.monotonic()
             failure = await gate(FakeDocker([inspect()]), host.ssh, probe=Probe(tcp=8080),
                                  monitor=30)
-            assert failure == f"probe tcp:8080 {IMPOSSIBLE}"
+            assert failure is not None and failure.startswith(f"probe tcp:8080 {IMPOSSIBLE}")
             assert time.monotonic() - started < 5
+
+    asyncio.run(main())
+
+
+# -- probes the host makes itself, where sshd refuses forwarding ----------------------------
+
+TOOLS = "/usr/bin:/bin"
+
+
+def test_a_host_refusing_forwarding_fetches_the_probe_itself() -> None:
+    async def main() -> None:
+        async with listening(Responder(status=200)) as up, \
+                listening(Responder(status=503, body=b"down")) as down, \
+                ssh_host(forwarding=False, commands_path=TOOLS) as host:
+            assert await run_probe(host.ssh, Probe(http=f"http://{LOOPBACK}:{up}/h"),
+                                   timeout=3) is None
+            url = f"http://{LOOPBACK}:{down}/h"
+            failure = await run_probe(host.ssh, Probe(http=url), timeout=3)
+            assert failure == (f"probe {url} answered 503, expected 200 (run by the host: "
+                               "its sshd refuses TCP forwarding)")
+            closed = f"http://{LOOPBACK}:{closed_port()}/h"
+            failure = await run_probe(host.ssh, Probe(http=closed), timeout=3)
+            assert failure is not None and failure.startswith(f"probe {closed} failed (run by")
+
+    asyncio.run(main())
+
+
+def test_a_host_refusing_forwarding_checks_a_tcp_port_itself() -> None:
+    async def main() -> None:
+        async with listening(accept_and_close) as port, \
+                ssh_host(forwarding=False, commands_path=TOOLS) as host:
+            assert await run_probe(host.ssh, Probe(tcp=port), timeout=3) is None
+            failure = await run_probe(host.ssh, Probe(tcp=closed_port()), timeout=3)
+            assert failure is not None and "(run by the host" in failure
+
+    asyncio.run(main())
+
+
+def test_a_host_without_the_tools_fails_the_probe_naming_the_setting() -> None:
+    async def main() -> None:
+        async with ssh_host(forwarding=False, commands_path="/nonexistent") as host:
+            url = f"http://{LOOPBACK}:{closed_port()}/h"
+            failure = await run_probe(host.ssh, Probe(http=url), timeout=3)
+            assert failure == (f"probe {url} {IMPOSSIBLE}; the host could not run it either: "
+                               "neither curl nor wget is installed")
 
     asyncio.run(main())
