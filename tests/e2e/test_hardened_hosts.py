@@ -92,19 +92,18 @@ def test_a_probe_where_tcp_forwarding_is_refused_is_made_by_the_host(
         return web(lab.registry, ports=[], environment={"VERSION": version},
                    update={"monitor": "1s", "timeout": "20s", "probe": probe})
 
-    for host in hardened[:2]:  # AllowTcpForwarding no, DisableForwarding yes
-        book = playbook(lab, tmp_path, web=web(lab.registry),
-                        probed=probed("1", {"http": "http://127.0.0.1:8080/health"}))
-        fleet_json("apply", "--yes", "--limit", host, book, check_rc=0)
-        book = playbook(lab, tmp_path, web=web(lab.registry),
-                        probed=probed("2", {"tcp": 8080}))
-        fleet_json("apply", "--yes", "--limit", host, book, check_rc=0)
-        book = playbook(lab, tmp_path, web=web(lab.registry),
-                        probed=probed("3", {"tcp": 9}))  # nothing listens there
-        result = fleet_json("apply", "--yes", "--limit", host, book, check_rc=1)
-        errors = [h["error"] for h in result["hosts"] if not h["ok"]]
-        assert errors and all("run by the host: its sshd refuses TCP forwarding" in error
-                              for error in errors), result
+    both = ",".join(hardened[:2])  # AllowTcpForwarding no, DisableForwarding yes
+    book = playbook(lab, tmp_path, web=web(lab.registry),
+                    probed=probed("1", {"http": "http://127.0.0.1:8080/health"}))
+    fleet_json("apply", "--yes", "--limit", both, book, check_rc=0)
+    book = playbook(lab, tmp_path, web=web(lab.registry), probed=probed("2", {"tcp": 8080}))
+    fleet_json("apply", "--yes", "--limit", both, book, check_rc=0)
+    book = playbook(lab, tmp_path, web=web(lab.registry),
+                    probed=probed("3", {"tcp": 9}))  # nothing listens there
+    result = fleet_json("apply", "--yes", "--limit", both, book, check_rc=1)
+    errors = [h["error"] for h in result["hosts"] if not h["ok"]]
+    assert errors and all("run by the host: its sshd refuses TCP forwarding" in error
+                          for error in errors), result
 
 
 def test_without_sftp_check_and_status_work_and_the_rest_says_why_not(
