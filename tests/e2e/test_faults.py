@@ -9,6 +9,7 @@ with no duplicates or leftovers.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -35,9 +36,17 @@ FOREIGN = "not-fleets"
 RUN_BOUND = 150.0  # seconds any faulty run may take, keepalive detection included
 
 
-def web(registry: str, version: str, batch: int | str = "50%") -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def lab(lab: Lab) -> Lab:
+    """Every other host of the session's lab, one per cloud and region pair at most: enough
+    for two batches and a fault beside them, at half the time."""
+    return dataclasses.replace(lab, hosts=lab.hosts[::2])
+
+
+def web(lab: Lab, version: str, batch: int | str = "50%") -> dict[str, Any]:
     return {"web": {
-        "image": f"{registry}/demo/web:{version}",
+        "image": f"{lab.registry}/demo/web:{version}",
+        "hosts": ",".join(h.name for h in lab.hosts),
         "ports": ["8080:8080"],
         "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
                         "interval": "500ms", "retries": 2},
@@ -59,7 +68,7 @@ def restore(lab: Lab) -> None:
 @pytest.fixture()
 def playbook(lab: Lab, tmp_path: Path) -> Iterator[Path]:
     path = write_playbook(tmp_path / "faults.yml", PROJECT, lab.inventory_path,
-                          web(lab.registry, "v1"))
+                          web(lab, "v1"))
     fleet("apply", "--yes", str(path), check_rc=0)
     for host in lab.hosts:
         lab_exec(lab, host.name, ["docker", "rm", "-f", FOREIGN])
@@ -166,7 +175,7 @@ def assert_still_serving(lab: Lab, except_hosts: set[str]) -> None:
 def test_a_host_cut_off_mid_rollout_fails_alone(lab: Lab, playbook: Path) -> None:
     # One host at a time, so the cut host is not mid-swap (then it could be left with its
     # old container stopped and no way for fleet to reach it: the re-run heals that).
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2", batch=1))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2", batch=1))
     process = start_apply(playbook)
     first = wait_for(first_with(lab, "v2"))
     victim = next(h.name for h in reversed(lab.hosts) if h.name != first)
@@ -185,7 +194,7 @@ def test_a_host_cut_off_mid_rollout_fails_alone(lab: Lab, playbook: Path) -> Non
 @pytest.mark.parametrize("program", ["sshd", "dockerd"])
 def test_a_daemon_killed_on_the_host_being_replaced(lab: Lab, playbook: Path,
                                                     program: str) -> None:
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     process = start_apply(playbook)
     victim = wait_for(first_with(lab, "DOWN"))  # stop-first: its swap is under way
     kill_in_host(lab, victim, program)
@@ -198,7 +207,7 @@ def test_a_daemon_killed_on_the_host_being_replaced(lab: Lab, playbook: Path,
 
 
 def test_the_registry_down_while_pulling_changes_nothing(lab: Lab, playbook: Path) -> None:
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v3-missing"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v3-missing"))
     kill_registry(lab)
     code, result, _ = finish(start_apply(playbook))
     assert code == 1
@@ -206,7 +215,7 @@ def test_the_registry_down_while_pulling_changes_nothing(lab: Lab, playbook: Pat
     assert {page(lab, h.name) for h in lab.hosts} == {"v1"}
     assert_still_serving(lab, set())
     restore(lab)
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     assert_converges(lab, playbook)
 
 
@@ -214,7 +223,7 @@ def test_a_host_on_a_slow_link_still_converges(lab: Lab, playbook: Path) -> None
     slow = lab.hosts[-1].name
     subprocess.run(["tc", "qdisc", "add", "dev", host_state(lab, slow).veth, "root", "tbf",
                     "rate", "256kbit", "burst", "16kbit", "latency", "3s"], check=True)
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     code, result, stderr = finish(start_apply(playbook))
     assert code == 0, stderr
     assert set(outcomes(result).values()) == {"changed"}
@@ -224,7 +233,7 @@ def test_a_host_on_a_slow_link_still_converges(lab: Lab, playbook: Path) -> None
 
 
 def test_sigterm_settles_the_batch_in_flight_like_ctrl_c(lab: Lab, playbook: Path) -> None:
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     process = start_apply(playbook)
     wait_for(first_with(lab, "v2"))
     process.send_signal(signal.SIGTERM)
@@ -242,8 +251,9 @@ def _restart_dockerd_on_small_disk(lab: Lab, host: str, size: str) -> None:
     disk can be filled without touching the machine's."""
     state = host_state(lab, host)
     assert state.dockerd is not None
-    os.kill(state.dockerd.pid, signal.SIGTERM)  # a clean stop: containerd and shims go too
-    wait_for(lambda: None if _alive(state.dockerd.pid) else "stopped", timeout=60)
+    pid = state.dockerd.pid
+    os.kill(pid, signal.SIGTERM)  # a clean stop: containerd and shims go too
+    wait_for(lambda: None if _alive(pid) else "stopped", timeout=60)
     subprocess.run(in_host(state, ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
                                    "/var/lib/docker"]), check=True)
     start_dockerd(state, lab.dir / "hosts" / host, lab.registry)
@@ -264,7 +274,7 @@ def test_a_full_disk_during_the_pull_blocks_that_host_only(lab: Lab, playbook: P
     # Fill the disk: the pull of v2's layer has no room.
     lab_exec(lab, full, ["sh", "-c", "dd if=/dev/zero of=/var/lib/docker/filler bs=1M "
                                      "2>/dev/null; true"])
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     code, result, _ = finish(start_apply(playbook))
     assert code == 1
     found = outcomes(result)
@@ -284,7 +294,7 @@ def test_a_corrupted_journal_is_read_around_and_appended_to(lab: Lab, playbook: 
     with journal.open("ab") as damage:  # a torn last line, then garbage
         damage.write(b'{"command": "apply", "service": "web", "rev')
         damage.write(b"\n\x00\xff not json at all\n[1, 2\n")
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab.registry, "v2"))
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
     code, _, stderr = finish(start_apply(playbook))
     assert code == 0, stderr
     assert f"warning: {torn}: " in stderr and "skipped" in stderr
