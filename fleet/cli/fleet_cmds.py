@@ -54,7 +54,7 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
         print_json(plan_json(plan_))
     else:
         print_plan(plan_, failures)
-    if plan_.unreachable:
+    if plan_.unreachable or not state.targeted_hosts:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if plan_.has_changes else EXIT_OK)
 
@@ -115,7 +115,8 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     warn_unresolved(observation.digest_failures)
     findings = [f for host_findings in run.diff(observation).values() for f in host_findings
                 if f.kind != Kind.IN_SYNC]
-    in_sync = not findings and not observation.unreachable
+    # Nothing targeted (a --limit that matches no host) is nothing checked, not "in sync".
+    in_sync = not findings and not observation.unreachable and bool(state.targeted_hosts)
     if as_json:
         print_json({"in_sync": in_sync, "hosts_checked": len(observation.snapshots),
                     "findings": [f.as_json() for f in findings],
@@ -126,10 +127,12 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
             echo(one_line(f"{f.host}: {f.service}{replica}: {f.kind}: {f.detail}"))
         for host, error in sorted(observation.unreachable.items()):
             echo(one_line(f"{host}: unreachable: {error}"), err=True)
-        verdict = "in sync" if in_sync else (f"{len(findings)} finding(s)" if findings else
-                                             "could not check every host")
+        verdict = "in sync" if in_sync else (
+            f"{len(findings)} finding(s)" if findings else
+            "no host is targeted, so nothing is known to be in sync"
+            if not state.targeted_hosts else "could not check every host")
         echo(f"Checked {len(observation.snapshots)} host(s): {verdict}.")
-    if observation.unreachable:
+    if observation.unreachable or not state.targeted_hosts:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if findings else EXIT_OK)
 

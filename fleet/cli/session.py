@@ -151,6 +151,8 @@ def warn_unresolved(digest_failures: dict[str, str]) -> None:
 
 def _no_changes(plan: Plan) -> str:
     """What an empty plan means: only the hosts observed are known to be in sync."""
+    if not plan.hosts and not plan.unreachable:
+        return "No host is targeted: nothing was planned."
     if not plan.unreachable:
         return "No changes: every targeted host is in sync."
     checked, missing = len(plan.hosts), len(plan.unreachable)

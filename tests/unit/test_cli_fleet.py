@@ -103,3 +103,14 @@ def test_connect_timeout_and_forks_types_accept_good_values() -> None:
     assert CONNECT_TIMEOUT.convert("2.5", None, None) == 2.5
     assert CONNECT_TIMEOUT.convert(3600, None, None) == 3600.0
     assert FORKS.convert("1", None, None) == 1 and FORKS.convert("1000", None, None) == 1000
+
+
+def test_a_limit_that_matches_no_host_is_not_in_sync(tmp_path: Path) -> None:
+    playbook = str(project(tmp_path))
+    for command, words in ((["check"], "no host is targeted"),
+                           (["plan"], "No host is targeted: nothing was planned.")):
+        result = CliRunner().invoke(cli, [*command, "--limit", "typo*", playbook])
+        assert result.exit_code == 1, (command, result.output)
+        assert words in result.output and "matches no host" in result.output
+    checked = CliRunner().invoke(cli, ["check", "--json", "--limit", "typo*", playbook])
+    assert '"in_sync": false' in checked.output
