@@ -305,3 +305,19 @@ def test_a_corrupted_journal_is_read_around_and_appended_to(lab: Lab, playbook: 
     made = [e["revision"] for e in entries if e["outcome"] == "ok"]
     assert made == sorted(set(made)), made  # no revision number made twice
     assert_converges(lab, playbook)
+
+
+def test_sshd_killed_during_a_rollback_fails_that_host_alone(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    process = subprocess.Popen([sys.executable, "-m", "fleet", "rollback", "--service", "web",
+                                "--yes", "--json", str(playbook)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    victim = wait_for(first_with(lab, "DOWN"))  # its return to v1 is under way
+    kill_in_host(lab, victim, "sshd")
+    code, result, _ = finish(process)
+    found = outcomes(result)
+    assert code == 1 and result["rolled_back"] is False and found[victim] != "changed", found
+    assert_still_serving(lab, {victim})
+    restore(lab)
+    assert_converges(lab, playbook)  # apply converges to the playbook (v2) from either
