@@ -56,7 +56,7 @@ class SecretStore:
     hidden: Mapping[str, str] = field(default_factory=dict)
 
     def only(self, names: Collection[str]) -> SecretStore:
-        """This store, revealing only `names` (and what this store already allows)."""
+        """This store, revealing only those of `names` it already may (it never widens)."""
         kept = frozenset(names) if self.allowed is None else self.allowed & frozenset(names)
         return replace(self, allowed=kept)
 
