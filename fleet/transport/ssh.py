@@ -21,6 +21,7 @@ from typing import Any
 import asyncssh
 
 from fleet.config.inventory import Host
+from fleet.config.inventory_model import parse_jump
 from fleet.errors import ConnectError, HostError
 from fleet.transport.host_keys import (
     HostKeyVerifier,
@@ -47,14 +48,7 @@ def jump_host(host: Host) -> Host | None:
     """The bastion as a host of its own: same key, known_hosts and checking."""
     if not host.jump:
         return None
-    user, _, host_port = host.jump.rpartition("@")
-    address, port = host_port, 22
-    if host_port.startswith("["):  # [IPv6]:port
-        address, _, rest = host_port[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 22
-    elif host_port.count(":") == 1:
-        address, _, port_text = host_port.partition(":")
-        port = int(port_text)
+    user, address, port = parse_jump(host.jump)  # validated with the inventory
     return Host(name=f"{host.name} (jump host {host.jump})", address=address, port=port,
                 user=user or host.user, ssh_key=host.ssh_key, known_hosts=host.known_hosts,
                 host_key_checking=host.host_key_checking)
