@@ -23,12 +23,14 @@ from fleet.cli.session import (
     run_options,
     session,
 )
+from fleet.cli.terminal import echo
 from fleet.core.desired import DesiredState
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import ActionKind, HostPlan, Plan
 from fleet.core.policy import PREPARATIONS
-from fleet.core.revisions import choose_revision, desired_from_entry
+from fleet.core.releases import ReleaseChoice, choose_release
+from fleet.core.revisions import choose_revision, desired_from_entry, revision_of_release
 from fleet.engine.rollout import RolloutResult
 from fleet.engine.run import RunOptions
 from fleet.errors import FleetError
@@ -49,25 +51,37 @@ def only_service(plan: Plan, service: str) -> Plan:
     return Plan(plan.project, tuple(hosts), plan.unreachable)
 
 
+@dataclasses.dataclass
+class Targets:
+    state: DesiredState  # `service` at its earlier revision on every host
+    digests: dict[str, dict[str, str]]  # host -> image -> digest to pin
+    problems: list[str]  # what forbids the rollback
+    release: ReleaseChoice | None  # the fleet-wide target (None: one revision back per host)
+
+
 def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
-             journals: dict[str, list[JournalEntry]], to: int | None
-             ) -> tuple[DesiredState, dict[str, dict[str, str]], list[str]]:
-    """The desired state with `service` at its earlier revision on every host, the digests
-    to pin per host, and the problems that forbid the rollback."""
+             journals: dict[str, list[JournalEntry]], to: int | None) -> Targets:
     containers = {h: list(c) for h, c in state.containers.items()}
     digests: dict[str, dict[str, str]] = {}
     problems: list[str] = []
-    for host, snapshot in snapshots.items():
-        running = {c.replica: c.revision for c in snapshot.of_project(state.project)
-                   if c.service == service and c.replica is not None}
+    running = {host: {c.replica: c.revision for c in snapshot.of_project(state.project)
+                      if c.service == service and c.replica is not None}
+               for host, snapshot in snapshots.items()}
+    # One target for the fleet, so hosts a rollback already returned stay where they are.
+    release = None if to is not None else choose_release(journals, running, service)
+    for host in snapshots:
         wanted = [c for c in containers[host] if c.service == service]
-        replicas = sorted({c.replica for c in wanted} | set(running))
+        replicas = sorted({c.replica for c in wanted} | set(running[host]))
         if not replicas:
             continue
         kept = [c for c in containers[host] if c.service != service]
+        entries = journals.get(host, [])
         for replica in replicas:
-            target = choose_revision(journals.get(host, []), service, replica,
-                                     running.get(replica), to)
+            if release is not None:
+                target = revision_of_release(entries, service, replica, release.target)
+            else:
+                target = choose_revision(entries, service, replica,
+                                         running[host].get(replica), to)
             if target.entry is None:
                 problems.append(one_line(f"{host}: {target.reason}"))
                 continue
@@ -79,7 +93,17 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if target.entry.digest:
                 digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))
-    return dataclasses.replace(state, containers=containers), digests, problems
+    return Targets(dataclasses.replace(state, containers=containers), digests, problems,
+                   release)
+
+
+def _announce(service: str, release: ReleaseChoice | None) -> None:
+    if release is None:
+        echo(f"{service}: each host returns to the revision before the one it runs")
+        return
+    images = ", ".join(release.target_images) or "unknown image"
+    echo(f"{service}: returning from release {release.leaving} to release {release.target} "
+         f"({images})")
 
 
 @click.command()
@@ -103,30 +127,39 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
     require_confirmation_possible(yes)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=False)
 
+    chosen: list[ReleaseChoice | None] = [None]
+
     async def go() -> tuple[Plan, RolloutResult]:
         async with session(state, options, "observing", as_json, for_changes=True,
                             lock="rollback", lock_wait=lock_wait) as (run, observation):
             # Read by the observation (a host whose journal can't be read is unreachable).
             journals = run.journals
-            target_state, digests, problems = _targets(state, service, observation.snapshots,
-                                                       journals, to_revision)
-            if problems:
+            targets = _targets(state, service, observation.snapshots, journals, to_revision)
+            if targets.problems:
                 raise FleetError("cannot roll back; nothing was changed:\n  "
-                                 + "\n  ".join(problems))
-            run.state = target_state
-            pinned = dataclasses.replace(observation, host_digests=digests)
+                                 + "\n  ".join(targets.problems))
+            run.state = targets.state
+            chosen[0] = targets.release
+            pinned = dataclasses.replace(observation, host_digests=targets.digests)
             plan_ = only_service(run.plan(pinned), service)
             if not as_json:
+                _announce(service, targets.release)
                 print_plan(plan_, {})
             if not plan_.actions:
                 return plan_, RolloutResult()
             await confirm(yes)
-            return plan_, await converge(run, plan_, as_json, "rollback", [service])
+            release = targets.release
+            releases = (release.target, release.leaving) if release else ("", "")
+            return plan_, await converge(run, plan_, as_json, "rollback", [service], releases)
 
     plan_, result = run_async(go())
     done = result.ok and not plan_.unreachable
     if as_json:
-        print_json({"service": service, "rolled_back": done, **rollout_json(plan_, result)})
+        release = chosen[0]
+        print_json({"service": service, "rolled_back": done,
+                    "release": {"from": release.leaving, "to": release.target,
+                                "images": list(release.target_images)} if release else None,
+                    **rollout_json(plan_, result)})
     elif plan_.actions:
         print_report(result, dict(plan_.unreachable))
     sys.exit(EXIT_OK if done else EXIT_ERROR)

@@ -27,6 +27,7 @@ from fleet.config.units import parse_duration
 from fleet.core.desired import DesiredState, desired_state
 from fleet.core.plan import Action, Plan, Step
 from fleet.core.policy import HostOutcome, HostReport
+from fleet.engine.journaling import JournalBook
 from fleet.engine.rollout import Rollout, RolloutResult
 from fleet.engine.run import Observation, Run, RunOptions
 from fleet.errors import FleetError, LockHeld
@@ -282,8 +283,10 @@ def print_report(result: RolloutResult, unreachable: dict[str, str]) -> None:
 
 
 async def converge(run: Run, plan: Plan, as_json: bool, command: str,
-                   services: list[str] | None = None) -> RolloutResult:
-    """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight."""
+                   services: list[str] | None = None,
+                   releases: tuple[str, str] = ("", "")) -> RolloutResult:
+    """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight.
+    `releases`: for a rollback, the (target, leaving) releases its journal entries record."""
     busy = [h for h in plan.hosts if h.actions or h.blocked]
     warn_unkeyed_secrets(run.state)
     interrupted = asyncio.Event()
@@ -294,6 +297,8 @@ async def converge(run: Run, plan: Plan, as_json: bool, command: str,
             if message.endswith(": done"):
                 progress.host_done(host)
 
+        target, leaving = releases
+        journal = JournalBook(run, command, report, target=target, leaving=leaving)
         rollout = Rollout(run, plan, interrupted=interrupted, report=report,
-                          command=command, services=services)
+                          command=command, services=services, journal=journal)
         return await rollout.execute()

@@ -60,6 +60,7 @@ class ServicePlacement:
     hosts: tuple[str, ...]
     replicas: int
     update: UpdatePolicy
+    definition: str = ""  # fleet.core.releases.definition_hash: names the service's release
 
 
 @dataclass
@@ -88,6 +89,14 @@ def docker_network_names(project: str, declared: Mapping[str, NetworkDef | None]
     the name itself for an `external` network, which fleet expects to exist."""
     return {name: name if definition and definition.external else f"{project}_{name}"
             for name, definition in declared.items()}
+
+
+def definition_hash(raw_service: Any, playbook_vars: Any) -> str:
+    """The service as the playbook wrote it (templates unrendered) and the vars it sees: with
+    the image, what names a release across the fleet (fleet.core.releases)."""
+    payload = json.dumps({"service": raw_service, "vars": playbook_vars}, sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def spec_hash(options: Mapping[str, Any], secrets: SecretStore) -> str:
@@ -329,7 +338,8 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
         problems.append(pb.doc.problem((*base, "hosts"), f"'{term}' matches no host",
                                        severity="warning"))
     replica_count = replicas if isinstance(replicas, int) else 1
-    return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy())
+    return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy(),
+                            definition_hash(raw, pb.header.vars))
 
 
 def _published_ports(ports: Any) -> list[tuple[int, int]]:

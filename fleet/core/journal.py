@@ -54,6 +54,8 @@ class _EntryModel(BaseModel):
     detail: Annotated[str, Field(max_length=64 * 1024)] = ""
     time: _Short
     operator: _Short
+    release: _Short = ""
+    replaces: _Short = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class JournalEntry:
     detail: str = ""
     time: str = field(default_factory=lambda: iso(utc_now()))  # UTC, ISO 8601
     operator: str = ""  # who made the change (user@controller): set by the journaling run
+    # The fleet-wide release this revision belongs to (fleet.core.releases), and for a
+    # `fleet rollback` the release it left: what lets an interrupted rollback be re-run.
+    release: str = ""
+    replaces: str = ""
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str], *, command: str, outcome: EntryOutcome,
@@ -112,7 +118,8 @@ class JournalEntry:
         return cls(command=model.command, service=model.service, replica=model.replica,
                    revision=model.revision, image=model.image, digest=model.digest,
                    spec=spec, spec_hash=model.spec_hash, outcome=model.outcome,
-                   detail=model.detail, time=model.time, operator=model.operator)
+                   detail=model.detail, time=model.time, operator=model.operator,
+                   release=model.release, replaces=model.replaces)
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,30 @@ class Target:
     reason: str = ""  # why there is none
 
 
-def choose_revision(entries: Sequence[JournalEntry], service: str, replica: int,
-                    current: int | None, to: int | None = None) -> Target:
+def _returnable(entries: Sequence[JournalEntry], service: str, replica: int
+                ) -> list[JournalEntry]:
+    """The entries of revisions a replica may return to, in journal order."""
     ours = [e for e in entries if e.service == service and e.replica == replica]
     # A revision that later failed or was rolled back is not one to return to; an in-place
     # update of its limits that failed does not disown the revision itself.
     disowned = {e.revision for e in ours if e.outcome in ("failed", "rolled-back")
                 and not e.detail.startswith(IN_PLACE)}
-    mine = [e for e in ours if e.outcome == "ok" and e.spec and e.revision not in disowned]
+    return [e for e in ours if e.outcome == "ok" and e.spec and e.revision not in disowned]
+
+
+def revision_of_release(entries: Sequence[JournalEntry], service: str, replica: int,
+                        release: str) -> Target:
+    """The newest revision of `release` a replica ran (fleet.core.releases)."""
+    found = [e for e in _returnable(entries, service, replica) if e.release == release]
+    if not found:
+        return Target(replica, None, f"no successful revision of {service} replica {replica} "
+                                     f"from release {release} in the host's journal")
+    return Target(replica, found[-1])
+
+
+def choose_revision(entries: Sequence[JournalEntry], service: str, replica: int,
+                    current: int | None, to: int | None = None) -> Target:
+    mine = _returnable(entries, service, replica)
     if to is not None:
         found = [e for e in mine if e.revision == to]
         if not found:

@@ -4,12 +4,14 @@ and `fleet rollback` returns along)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from fleet.config.secrets import SecretStore
 from fleet.core import labels
 from fleet.core.journal import IN_PLACE, EntryOutcome, JournalEntry
 from fleet.core.plan import Action, ActionKind
+from fleet.core.releases import release_key, reused_release
 from fleet.core.reporting import Reporter
 from fleet.engine.run import Run
 from fleet.errors import HostError
@@ -44,27 +46,47 @@ def journal_entry(action: Action, secrets: SecretStore, command: str, outcome: E
 
 
 class JournalBook:
-    """Entries gathered during a rollout, appended to each host's journal batch by batch."""
+    """Entries gathered during a rollout, appended to each host's journal batch by batch.
 
-    def __init__(self, run: Run, command: str, report: Reporter) -> None:
+    For a rollback, `target` is the release it returns to and `leaving` the one it returns
+    from (recorded with each of its entries, so a re-run knows those hosts are done)."""
+
+    def __init__(self, run: Run, command: str, report: Reporter, *, target: str = "",
+                 leaving: str = "") -> None:
         self.run = run
         self.command = command
         self.report = report
+        self.target = target
+        self.leaving = leaving
         self.operator = current_operator()
         self.pending: dict[str, list[JournalEntry]] = {}
 
-    def note(self, host: str, action: Action, outcome: EntryOutcome, detail: str) -> None:
+    def _entry(self, host: str, action: Action, outcome: EntryOutcome, detail: str
+               ) -> JournalEntry | None:
         entry = journal_entry(action, self.run.state.secrets_for(host), self.command, outcome,
                               detail, self.operator)
+        if entry is None or entry.outcome == "removed":
+            return entry
+        known = [*self.run.journals.get(host, ()), *self.pending.get(host, ())]
+        release = reused_release(known, entry.service, entry.replica, entry.spec_hash,
+                                 entry.digest)
+        if self.command == "rollback":
+            return dataclasses.replace(entry, release=self.target or release or "",
+                                       replaces=self.leaving)
+        placement = self.run.state.services.get(entry.service)
+        if release is None and placement is not None and placement.definition:
+            release = release_key(placement.definition, entry.image, entry.digest)
+        return dataclasses.replace(entry, release=release or "")
+
+    def note(self, host: str, action: Action, outcome: EntryOutcome, detail: str) -> None:
+        entry = self._entry(host, action, outcome, detail)
         if entry is not None:
             self.pending.setdefault(host, []).append(entry)
 
     async def start(self, host: str, actions: Sequence[Action]) -> str | None:
         """Record, before it begins, the change `actions` make on `host`; or why it can't be
         recorded (then the change must not begin: it would leave no trace)."""
-        entries = [e for a in actions
-                   if (e := journal_entry(a, self.run.state.secrets_for(host), self.command,
-                                          "started", "", self.operator)) is not None]
+        entries = [e for a in actions if (e := self._entry(host, a, "started", "")) is not None]
         if not entries:
             return None
         journal = Journal(self.run.pool.connected[host], self.run.state.project,

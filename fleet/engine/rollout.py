@@ -18,6 +18,7 @@ from fleet.config.service import UpdatePolicy
 from fleet.core import policy as decide
 from fleet.core.plan import Action, ActionKind, HostPlan, Plan
 from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
+from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
 from fleet.engine.executor import ExecutionResult, Executor
@@ -228,9 +229,9 @@ class Rollout:
                 continue
             was_failed = report.outcome == HostOutcome.FAILED
             for action in report.done:
-                self.journal.note(report.host, action, "rolled-back", "automatic rollback")
+                self.journal.note(report.host, action, "rolled-back", AUTOMATIC_ROLLBACK)
             for action in reverted:
-                self.journal.note(report.host, action, "ok", "automatic rollback")
+                self.journal.note(report.host, action, "ok", AUTOMATIC_ROLLBACK)
             report.outcome = HostOutcome.ROLLED_BACK
             report.detail = (f"failed: {report.detail}; returned to the previous revision"
                              if was_failed else "returned to the previous revision")

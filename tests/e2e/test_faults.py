@@ -320,4 +320,16 @@ def test_sshd_killed_during_a_rollback_fails_that_host_alone(lab: Lab, playbook:
     assert code == 1 and result["rolled_back"] is False and found[victim] != "changed", found
     assert_still_serving(lab, {victim})
     restore(lab)
+    returned = {h: container_id(lab, h) for h, outcome in found.items() if outcome == "changed"}
+    assert returned, found
+    # Run again, the rollback keeps its target: the victim returns to v1, the hosts already
+    # returned are left alone (not sent forward to v2).
+    again = fleet("rollback", "--service", "web", "--yes", "--json", str(playbook), check_rc=0)
+    assert json.loads(again.stdout)["rolled_back"] is True
+    assert {h.name: page(lab, h.name) for h in lab.hosts} == {h.name: "v1" for h in lab.hosts}
+    assert {h: container_id(lab, h) for h in returned} == returned
     assert_converges(lab, playbook)  # apply converges to the playbook (v2) from either
+
+
+def container_id(lab: Lab, host: str) -> str:
+    return docker(lab, host, "inspect", "-f", "{{.Id}}", f"{PROJECT}-web-1").strip()
