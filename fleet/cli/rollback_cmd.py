@@ -80,7 +80,11 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if release is not None:
                 target = revision_of_release(entries, service, replica, release.target)
             else:
-                target = choose_revision(entries, service, replica,
+                # Without a release to return to, one revision back per host, but only to a
+                # revision recorded before releases existed: a release the choice passed
+                # over (failed, rolled back, or newer) is not returned to by another road.
+                usable = entries if to is not None else [e for e in entries if not e.release]
+                target = choose_revision(usable, service, replica,
                                          running[host].get(replica), to)
             if target.entry is None:
                 problems.append(one_line(f"{host}: {target.reason}"))
@@ -93,6 +97,11 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if target.entry.digest:
                 digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))
+    if problems and release is None and to is None and any(
+            e.release for entries in journals.values() for e in entries if e.service == service):
+        problems.append(f"the journals record no release of {service} deployed before the one "
+                        "running that did not fail or get rolled back; `--to REVISION` returns "
+                        "a host to a revision of its journal (`fleet history`)")
     return Targets(dataclasses.replace(state, containers=containers), digests, problems,
                    release)
 
