@@ -39,7 +39,9 @@ class HostError(FleetError):
 
 
 class ConnectError(HostError):
-    pass
+    def __init__(self, host: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(host, message)
+        self.transient = transient  # worth trying again (a reset, a dropped handshake)
 
 
 class HostKeyError(ConnectError):

@@ -24,13 +24,14 @@ from fleet.errors import FleetError, HostError
 from fleet.hoststate.journal import Journal
 from fleet.hoststate.multi import FleetLock
 from fleet.transport import ConnectionPool
-from fleet.transport.ssh import DEFAULT_FORKS
+from fleet.transport.ssh import DEFAULT_FORKS, DEFAULT_HANDSHAKES
 
 
 @dataclass
 class RunOptions:
     forks: int = DEFAULT_FORKS
     connect_timeout: float = 10.0
+    handshakes: int = DEFAULT_HANDSHAKES
     prune: bool = True
 
 
@@ -64,7 +65,7 @@ class Run:
         self.report = report
         self.pool = ConnectionPool(state.targeted_hosts, forks=options.forks,
                                    connect_timeout=options.connect_timeout,
-                                   on_result=self._connected)
+                                   handshakes=options.handshakes, on_result=self._connected)
         self.forks = asyncio.Semaphore(max(1, options.forks))
         self._docker: dict[str, DockerClient] = {}
 

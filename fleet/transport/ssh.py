@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -28,9 +29,16 @@ from fleet.transport.host_keys import (
     default_known_hosts_path,
     load_known_hosts,
 )
-from fleet.transport.ssh_errors import CONNECT_FAILURES, describe_connect_failure
+from fleet.transport.ssh_errors import CONNECT_FAILURES, describe_connect_failure, transient
 
 DEFAULT_FORKS = 50
+# SSH handshakes in flight at once, whatever --forks is: key exchange costs the controller CPU
+# and sshd refuses unauthenticated connections beyond MaxStartups (10 by default) per server,
+# which a shared jump host meets first.
+DEFAULT_HANDSHAKES = 10
+CONNECT_ATTEMPTS = 3  # a transient failure (reset, dropped before the banner) is tried again
+RETRY_BACKOFF = 0.5  # seconds: the first retry waits up to this (full jitter), then doubling
+RETRY_BACKOFF_CAP = 4.0
 DEFAULT_KEEPALIVE_INTERVAL = 15.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -92,13 +100,43 @@ async def _connect(target: Host, *, connect_timeout: float, keepalive_interval: 
     except CONNECT_FAILURES as exc:
         message = describe_connect_failure(exc, endpoint=endpoint(target), user=target.user,
                                            timeout=connect_timeout)
-        raise ConnectError(target.name, message) from exc
+        raise ConnectError(target.name, message, transient=transient(exc)) from exc
     try:
         await asyncio.to_thread(verifier.record_accepted_key, target.name)
     except HostError:
         connection.close()
         raise
     return connection
+
+
+def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff before try number `attempt` + 1: hosts that failed
+    together (a bastion's MaxStartups) do not all come back at the same instant."""
+    cap = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF * 2 ** (attempt - 1))
+    return (rng or random).uniform(0, cap)
+
+
+async def _connect_retrying(target: Host, *, handshakes: asyncio.Semaphore,
+                            attempts: int = CONNECT_ATTEMPTS,
+                            **options: Any) -> asyncssh.SSHClientConnection:
+    """_connect, holding a handshake slot only while shaking hands, and trying a transient
+    failure again after a jittered pause; a timeout is tried once more at most (a dead host
+    costs two timeouts, not `attempts`)."""
+    timeouts = 0
+    for attempt in range(1, attempts + 1):
+        try:
+            async with handshakes:
+                return await _connect(target, **options)
+        except ConnectError as exc:
+            timed_out = isinstance(exc.__cause__, TimeoutError)
+            timeouts += timed_out
+            if not exc.transient or attempt == attempts or timeouts > 1:
+                if attempt > 1:
+                    raise ConnectError(target.name, f"{exc.reason} (after {attempt} tries)",
+                                       transient=exc.transient) from exc
+                raise
+        await asyncio.sleep(retry_delay(attempt))
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class HostConnection:
@@ -115,13 +153,16 @@ class HostConnection:
     @classmethod
     async def open(cls, target: Host, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
-                   tunnel: asyncssh.SSHClientConnection | None = None) -> HostConnection:
-        """Connect to `target` (through `tunnel` when given: an open jump-host connection).
+                   tunnel: asyncssh.SSHClientConnection | None = None,
+                   handshakes: asyncio.Semaphore | None = None) -> HostConnection:
+        """Connect to `target` (through `tunnel` when given: an open jump-host connection),
+        trying transient failures again.
 
         Raises ConnectError, or HostKeyError when the host key is unknown (strict) or changed.
         """
-        ssh = await _connect(target, connect_timeout=connect_timeout,
-                             keepalive_interval=keepalive_interval, tunnel=tunnel)
+        ssh = await _connect_retrying(target, handshakes=handshakes or asyncio.Semaphore(1),
+                                      connect_timeout=connect_timeout,
+                                      keepalive_interval=keepalive_interval, tunnel=tunnel)
         return cls(target, ssh)
 
     async def close(self) -> None:
@@ -141,7 +182,8 @@ ResultCallback = Callable[[str, "HostConnection | HostError"], None]
 
 
 class ConnectionPool:
-    """Connections to many hosts, opened concurrently (at most `forks` handshakes at once).
+    """Connections to many hosts, opened concurrently: at most `forks` hosts connecting, and
+    of those at most `handshakes` shaking hands, at once.
 
     One unreachable host never fails the others: each host ends up either in `connected`
     or in `failed`. Jump hosts are connected once and shared by the hosts behind them.
@@ -151,6 +193,7 @@ class ConnectionPool:
     def __init__(self, targets: Sequence[Host], *, forks: int = DEFAULT_FORKS,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL,
+                 handshakes: int = DEFAULT_HANDSHAKES,
                  on_result: ResultCallback | None = None) -> None:
         names = [target.name for target in targets]
         if len(set(names)) != len(names):
@@ -159,6 +202,7 @@ class ConnectionPool:
         self.connected: dict[str, HostConnection] = {}
         self.failed: dict[str, HostError] = {}
         self._forks = asyncio.Semaphore(max(1, forks))
+        self._handshakes = asyncio.Semaphore(max(1, handshakes))
         self._connect_timeout = connect_timeout
         self._keepalive_interval = keepalive_interval
         self._on_result = on_result
@@ -175,7 +219,8 @@ class ConnectionPool:
                 tunnel = await self._jump_connection(target)
                 result = await HostConnection.open(
                     target, connect_timeout=self._connect_timeout,
-                    keepalive_interval=self._keepalive_interval, tunnel=tunnel)
+                    keepalive_interval=self._keepalive_interval, tunnel=tunnel,
+                    handshakes=self._handshakes)
         except HostError as exc:
             result = exc
         if isinstance(result, HostConnection):
@@ -192,8 +237,9 @@ class ConnectionPool:
         key = (jump.user, jump.address, jump.port)
         if key not in self._jumps:
             self._jumps[key] = asyncio.ensure_future(
-                _connect(jump, connect_timeout=self._connect_timeout,
-                         keepalive_interval=self._keepalive_interval, tunnel=None))
+                _connect_retrying(jump, handshakes=self._handshakes,
+                                  connect_timeout=self._connect_timeout,
+                                  keepalive_interval=self._keepalive_interval, tunnel=None))
         try:
             # shield: one host's cancellation must not cancel the bastion the others share
             return await asyncio.shield(self._jumps[key])

@@ -49,6 +49,18 @@ def describe_connect_failure(exc: BaseException, *, endpoint: str, user: str | N
     return f"cannot connect to {endpoint}: {exc}"
 
 
+def transient(exc: BaseException) -> bool:
+    """Whether a failed connect is worth trying again: the server reset or dropped it during
+    the handshake (sshd's MaxStartups refusals look so) or it timed out. Refusals, unknown
+    routes, authentication and host-key failures are answers, not accidents."""
+    if isinstance(exc, TimeoutError | asyncssh.ConnectionLost | ConnectionResetError
+                  | BrokenPipeError | ConnectionAbortedError):
+        return True
+    if isinstance(exc, asyncssh.DisconnectError):
+        return exc.code in (asyncssh.DISC_CONNECTION_LOST, asyncssh.DISC_TOO_MANY_CONNECTIONS)
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ETIMEDOUT)
+
+
 # What connect() may raise for reasons outside fleet's control; anything else is a bug.
 CONNECT_FAILURES: tuple[type[BaseException], ...] = (
     asyncssh.Error,
