@@ -32,10 +32,10 @@ from fleet.transport.host_keys import (
 from fleet.transport.ssh_errors import CONNECT_FAILURES, describe_connect_failure, transient
 
 DEFAULT_FORKS = 50
-# SSH handshakes in flight at once, whatever --forks is: key exchange costs the controller CPU
-# and sshd refuses unauthenticated connections beyond MaxStartups (10 by default) per server,
-# which a shared jump host meets first.
-DEFAULT_HANDSHAKES = 10
+# SSH handshakes in flight at once, whatever --forks is: key exchange costs the controller CPU,
+# and a shared jump host's sshd starts refusing unauthenticated connections beyond MaxStartups
+# (10:30:100 by default: dropped at random from 10, all from 100); what it drops is retried.
+DEFAULT_HANDSHAKES = 30
 CONNECT_ATTEMPTS = 3  # a transient failure (reset, dropped before the banner) is tried again
 RETRY_BACKOFF = 0.5  # seconds: the first retry waits up to this (full jitter), then doubling
 RETRY_BACKOFF_CAP = 4.0
