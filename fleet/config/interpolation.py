@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet.config.problems import KeyPath
@@ -238,5 +238,8 @@ def interpolate_doc(doc: SourceDoc, variables: Mapping[str, str], join: Joiner =
     if doc.data is None:
         return doc
     doc.data, findings = interpolate_data(doc.data, variables, join)
-    doc.problems.extend(doc.problem(f.path, f.message, severity=f.severity) for f in findings)
+    for finding in findings:
+        problem = doc.problem(finding.path, finding.message, severity=finding.severity)
+        # A value left as written would fail validation too, with a misleading message.
+        doc.problems.append(replace(problem, root_cause=finding.severity == "error"))
     return doc
