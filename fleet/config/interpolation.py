@@ -32,6 +32,7 @@ MAX_INTERPOLATED_TOTAL = 16_000_000  # all interpolated values of one file, toge
 MAX_NESTING = 16  # `${A:-${B:-...}}`: interpolations inside a default, error or alternative
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACES = re.compile("[{}]")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")  # two-character ones first
 
 
@@ -40,9 +41,11 @@ class InterpolationError(ValueError):
     Compose accepts, or a limit was crossed. `plain` says it without quoting the text (for
     env files, whose values may be secrets)."""
 
-    def __init__(self, message: str, plain: str | None = None) -> None:
+    def __init__(self, message: str, plain: str | None = None, *, whole_file: bool = False
+                 ) -> None:
         super().__init__(message)
         self.plain = plain or message
+        self.whole_file = whole_file  # the file's total crossed: nothing more is read of it
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,10 @@ def _plain(path: KeyPath, pieces: Sequence[Piece]) -> str:
 def _closing_brace(text: str, start: int) -> int:
     """The index of the `}` that closes the `{` just before `start`, or -1."""
     depth = 1
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return index
+    for brace in _BRACES.finditer(text, start):
+        depth += 1 if brace.group() == "{" else -1
+        if depth == 0:
+            return brace.start()
     return -1
 
 
@@ -93,7 +92,7 @@ class _Expander:
             if self.budget < MAX_INTERPOLATED_CHARS:
                 raise InterpolationError(
                     f"the file's interpolated values would exceed {MAX_INTERPOLATED_TOTAL:,} "
-                    "characters together")
+                    "characters together", whole_file=True)
             raise InterpolationError(f"the interpolated value would exceed "
                                      f"{MAX_INTERPOLATED_CHARS:,} characters")
         pieces.append(Piece(text, from_variable))
@@ -204,9 +203,13 @@ def interpolate_data(data: Any, variables: Mapping[str, str], join: Joiner = _pl
                      ) -> tuple[Any, list[Finding]]:
     """Every string value in `data` (lists and mappings, not keys) interpolated, and what
     was found: an error per value that cannot be interpolated (it is left as written), a
-    warning per unset variable per value."""
+    warning per unset variable per value. Past MAX_INTERPOLATED_TOTAL the data is None,
+    with that one error (like a YAML limit, it stops the file)."""
     findings: list[Finding] = []
     total = 0
+
+    class _Stop(Exception):
+        pass
 
     def walk(value: Any, path: KeyPath) -> Any:
         nonlocal total
@@ -218,6 +221,8 @@ def interpolate_data(data: Any, variables: Mapping[str, str], join: Joiner = _pl
                                                    MAX_INTERPOLATED_TOTAL - total)
             except InterpolationError as exc:
                 findings.append(Finding(path, str(exc), "error"))
+                if exc.whole_file:
+                    raise _Stop from None
                 return value
             findings.extend(Finding(path, unset_warning(name), "warning") for name in unset)
             result = join(path, pieces)
@@ -229,7 +234,10 @@ def interpolate_data(data: Any, variables: Mapping[str, str], join: Joiner = _pl
             return [walk(item, (*path, index)) for index, item in enumerate(value)]
         return value
 
-    return walk(data, ()), findings
+    try:
+        return walk(data, ()), findings
+    except _Stop:
+        return None, findings
 
 
 def interpolate_doc(doc: SourceDoc, variables: Mapping[str, str], join: Joiner = _plain

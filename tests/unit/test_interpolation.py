@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.config.interpolation import (
     MAX_INTERPOLATED_CHARS,
@@ -114,10 +116,11 @@ def test_a_result_is_bounded() -> None:
 def test_a_file_is_bounded_as_a_whole() -> None:
     big = {"BIG": "x" * 1_000_000}
     data = {"values": ["$BIG"] * 20}
-    _, findings = interpolate_data(data, big)
-    errors = [f for f in findings if f.severity == "error"]
-    assert len(errors) == 20 - MAX_INTERPOLATED_TOTAL // 1_000_000
-    assert "together" in errors[0].message and errors[0].path == ("values", 16)
+    result, findings = interpolate_data(data, big)
+    assert result is None  # the file stops there, as at a YAML limit
+    assert [(f.path, f.severity) for f in findings] == [
+        (("values", MAX_INTERPOLATED_TOTAL // 1_000_000), "error")]
+    assert f"exceed {MAX_INTERPOLATED_TOTAL:,} characters together" in findings[0].message
 
 
 def test_values_not_keys_and_only_strings() -> None:
@@ -161,3 +164,31 @@ def test_values_stay_literal_through_templating(text: str, value: str) -> None:
 def test_the_files_own_templates_are_left_alone() -> None:
     pieces, _ = interpolate_pieces("{{ host }}-$V", {"V": "x"})
     assert keep_variables_literal(pieces) == "{{ host }}-x"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_escaped_text_comes_back_as_written(text: str) -> None:
+    assert interpolate(text.replace("$", "$$"), VARIABLES) == (text, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="${}:-+?ABx {%#", max_size=40))
+def test_any_text_interpolates_or_fails_cleanly(text: str) -> None:
+    try:
+        value, unset = interpolate(text, {"A": "{%", "B": ""})
+    except InterpolationError:
+        return
+    assert all(name in text for name in unset)
+    if "$" not in text:
+        assert value == text
+
+
+_LITERAL = st.text(alphabet="ab }%#'\"\\", max_size=8)  # no `{` or `$`: no template, no variable
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LITERAL, st.text(alphabet="{}%#-ab '\"\\", max_size=20), _LITERAL)
+def test_a_variable_never_becomes_a_template(before: str, value: str, after: str) -> None:
+    pieces, _ = interpolate_pieces(f"{before}${{V}}{after}", {"V": value})
+    assert render_value(keep_variables_literal(pieces), {}) == before + value + after
