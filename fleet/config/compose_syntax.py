@@ -12,7 +12,12 @@ from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.config.interpolation import InterpolationError, interpolate, unset_warning
+from fleet.config.interpolation import (
+    MAX_INTERPOLATED_TOTAL,
+    InterpolationError,
+    interpolate_pieces,
+    unset_warning,
+)
 from fleet.config.problems import Problem
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -213,6 +218,7 @@ def read_dotenv(text: str, path: str, variables: Mapping[str, str] | None = None
     lookup: Mapping[str, str] | None = (  # the variables, then this file's earlier values
         None if variables is None else ChainMap(dict(variables), result))
     lines = text.removeprefix("\ufeff").splitlines()
+    made = 0  # characters interpolated values have made
     index = 0
     while index < len(lines):
         number, line = index + 1, lines[index].lstrip()
@@ -252,8 +258,10 @@ def read_dotenv(text: str, path: str, variables: Mapping[str, str] | None = None
             value = value.split(" #", 1)[0].rstrip()
         if interpolated and "$" in value:
             assert lookup is not None
-            try:
-                value, unset = interpolate(value, lookup)
+            try:  # bounded per value and for the file (a line may double the one before)
+                pieces, unset = interpolate_pieces(value, lookup, MAX_INTERPOLATED_TOTAL - made)
+                value = "".join(p.text for p in pieces)
+                made += len(value)
             except InterpolationError as exc:
                 raise DotenvError(path, number, f"the value of {key}: {exc.plain}") from None
             warnings.extend(Problem(path, number, 1, (), unset_warning(name), "warning")

@@ -247,3 +247,13 @@ def test_env_file_errors_stop_the_service(tmp_path: Path) -> None:
     assert "cannot read env_file" in str(caught.value)
     assert "required variable NEEDED is missing a value" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_dotenv_interpolation_is_bounded_for_the_whole_file() -> None:
+    doubling = [f"V{i}=${{V{i - 1}}}${{V{i - 1}}}" for i in range(1, 10)]  # V9: 512,000
+    lines = ["V0=" + "x" * 1000, *doubling, *(f"W{j}=$V9" for j in range(40))]
+    with pytest.raises(DotenvError) as caught:
+        read_dotenv("\n".join(lines), "f.env", {})
+    assert caught.value.line == 40  # V1..V9 made 1,022,000; W0..W28 another 14,848,000
+    assert caught.value.reason == ("the value of W29: the file's interpolated values would "
+                                   "exceed 16,000,000 characters together")
