@@ -46,10 +46,23 @@ CONNECT_TIMEOUT = Seconds(MAX_CONNECT_TIMEOUT)
 FORKS = click.IntRange(1, MAX_FORKS)
 
 
+_ENV_FILE = "fleet.env_file"
+
+
+def _remember_env_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_ENV_FILE] = value
+
+
 def project_options(func: F) -> F:
-    """`-i INVENTORY`, `--limit PATTERN` and one or more PLAYBOOK arguments."""
+    """`-i INVENTORY`, `--limit PATTERN`, `--env-file PATH` and one or more PLAYBOOK
+    arguments. `--env-file` reaches project_files through the click context, not as a
+    parameter of every command."""
     func = click.argument("playbooks", nargs=-1, required=True, metavar="PLAYBOOK...",
                           type=click.Path(dir_okay=False))(func)
+    func = click.option("--env-file", metavar="PATH", type=click.Path(dir_okay=False),
+                        expose_value=False, callback=_remember_env_file,
+                        help="Variables for ${VAR} interpolation from this file instead of "
+                             "the .env beside the first playbook (the environment wins).")(func)
     func = click.option("--limit", "-l", metavar="PATTERN",
                         help="Only hosts matching this pattern (e.g. 'web,&cloud=aws').")(func)
     func = click.option("-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY",
@@ -64,7 +77,10 @@ def json_option(func: F) -> F:
 
 def project_files(inventories: Sequence[str], playbooks: Sequence[str],
                   limit: str | None) -> ProjectFiles:
-    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit)
+    ctx = click.get_current_context(silent=True)
+    env_file = ctx.meta.get(_ENV_FILE) if ctx is not None else None
+    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
+                        env_file=env_file)
 
 
 def console(stderr: bool = False) -> Console:

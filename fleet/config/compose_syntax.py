@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
+
+from fleet.config.interpolation import (
+    MAX_INTERPOLATED_TOTAL,
+    InterpolationError,
+    interpolate_pieces,
+    unset_warning,
+)
+from fleet.config.problems import Problem
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -149,12 +158,15 @@ _ENV_ESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"
                 "$": "$", '"': '"', "\\": "\\"}
 
 
-def _unescape_double_quoted(text: str) -> str:
-    """Compose's escapes in a double-quoted value: \\n \\t \\" \\\\ ..., and \\0NNN octal."""
+def _unescape_double_quoted(text: str, dollar: str = "$") -> str:
+    """Compose's escapes in a double-quoted value: \\n \\t \\" \\\\ ..., and \\0NNN octal;
+    `\\$` becomes `dollar` (`$$` where the value is interpolated next: a literal `$`)."""
     def one(match: re.Match[str]) -> str:
         code = match.group(0)[1:]
         if len(code) == 4:  # \\0NNN, a byte: above \\0377 Compose keeps it as written
             return chr(int(code[1:], 8)) if int(code[1:], 8) < 256 else match.group(0)
+        if code == "$":
+            return dollar
         return _ENV_ESCAPED.get(code, match.group(0))  # \\c: kept as written
 
     return _ENV_ESCAPE.sub(one, text)
@@ -179,16 +191,34 @@ def _quoted(text: str, quote: str) -> tuple[str, str] | None:
     return None
 
 
-def parse_env_file(text: str, path: str) -> dict[str, str]:
-    """NAME=VALUE lines, read by Compose's env_file rules.
+class DotenvError(ValueError):
+    """A line of an env file that cannot be read; the message never quotes the file (a
+    secrets file, an env_file and a .env hold secrets)."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path, self.line, self.reason = path, line, reason
+
+
+def read_dotenv(text: str, path: str, variables: Mapping[str, str] | None = None
+                ) -> tuple[dict[str, str], list[Problem]]:
+    """NAME=VALUE lines, read by Compose's rules for environment files (`.env` and
+    env_file alike), and the warnings found; raises DotenvError.
 
     `#` starts a comment line, and in an unquoted value ` #` (space, hash) starts an inline
     comment; a value in single quotes is literal, one in double quotes takes escapes (\\n,
-    \\t, \\", \\\\...); either may span lines and be followed by a comment. Unlike Compose,
-    `${VAR}` is not interpolated, and a line without `=` is an error. Messages never quote
-    the file (a secrets file is read with this too)."""
+    \\t, \\", \\\\, \\$...); either may span lines and be followed by a comment; `export `
+    before a name is allowed. With `variables` (a .env file, an env_file), unquoted and
+    double-quoted values are interpolated as Compose does (fleet.config.interpolation), from
+    `variables` first, then the values the file set on earlier lines, and a line that is a
+    NAME alone takes that NAME's value from them (and is left out when it has none). Without
+    (a secrets file), values are taken as written, and a line without `=` is an error."""
     result: dict[str, str] = {}
-    lines = text.splitlines()
+    warnings: list[Problem] = []
+    lookup: Mapping[str, str] | None = (  # the variables, then this file's earlier values
+        None if variables is None else ChainMap(dict(variables), result))
+    lines = text.removeprefix("\ufeff").splitlines()
+    made = 0  # characters interpolated values have made
     index = 0
     while index < len(lines):
         number, line = index + 1, lines[index].lstrip()
@@ -198,9 +228,15 @@ def parse_env_file(text: str, path: str) -> dict[str, str]:
         line = re.sub(r"^export\s+", "", line)
         key, found, value = line.partition("=")
         key = key.strip()
-        if not found or not _ENV_FILE_NAME.fullmatch(key):
-            raise ValueError(f"{path}:{number}: expected NAME=VALUE")
+        if not _ENV_FILE_NAME.fullmatch(key) or (not found and lookup is None):
+            raise DotenvError(path, number, "expected NAME=VALUE")
+        if not found:  # NAME alone: its value from the environment, as Compose takes it
+            assert lookup is not None
+            if key in lookup:
+                result[key] = lookup[key]
+            continue
         value = value.lstrip()
+        interpolated = lookup is not None
         if value[:1] in ("'", '"'):
             quote = value[0]
             parsed = _quoted(value, quote)
@@ -209,17 +245,34 @@ def parse_env_file(text: str, path: str) -> dict[str, str]:
                 index += 1
                 parsed = _quoted(value, quote)
             if parsed is None:
-                raise ValueError(f"{path}:{number}: the quoted value is never closed")
+                raise DotenvError(path, number, "the quoted value is never closed")
             value, after = parsed
             if after.strip() and not after.strip().startswith("#"):
-                raise ValueError(f"{path}:{number}: unexpected text after the closing quote "
-                                 "(a comment needs '#')")
+                raise DotenvError(path, number, "unexpected text after the closing quote "
+                                  "(a comment needs '#')")
             if quote == '"':
-                value = _unescape_double_quoted(value)
+                value = _unescape_double_quoted(value, "$$" if interpolated else "$")
+            else:
+                interpolated = False  # single quotes: literal
         else:
             value = value.split(" #", 1)[0].rstrip()
+        if interpolated and "$" in value:
+            assert lookup is not None
+            try:  # bounded per value and for the file (a line may double the one before)
+                pieces, unset = interpolate_pieces(value, lookup, MAX_INTERPOLATED_TOTAL - made)
+                value = "".join(p.text for p in pieces)
+                made += len(value)
+            except InterpolationError as exc:
+                raise DotenvError(path, number, f"the value of {key}: {exc.plain}") from None
+            warnings.extend(Problem(path, number, 1, (), unset_warning(name), "warning")
+                            for name in unset)
         if "\0" in value:
-            raise ValueError(f"{path}:{number}: the value of {key} contains a NUL character, "
-                             "which no process environment can carry")
+            raise DotenvError(path, number, f"the value of {key} contains a NUL character, "
+                              "which no process environment can carry")
         result[key] = value
-    return result
+    return result, warnings
+
+
+def parse_env_file(text: str, path: str) -> dict[str, str]:
+    """A secrets file's NAME=VALUE lines: Compose's env file rules, values as written."""
+    return read_dotenv(text, path)[0]

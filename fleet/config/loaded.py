@@ -14,7 +14,7 @@ from fleet.config.secrets import SecretStore
 
 # The contents of a service's env_file, named relative to its playbook (raises OSError or
 # ValueError). A callback, not a mapping: env_file may be a template, so its path is known
-# only once rendered for a host.
+# only once rendered for a host. Its warnings (an unset variable) join ProjectInput.problems.
 EnvFileReader = Callable[[LoadedPlaybook, str], dict[str, str]]
 
 
@@ -27,3 +27,6 @@ class ProjectInput:
     env_files: EnvFileReader
     limit: str | None = None
     problems: list[Problem] = field(default_factory=list)  # found while reading
+    # Compose's project environment: the controller's over the .env file's (interpolation
+    # and bare `KEY` entries of `environment` take their values from it)
+    variables: Mapping[str, str] = field(default_factory=dict)

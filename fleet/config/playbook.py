@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +110,14 @@ class PlaybookSet:
         return [(name, pb) for pb in self.playbooks for name in pb.service_names]
 
 
-def load_playbooks(paths: Sequence[str]) -> tuple[PlaybookSet, list[Problem]]:
+def load_playbooks(paths: Sequence[str], load: Callable[[str], SourceDoc] = load_yaml
+                   ) -> tuple[PlaybookSet, list[Problem]]:
+    """The playbooks, each read by `load` (the project's: interpolated, see project.py)."""
     problems: list[Problem] = []
     result = PlaybookSet()
     owner: dict[str, str] = {}
     for path in paths:
-        doc = load_yaml(path)
+        doc = load(path)
         problems.extend(doc.problems)
         if doc.data is None and doc.problems:
             continue  # unreadable or not YAML; duplicate keys still let us check the rest

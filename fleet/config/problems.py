@@ -38,6 +38,9 @@ class Problem:
     path: KeyPath
     message: str
     severity: Severity = "error"
+    # The value at `path` could not even be read (interpolation failed): other errors at or
+    # under the key are its consequences, and only this one is reported.
+    root_cause: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
@@ -64,7 +67,7 @@ class ConfigError(FleetError):
     """The input is invalid; carries every problem found, not just the first."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = sorted(set(problems), key=_sort_key)
+        self.problems = sorted(set(_without_consequences(problems)), key=_sort_key)
         errors = errors_in(self.problems)
         lines = [str(p) for p in self.problems]
         count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
@@ -73,3 +76,15 @@ class ConfigError(FleetError):
 
 def _sort_key(problem: Problem) -> tuple[str, int, int, str]:
     return (problem.file, problem.line, problem.column, problem.message)
+
+
+def _without_consequences(problems: Sequence[Problem]) -> list[Problem]:
+    roots = {(p.file, p.path) for p in problems if p.root_cause}
+    if not roots:
+        return list(problems)
+
+    def follows(problem: Problem) -> bool:
+        return problem.severity == "error" and not problem.root_cause and any(
+            (problem.file, problem.path[:n]) in roots for n in range(len(problem.path) + 1))
+
+    return [p for p in problems if not follows(p)]

@@ -4,17 +4,22 @@ core compiles it: fleet.core.desired.desired_state), or ConfigError with every p
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.config.compose_syntax import parse_env_file
+from fleet.config.compose_syntax import DotenvError, read_dotenv
+from fleet.config.interpolation import Piece, interpolate_doc
 from fleet.config.inventory import Inventory, load_inventory_with_problems
 from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
-from fleet.config.problems import ConfigError, Problem, errors_in
+from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
-from fleet.config.source import located, read_source
+from fleet.config.service import HOST_INDEPENDENT_KEYS
+from fleet.config.source import SourceDoc, load_yaml, located, read_source
+from fleet.config.templating import keep_variables_literal
+
+DOTENV = ".env"
 
 
 @dataclass
@@ -22,6 +27,7 @@ class ProjectFiles:
     playbooks: Sequence[str]
     inventories: Sequence[str] = ()
     limit: str | None = None
+    env_file: str | None = None  # instead of the .env beside the first playbook
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -61,8 +67,9 @@ def _secret_store(playbooks: PlaybookSet) -> tuple[SecretStore, list[Problem]]:
     return SecretStore(playbooks.project, values, ", ".join(sources) or None), problems
 
 
-def env_file_reader() -> EnvFileReader:
-    """Reads env files relative to their playbook, each path once."""
+def env_file_reader(variables: Mapping[str, str], warnings: list[Problem]) -> EnvFileReader:
+    """Reads env files relative to their playbook, each path once, interpolating their
+    values from `variables` as Compose does; what it warns of is added to `warnings`."""
     cache: dict[Path, dict[str, str]] = {}
 
     def read(pb: LoadedPlaybook, name: str) -> dict[str, str]:
@@ -71,17 +78,66 @@ def env_file_reader() -> EnvFileReader:
             text, problem = read_source(path)  # bounded, like every config file
             if text is None:
                 raise ValueError(located(problem))
-            cache[path] = parse_env_file(text, str(path))
+            cache[path], found = read_dotenv(text, str(path), variables)
+            warnings.extend(found)
         return cache[path]
 
     return read
+
+
+def project_variables(files: ProjectFiles, environ: Mapping[str, str]
+                      ) -> tuple[dict[str, str], list[Problem]]:
+    """What `${VAR}` is interpolated from: the controller's environment over the values of
+    the project's .env file (beside the first playbook, as Compose takes the project
+    directory's), or of the `--env-file` given instead, which must exist."""
+    if files.env_file is not None:
+        path = Path(files.env_file)
+    elif files.playbooks:
+        path = Path(files.playbooks[0]).parent / DOTENV
+        if not path.is_file():
+            return dict(environ), []
+    else:
+        return dict(environ), []
+    text, problem = read_source(path)
+    if text is None:
+        return dict(environ), [problem] if problem else []
+    try:
+        values, problems = read_dotenv(text, str(path), environ)
+    except DotenvError as exc:
+        return dict(environ), [Problem(exc.path, exc.line, 1, (), exc.reason)]
+    return {**values, **environ}, problems
+
+
+def _rendered_per_host(path: KeyPath) -> bool:
+    """Whether the value at `path` of a playbook is a Jinja2 template (see core.desired):
+    a service's keys but placement and rollout, and registry credentials."""
+    if path[:1] == ("services",):
+        return len(path) > 2 and path[2] not in HOST_INDEPENDENT_KEYS
+    return path[:1] == ("registries",)
+
+
+def _interpolated(path: KeyPath, pieces: Sequence[Piece]) -> str:
+    if _rendered_per_host(path):
+        return keep_variables_literal(pieces)
+    return "".join(p.text for p in pieces)
+
+
+def interpolating_loader(variables: Mapping[str, str]) -> Callable[[str], SourceDoc]:
+    """Loads a playbook with its values interpolated (before validation and templating)."""
+    def load(path: str) -> SourceDoc:
+        return interpolate_doc(load_yaml(path), variables, _interpolated)
+
+    return load
 
 
 def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
                  ) -> ProjectInput:
     """Read every file of the project; raise ConfigError when the playbooks or the inventory
     are invalid (services are checked against hosts: without them, nothing more is told)."""
-    playbooks, problems = load_playbooks(files.playbooks)
+    environ = dict(os.environ) if environ is None else environ
+    variables, problems = project_variables(files, environ)
+    playbooks, found = load_playbooks(files.playbooks, interpolating_loader(variables))
+    problems += found
     if not playbooks.playbooks:
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])
     paths, found = _inventory_paths(files, playbooks)
@@ -91,8 +147,8 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     found += inventory_problems
     if errors_in(found):
         raise ConfigError(problems + found)
-    environ = dict(os.environ) if environ is None else environ
     secrets, secret_problems = _secret_store(playbooks)
     secrets.environ = environ
-    return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(), files.limit,
-                        problems + found + secret_problems)
+    read = problems + found + secret_problems  # env files add their warnings when read
+    return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(variables, read),
+                        files.limit, read, variables)

@@ -2,7 +2,10 @@
 
 PyYAML's constructed objects lose their positions, so we compose the node tree and
 build plain Python values ourselves, recording the mark of each key path. Duplicate
-keys, which PyYAML would silently overwrite, are reported.
+keys, which PyYAML would silently overwrite, are reported. `<<:` merge keys are resolved
+here too, by YAML's rules (a mapping's own keys override merged ones; in `<<: [*a, *b]`, a
+overrides b), without PyYAML's flatten_mapping: it rewrites an anchor's shared node in
+place, so an alias read after it saw merged keys as its own and reported them twice.
 
 Input files are hostile until proven otherwise: every file is read with a size bound,
 must be UTF-8 without control characters, and its YAML is bounded in nesting depth and
@@ -235,11 +238,17 @@ def _shown_tag(tag: str) -> str:
     return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
 
 
+_MERGE = _CORE + "merge"
+Pair = tuple[str, yaml.Node, yaml.Node]  # a mapping's key as read, its key node, its value
+
+
 class _Builder:
     def __init__(self, doc: SourceDoc, loader: SafeConstructor) -> None:
         self.doc = doc
         self.loader = loader
-        self.merged: dict[int, int] = {}  # mapping node -> how many of its pairs were merged
+        # mapping node -> what it holds, `<<:` merges resolved (each mapping read once, and
+        # the node graph left as composed: an anchor is shared by all its aliases)
+        self.resolved: dict[int, list[Pair]] = {}
 
     def refuse_tag(self, node: yaml.Node, path: KeyPath) -> bool:
         if node.tag in _PLAIN_TAGS or (node.tag in _AS_TEXT and isinstance(node,
@@ -265,15 +274,64 @@ class _Builder:
                 f"cannot read {node.value!r} as {_shown_tag(node.tag)}"))
             return None
 
-    def pairs(self, node: yaml.MappingNode) -> tuple[list[Any], list[Any]]:
-        """The mapping's pairs from `<<:` merge keys (later ones override earlier ones, as
-        YAML says) and its own pairs (where a key twice is a mistake)."""
-        if id(node) not in self.merged:
-            own = sum(1 for key, _ in node.value if key.tag != _CORE + "merge")
-            self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
-            self.merged[id(node)] = len(node.value) - own
-        count = self.merged[id(node)]
-        return node.value[:count], node.value[count:]
+    def _problem_at(self, node: yaml.Node, path: KeyPath, message: str) -> None:
+        loc = _mark(node)
+        self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, path, message))
+
+    def _merge_sources(self, key_node: yaml.Node, value: yaml.Node,
+                       path: KeyPath) -> list[yaml.MappingNode]:
+        """The mappings a `<<:` key merges, in order of precedence (YAML's merge key type:
+        a mapping, or a list of mappings where an earlier one overrides a later one)."""
+        if isinstance(value, yaml.MappingNode):
+            return [] if self.refuse_tag(value, path) else [value]
+        if isinstance(value, yaml.SequenceNode) and all(
+                isinstance(item, yaml.MappingNode) for item in value.value):
+            return [item for item in value.value if not self.refuse_tag(item, path)]
+        self._problem_at(key_node, path, "a merge key '<<' takes a mapping or a list of "
+                         "mappings (aliases such as *defaults)")
+        return []
+
+    def pairs(self, node: yaml.MappingNode, path: KeyPath) -> list[Pair]:
+        """The mapping's pairs, each key once: its own keys (a key twice is a mistake,
+        reported here), then what `<<:` merges in for the keys it does not have itself.
+        Problems are reported the first time a mapping is read, at that place."""
+        known = self.resolved.get(id(node))
+        if known is not None:
+            return known
+        own: list[Pair] = []
+        sources: list[yaml.MappingNode] = []
+        merge_key: yaml.Node | None = None
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE and isinstance(key_node, yaml.ScalarNode):
+                if merge_key is not None:
+                    self._problem_at(key_node, path, "duplicate key '<<': merge several "
+                                     "mappings with one list, <<: [*a, *b]")
+                    continue
+                merge_key = key_node
+                sources = self._merge_sources(key_node, value_node, path)
+                continue
+            key = self.key(key_node, path)
+            if key is None:
+                continue
+            if key in seen:
+                child: KeyPath = (*path, key)
+                loc = _mark(key_node)
+                self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, child,
+                                                 f"duplicate key '{key}'"))
+                continue
+            seen.add(key)
+            own.append((key, key_node, value_node))
+        merged: dict[str, Pair] = {}
+        for source in sources:  # each source's own merges are resolved first
+            for pair in self.pairs(source, path):
+                merged.setdefault(pair[0], pair)
+        # In the order a YAML loader gives: merged keys first, own values overriding them.
+        mine = {pair[0]: pair for pair in own}
+        result = [mine.get(key, pair) for key, pair in merged.items()]
+        result += [pair for key, pair in mine.items() if key not in merged]
+        self.resolved[id(node)] = result
+        return result
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.doc.value_locations.setdefault(path, _mark(node))
@@ -281,23 +339,9 @@ class _Builder:
             return None
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
-            merged, own = self.pairs(node)
-            seen: set[str] = set()
-            for index, (key_node, value_node) in enumerate([*merged, *own]):
-                key = self.key(key_node, path)
-                if key is None:
-                    continue
+            for key, key_node, value_node in self.pairs(node, path):
                 child: KeyPath = (*path, key)
-                if index >= len(merged):
-                    if key in seen:
-                        self.doc.key_locations[child] = _mark(key_node)
-                        self.doc.problems.append(
-                            self.doc.problem(child, f"duplicate key '{key}'", at_key=True)
-                        )
-                        continue
-                    seen.add(key)
                 self.doc.key_locations[child] = _mark(key_node)
-                self.doc.value_locations.pop(child, None)  # an own value overrides a merged one
                 result[key] = self.build(value_node, child)
             return result
         if isinstance(node, yaml.SequenceNode):
@@ -365,7 +409,7 @@ def parse_yaml(text: str, path: str) -> SourceDoc:
     if node is not None:
         try:
             doc.data = _Builder(doc, loader).build(node, ())
-        except yaml.YAMLError as exc:  # a bad merge key
+        except yaml.YAMLError as exc:  # a constructor's own error, should one raise it
             doc.problems.append(_yaml_problem(exc, path))
     return doc
 

@@ -22,7 +22,7 @@ import itertools
 import os
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, cast
 
@@ -31,6 +31,7 @@ from jinja2 import nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from fleet.config.interpolation import Piece
 from fleet.config.problems import KeyPath
 from fleet.config.secrets import SecretStore, token
 
@@ -499,6 +500,29 @@ def _compile(source: str) -> jinja2.Template:
 
 def is_template(value: str) -> bool:
     return "{{" in value or "{%" in value or "{#" in value
+
+
+_JINJA_OPENERS = "{%#"  # with a `{` before them: the start of an expression, block or comment
+_LITERAL_BRACE = "{{ '{' }}"
+
+
+def keep_variables_literal(pieces: Sequence[Piece]) -> str:
+    """Interpolated pieces joined so that what variables gave stays text: the `{` of a
+    Jinja2 delimiter (`{{`, `{%`, `{#`) made with a variable's value is written as an
+    expression that renders `{`. A password with `{%` in it is then deployed as it is, not
+    rendered (or refused) as a template; the file's own templates are left alone."""
+    if not any(p.from_variable and any(c in p.text for c in _JINJA_OPENERS) for p in pieces):
+        return "".join(p.text for p in pieces)
+    text = "".join(p.text for p in pieces)
+    substituted = [p.from_variable for p in pieces for _ in p.text]
+    out = []
+    for index, char in enumerate(text):
+        if (char == "{" and index + 1 < len(text) and text[index + 1] in _JINJA_OPENERS
+                and (substituted[index] or substituted[index + 1])):
+            out.append(_LITERAL_BRACE)
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def contains_template(value: Any) -> bool:

@@ -229,7 +229,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 continue
             try:
                 service = Service.model_validate(rendered)
-                service = _finish_environment(service, pb, source.env_files, environ, hidden)
+                service = _finish_environment(service, pb, source.env_files,
+                                              source.variables, hidden)
             except ValidationError as exc:
                 for problem in problems_from(exc, Service, rendered, pb.doc, base):
                     per_host.add(problem, name, host.name)
