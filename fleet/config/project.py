@@ -22,6 +22,7 @@ class ProjectFiles:
     playbooks: Sequence[str]
     inventories: Sequence[str] = ()
     limit: str | None = None
+    profiles: Sequence[str] = ()  # --profile (else COMPOSE_PROFILES)
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -81,7 +82,9 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
                  ) -> ProjectInput:
     """Read every file of the project; raise ConfigError when the playbooks or the inventory
     are invalid (services are checked against hosts: without them, nothing more is told)."""
-    playbooks, problems = load_playbooks(files.playbooks)
+    environ = dict(os.environ) if environ is None else environ
+    playbooks, problems = load_playbooks(files.playbooks, profiles=files.profiles,
+                                         environ=environ)
     if not playbooks.playbooks:
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])
     paths, found = _inventory_paths(files, playbooks)
@@ -91,7 +94,6 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     found += inventory_problems
     if errors_in(found):
         raise ConfigError(problems + found)
-    environ = dict(os.environ) if environ is None else environ
     secrets, secret_problems = _secret_store(playbooks)
     secrets.environ = environ
     return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(), files.limit,
