@@ -46,8 +46,22 @@ CONNECT_TIMEOUT = Seconds(MAX_CONNECT_TIMEOUT)
 FORKS = click.IntRange(1, MAX_FORKS)
 
 
+def _remember_profiles(ctx: click.Context, param: click.Parameter,
+                       value: tuple[str, ...]) -> tuple[str, ...]:
+    ctx.meta[PROFILES] = value  # read by project_files: no command's signature changes
+    return value
+
+
+PROFILES = "fleet.profiles"
+
+
 def project_options(func: F) -> F:
-    """`-i INVENTORY`, `--limit PATTERN` and one or more PLAYBOOK arguments."""
+    """`-i INVENTORY`, `--limit PATTERN`, `--profile NAME` and one or more PLAYBOOK
+    arguments (compose files)."""
+    func = click.option("--profile", multiple=True, metavar="NAME", expose_value=False,
+                        callback=_remember_profiles,
+                        help="Enable the services of this Compose profile; repeatable. "
+                             "Default: COMPOSE_PROFILES.")(func)
     func = click.argument("playbooks", nargs=-1, required=True, metavar="PLAYBOOK...",
                           type=click.Path(dir_okay=False))(func)
     func = click.option("--limit", "-l", metavar="PATTERN",
@@ -64,7 +78,10 @@ def json_option(func: F) -> F:
 
 def project_files(inventories: Sequence[str], playbooks: Sequence[str],
                   limit: str | None) -> ProjectFiles:
-    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit)
+    context = click.get_current_context(silent=True)
+    profiles = context.meta.get(PROFILES, ()) if context is not None else ()
+    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
+                        profiles=list(profiles))
 
 
 def console(stderr: bool = False) -> Console:

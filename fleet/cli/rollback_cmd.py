@@ -51,11 +51,12 @@ def only_service(plan: Plan, service: str) -> Plan:
 
 def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
              journals: dict[str, list[JournalEntry]], to: int | None
-             ) -> tuple[DesiredState, dict[str, dict[str, str]], list[str]]:
-    """The desired state with `service` at its earlier revision on every host, the digests
-    to pin per host, and the problems that forbid the rollback."""
+             ) -> tuple[DesiredState, dict[str, dict[str, str | None]], list[str]]:
+    """The desired state with `service` at its earlier revision on every host (rolled out
+    with the service's rollback policy: Compose's deploy.rollback_config, else its update
+    policy), the digests to pin per host, and the problems that forbid the rollback."""
     containers = {h: list(c) for h, c in state.containers.items()}
-    digests: dict[str, dict[str, str]] = {}
+    digests: dict[str, dict[str, str | None]] = {}
     problems: list[str] = []
     for host, snapshot in snapshots.items():
         running = {c.replica: c.revision for c in snapshot.of_project(state.project)
@@ -79,7 +80,12 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if target.entry.digest:
                 digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))
-    return dataclasses.replace(state, containers=containers), digests, problems
+    services = dict(state.services)
+    placement = services[service]
+    if placement.rollback is not None:
+        services[service] = dataclasses.replace(placement, update=placement.rollback)
+    return (dataclasses.replace(state, containers=containers, services=services), digests,
+            problems)
 
 
 @click.command()

@@ -71,6 +71,8 @@ def env_file_reader() -> EnvFileReader:
         if path not in cache:
             text, problem = read_source(path)  # bounded, like every config file
             if text is None:
+                if not path.exists():
+                    raise FileNotFoundError(f"{path}: file not found")
                 raise ValueError(located(problem))
             cache[path] = parse_env_file(text, str(path))
         return cache[path]
