@@ -188,16 +188,19 @@ class Fold:
         self.given = given  # the service's validated values
         self.explicit = explicit  # the fields the file sets
         self.updates: dict[str, Any] = {}
+        self.set_by: dict[str, str] = {}  # field -> the key that set it here
         self.errors: list[tuple[KeyPath, str]] = []
 
     def set(self, field: str, value: Any, path: KeyPath, *, shown: str | None = None) -> None:
         """`field` takes `value`, unless the file sets it to something else."""
         current = self.updates.get(field, self.given.get(field))
         if (field in self.explicit or field in self.updates) and current != value:
-            self.errors.append((path, f"{shown or value!r} differs from '{field}' "
+            other = self.set_by.get(field, field)
+            self.errors.append((path, f"{shown or value!r} differs from '{other}' "
                                       f"({current!r}); give it once"))
             return
         self.updates[field] = value
+        self.set_by[field] = ".".join(map(str, path))
 
     def policy(self, field: str, keys: dict[str, Any], path: KeyPath,
                given: BaseModel | None) -> None:

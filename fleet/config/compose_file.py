@@ -106,7 +106,9 @@ class ComposeContext:
         told = path.resolve() in self.reported
         self.reported.add(path.resolve())
         if not told:
-            self.problems.extend(doc.problems)
+            for problem in doc.problems:  # an unreadable file is told where it is named
+                self.problems.append(problem if problem.line else by.problem(
+                    where, f"cannot read {path}: {problem.message}"))
         if doc.data is None and doc.problems:
             return None
         if not isinstance(doc.data, dict):

@@ -586,8 +586,9 @@ class ContainerOptions(Strict):
         if self.network_mode == "host" and self.ports:
             raise ValueError("'ports' cannot be published with network_mode: host")
         if self.cpus and (self.cpu_period or self.cpu_quota):
-            raise ValueError("'cpus' and 'cpu_period'/'cpu_quota' cannot both be set (Docker "
-                             "refuses NanoCpus with a CFS period or quota)")
+            raise ItemErrors([("cpu_period" if self.cpu_period else "cpu_quota", ValueError(
+                "'cpus' and 'cpu_period'/'cpu_quota' cannot both be set: Docker refuses "
+                "NanoCpus with a CFS period or quota"))])
         return self
 
 
@@ -751,7 +752,8 @@ class Service(ContainerOptions):
                 f"replica per host; this service has {replicas}")))
         if errors:
             raise ItemErrors(errors)
-        updates.setdefault("device_requests", self.gpus)
+        updates["device_requests"] = [NormalisedDevice.model_validate(d) for d in
+                                      updates.get("device_requests", self.gpus)]
         for policy in ("update", "rollback"):
             if policy in updates:
                 updates[policy] = UpdatePolicy.model_validate(updates[policy])
@@ -760,9 +762,9 @@ class Service(ContainerOptions):
 
     def _checked_cpus(self) -> Service:
         if self.cpus and (self.cpu_period or self.cpu_quota):
-            raise ValueError("'cpus' (or deploy.resources.limits.cpus) and 'cpu_period'/"
-                             "'cpu_quota' cannot both be set: Docker refuses NanoCpus with a "
-                             "CFS period or quota")
+            raise ItemErrors([("cpu_period" if self.cpu_period else "cpu_quota", ValueError(
+                "'cpus' (or deploy.resources.limits.cpus) and 'cpu_period'/'cpu_quota' "
+                "cannot both be set: Docker refuses NanoCpus with a CFS period or quota"))])
         limit, reservation = self.mem_limit, self.mem_reservation
         if limit and reservation and reservation > limit:
             raise ValueError(f"the memory reservation {format_bytes(reservation)} is above the "

@@ -235,7 +235,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
         services[name] = placement
         placed.append((name, pb, placement))
     refs = {name: placement.refs for name, placement in services.items()}
-    problems.extend(reference_problems(refs, dict(playbooks.services()), playbooks.inactive))
+    known = dict(playbooks.services())
+    problems.extend(reference_problems(refs, known, playbooks.inactive))
     aliases = link_aliases(refs)
     made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any]]]] = {}
     for name, pb, placement in placed:
@@ -294,14 +295,16 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
         for name, pb, service, options in items:
             unresolved = resolve_shared(options, first)
             if unresolved is not None:
-                per_host.add(pb.doc.problem(("services", name, unresolved[0]), unresolved[1]),
-                             name, host_name)
+                field, target, why = unresolved
+                if target in known:  # else reported once, as an unknown service
+                    per_host.add(pb.doc.problem(("services", name, field), why), name,
+                                 host_name)
                 continue
             digest = spec_hash(options, secrets)
             for replica in range(1, service.replicas + 1):
                 containers[host_name].append(
                     DesiredContainer(host_name, project, name, replica, options, digest))
-        problems.extend(_name_clashes(containers[host_name], dict(playbooks.services())))
+        _name_clashes(containers[host_name], known, per_host)
     problems.extend(per_host.problems())
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
@@ -317,19 +320,17 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         frozenset(playbooks.inactive - set(services)))
 
 
-def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedPlaybook]
-                  ) -> list[Problem]:
+def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedPlaybook],
+                  per_host: _Collector) -> None:
     """Two services' containers that would have one name (a `container_name`) on a host."""
-    problems: list[Problem] = []
     seen: dict[str, str] = {}
     for container in containers:
         other = seen.setdefault(container.name, container.service)
         if other != container.service:
-            problems.append(docs[container.service].doc.problem(
+            per_host.add(docs[container.service].doc.problem(
                 ("services", container.service, "container_name"),
-                f"container name '{container.name}' is also the name of a container of service "
-                f"'{other}' on host {container.host}"))
-    return problems
+                f"container name '{container.name}' is also a container of service "
+                f"'{other}'"), container.service, container.host)
 
 
 def _render_registries(playbooks: PlaybookSet, context: Mapping[str, Any],

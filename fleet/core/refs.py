@@ -63,7 +63,8 @@ def _where(pb: LoadedPlaybook, service: str, key: str, target: str) -> tuple[Key
 
 def reference_problems(refs: Mapping[str, ServiceRefs], docs: Mapping[str, LoadedPlaybook],
                        inactive: set[str]) -> list[Problem]:
-    """Unknown, disabled or self references, and cycles."""
+    """Unknown, disabled or self references, and cycles. `refs`: the services whose
+    references could be read; `docs`: every service of the project."""
     problems: list[Problem] = []
     for service, own in refs.items():
         pb = docs[service]
@@ -73,7 +74,7 @@ def reference_problems(refs: Mapping[str, ServiceRefs], docs: Mapping[str, Loade
         for key, _, target in own.shares:
             named.append((key, target, True))
         for key, target, required in named:
-            why = _missing(target, service, refs, inactive)
+            why = _missing(target, service, docs, inactive)
             if why is None:
                 continue
             path, at_key = _where(pb, service, key, target)
@@ -87,11 +88,11 @@ def reference_problems(refs: Mapping[str, ServiceRefs], docs: Mapping[str, Loade
     return problems
 
 
-def _missing(target: str, service: str, refs: Mapping[str, ServiceRefs],
+def _missing(target: str, service: str, known: Mapping[str, object],
              inactive: set[str]) -> str | None:
     if target == service:
         return f"service '{service}' refers to itself"
-    if target in refs:
+    if target in known:
         return None
     if target in inactive:
         return (f"service '{target}' is not enabled: none of its profiles is active (use "
@@ -144,17 +145,17 @@ def link_aliases(refs: Mapping[str, ServiceRefs]) -> dict[str, list[str]]:
 
 
 def resolve_shared(options: dict[str, Any], names: Mapping[str, str]
-                   ) -> tuple[str, str] | None:
+                   ) -> tuple[str, str, str] | None:
     """`service:NAME` in volumes_from/ipc/pid becomes `container:CONTAINER`, NAME's container
     on this host (`names`: service -> its replica 1's name here). Returns the field that
-    can't be resolved, and why."""
+    can't be resolved, the service it names, and why."""
     entries = []
     for entry in options.get("volumes_from") or []:
         kind, _, rest = str(entry).partition(":")
         if kind == "service":
             target, _, mode = rest.rpartition(":")
             if target not in names:
-                return "volumes_from", _not_here("volumes_from", target)
+                return "volumes_from", target, _not_here("volumes_from", target)
             entry = f"container:{names[target]}:{mode}"
         entries.append(entry)
     if entries:
@@ -164,7 +165,7 @@ def resolve_shared(options: dict[str, Any], names: Mapping[str, str]
         if isinstance(value, str) and value.startswith("service:"):
             target = value.partition(":")[2]
             if target not in names:
-                return key, _not_here(key, target)
+                return key, target, _not_here(key, target)
             options[key] = f"container:{names[target]}"
     return None
 
