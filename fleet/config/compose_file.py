@@ -39,6 +39,7 @@ MAX_EXTENDS_DEPTH = 10  # services extending services
 MAX_FILES = 100  # files read for one playbook (includes and extends)
 
 Loader = Callable[[Path], SourceDoc]
+PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the problem is told)
 
 # fleet's own keys, as `x-fleet:` may hold them.
 TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update")
@@ -253,8 +254,7 @@ def _project(doc: SourceDoc, ctx: ComposeContext, included_by: str | None) -> No
             doc.problems.append(doc.problem((), f"no project name: the directory name "
                                             f"{directory!r} has no letter or digit Compose "
                                             "would keep; set 'name:' (or fleet's 'project:')"))
-            return
-        data["project"] = derived
+        data["project"] = derived or PLACEHOLDER_PROJECT
     env_name = ctx.environ.get("COMPOSE_PROJECT_NAME")
     if env_name and (name is not None or "project" in data) and env_name != data["project"]:
         doc.problems.append(doc.problem(("project",), f"COMPOSE_PROJECT_NAME={env_name!r} is "
@@ -657,7 +657,10 @@ def _rebased(service: dict[str, Any], source: SourceDoc, into: SourceDoc) -> dic
         return service
 
     def moved(path: str) -> str:
-        return os.path.relpath(there / path, here)
+        if os.path.isabs(path) or path.startswith("~"):
+            return path
+        found = os.path.relpath(there / path, here)
+        return found if found.startswith(".") else f"./{found}"  # still a path, not a name
 
     result = dict(service)
     env_file = result.get("env_file")

@@ -10,7 +10,13 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from fleet.config.compose_file import ComposeContext, Loader, active_profiles, prepare
+from fleet.config.compose_file import (
+    PLACEHOLDER_PROJECT,
+    ComposeContext,
+    Loader,
+    active_profiles,
+    prepare,
+)
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
 from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
@@ -176,7 +182,6 @@ class PlaybookSet:
         return [(name, pb) for pb in self.playbooks for name in pb.service_names]
 
 
-PLACEHOLDER_PROJECT = "invalid"  # a header's project when its own is refused (still reported)
 
 
 def load_playbooks(paths: Sequence[str], *, profiles: Sequence[str] = (),

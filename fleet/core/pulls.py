@@ -9,7 +9,8 @@ always pulls; `never` never asks a registry or pulls: a host without the image i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from fleet.config.references import parse_image_reference
 
@@ -44,3 +45,29 @@ def uses_local_image(policy: str, image: str, index: ImageIndex) -> bool:
         return False
     ref = parse_image_reference(image)
     return ref.tag != "latest" and index.has(image)
+
+
+class _Container(Protocol):
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, object]: ...
+
+
+def images_to_resolve(containers: Sequence[_Container], present: Iterable[str],
+                      policies: Mapping[str, str]) -> tuple[set[str], dict[str, str | None]]:
+    """For one host: the images whose tags the run resolves through a registry, and the pins
+    of those it uses as the host has them (None: created from the tag, never pulled)."""
+    index = ImageIndex(present)
+    resolve: set[str] = set()
+    local: dict[str, str | None] = {}
+    for container in containers:
+        image = str(container.options["image"])
+        if uses_local_image(policies.get(container.service, ALWAYS), image, index):
+            local[image] = None
+        else:
+            resolve.add(image)
+    for image in resolve:  # an image another service pulls is resolved for both
+        local.pop(image, None)
+    return resolve, local

@@ -16,7 +16,7 @@ from fleet.core.diff import DiffContext, Finding, diff_host
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import Plan, plan_host
-from fleet.core.pulls import ALWAYS, ImageIndex, uses_local_image
+from fleet.core.pulls import images_to_resolve
 from fleet.core.reporting import Reporter, silent
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
@@ -119,18 +119,13 @@ class Run:
                                                 "report this as a bug")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
+        policies = {name: s.pull_policy for name, s in self.state.services.items()}
         images: dict[str, set[str]] = {}
         for host, snapshot in result.snapshots.items():
-            index = ImageIndex(snapshot.images)
-            images[host] = set()
-            for container in self.state.containers[host]:
-                image = str(container.options["image"])
-                placement = self.state.services.get(container.service)
-                if uses_local_image(placement.pull_policy if placement else ALWAYS, image,
-                                    index):
-                    result.host_digests.setdefault(host, {})[image] = None
-                else:
-                    images[host].add(image)
+            images[host], local = images_to_resolve(self.state.containers[host],
+                                                    snapshot.images, policies)
+            if local:
+                result.host_digests[host] = local
         clients = {h: self.docker(h) for h in result.snapshots}
         result.digests, result.digest_failures = await resolve_digests(
             images, clients, self.auth if about_to_pull else None)
