@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fleet.config import compose_syntax as syntax
 from fleet.config.units import INT64_MAX, format_bytes, parse_byte_size, parse_duration
@@ -579,8 +587,37 @@ REFUSED_FIELDS: dict[str, str] = {
 }
 
 
-def refused(name: str) -> Any:
-    def refuse(value: Any) -> Any:
-        raise ValueError(f"'{name}' is not supported: {REFUSED_FIELDS[name]}")
+def _refuse(value: Any, info: ValidationInfo) -> Any:
+    name = str(info.field_name)
+    raise ValueError(f"'{name}' is not supported: {REFUSED_FIELDS[name]}")
 
-    return refuse
+
+# A refused service field: any value is an error naming the field and why.
+Refused = Annotated[Any, BeforeValidator(_refuse)]
+
+
+def refused_field(name: str) -> Any:
+    """The field's default (unset, left out of every dump) and its description."""
+    return Field(default=None, exclude=True,
+                 description=f"Not supported: {REFUSED_FIELDS[name]}.")
+
+
+def _not_yet(value: Any, info: ValidationInfo) -> Any:
+    raise ValueError(f"'{info.field_name}' is not yet supported (reserved for a later version "
+                     "of fleet)")
+
+
+# A key reserved for fleet's later versions (proxy, image_source).
+NotYet = Annotated[Any, BeforeValidator(_not_yet)]
+
+
+def grants(what: str) -> BeforeValidator:
+    """Service `configs`/`secrets`: the syntax is checked, then the field is refused (until
+    the files reach the hosts)."""
+    parse = parse_grants(what)
+
+    def check(value: Any) -> Any:
+        parse(value)
+        raise ValueError(NOT_DELIVERED_YET.format(what=what))
+
+    return BeforeValidator(check, json_schema_input_type=list[str | dict[str, Any]])

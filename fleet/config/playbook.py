@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from fleet.config.compose_fields import NotYet
 from fleet.config.compose_file import (
     PLACEHOLDER_PROJECT,
     ComposeContext,
@@ -34,14 +35,6 @@ class RegistryAuth(Strict):
 class NetworkDef(Strict):
     driver: str | None = None
     external: bool = Field(default=False, description="Exists on the hosts; fleet won't create it.")
-
-
-def _not_yet(name: str) -> Any:
-    def refuse(value: Any) -> Any:
-        raise ValueError(f"'{name}' is not yet supported (reserved for a later version of "
-                         "fleet)")
-
-    return BeforeValidator(refuse)
 
 
 def _refuse_models(value: Any) -> Any:
@@ -111,8 +104,8 @@ class PlaybookFile(Strict):
     secrets: dict[str, FileSource] = Field(
         default={}, description="Compose's top-level secrets (the files' delivery: "
                                 f"{_NOT_DELIVERED}).")
-    proxy: Annotated[Any, _not_yet("proxy")] = None
-    image_source: Annotated[Any, _not_yet("image_source")] = None
+    proxy: NotYet = None
+    image_source: NotYet = None
     models: Annotated[Any, BeforeValidator(_refuse_models)] = None
     services: dict[str, Service] = {}
 

@@ -658,35 +658,6 @@ class UpdatePolicy(Strict):
     probe: Probe | None = None
 
 
-def _refused(name: str) -> Any:
-    return Field(default=None, exclude=True, description=f"Not supported: "
-                 f"{fields.REFUSED_FIELDS[name]}.")
-
-
-def _refusal(name: str) -> BeforeValidator:
-    return _before(fields.refused(name), Any)
-
-
-def _not_yet(name: str) -> BeforeValidator:
-    def refuse(value: Any) -> Any:
-        raise ValueError(f"'{name}' is not yet supported (reserved for a later version of "
-                         "fleet)")
-
-    return _before(refuse, Any)
-
-
-def _grants(what: str) -> BeforeValidator:
-    """Service `configs`/`secrets`: the syntax is checked, then the field is refused (until
-    the files reach the hosts)."""
-    parse = fields.parse_grants(what)
-
-    def check(value: Any) -> Any:
-        parse(value)
-        raise ValueError(fields.NOT_DELIVERED_YET.format(what=what))
-
-    return _before(check, list[str | dict[str, Any]])
-
-
 class Service(ContainerOptions):
     """A service: container options plus placement, replica count and rollout policy."""
 
@@ -711,26 +682,25 @@ class Service(ContainerOptions):
         fields.parse_gpus, str | list[dict[str, Any]])] = []
     attach: bool = Field(default=True, description="No effect: fleet never attaches to a "
                                                    "container's output.")
-    configs: Annotated[list[dict[str, Any]], _grants("configs")] = []
-    secrets: Annotated[list[dict[str, Any]], _grants("secrets")] = []
-    proxy: Annotated[Any, _not_yet("proxy")] = None
-    image_source: Annotated[Any, _not_yet("image_source")] = None
-    annotations: Annotated[Any, _refusal("annotations")] = _refused("annotations")
-    cpu_count: Annotated[Any, _refusal("cpu_count")] = _refused("cpu_count")
-    cpu_percent: Annotated[Any, _refusal("cpu_percent")] = _refused("cpu_percent")
-    credential_spec: Annotated[Any, _refusal("credential_spec")] = _refused("credential_spec")
-    isolation: Annotated[Any, _refusal("isolation")] = _refused("isolation")
-    external_links: Annotated[Any, _refusal("external_links")] = _refused("external_links")
-    label_file: Annotated[Any, _refusal("label_file")] = _refused("label_file")
-    mac_address: Annotated[Any, _refusal("mac_address")] = _refused("mac_address")
-    memswap_limit: Annotated[Any, _refusal("memswap_limit")] = _refused("memswap_limit")
-    models: Annotated[Any, _refusal("models")] = _refused("models")
-    post_start: Annotated[Any, _refusal("post_start")] = _refused("post_start")
-    pre_stop: Annotated[Any, _refusal("pre_stop")] = _refused("pre_stop")
-    provider: Annotated[Any, _refusal("provider")] = _refused("provider")
-    use_api_socket: Annotated[Any, _refusal("use_api_socket")] = _refused("use_api_socket")
-    pull_refresh_after: Annotated[Any, _refusal("pull_refresh_after")] = _refused(
-        "pull_refresh_after")
+    configs: Annotated[list[dict[str, Any]], fields.grants("configs")] = []
+    secrets: Annotated[list[dict[str, Any]], fields.grants("secrets")] = []
+    proxy: fields.NotYet = None
+    image_source: fields.NotYet = None
+    annotations: fields.Refused = fields.refused_field("annotations")
+    cpu_count: fields.Refused = fields.refused_field("cpu_count")
+    cpu_percent: fields.Refused = fields.refused_field("cpu_percent")
+    credential_spec: fields.Refused = fields.refused_field("credential_spec")
+    isolation: fields.Refused = fields.refused_field("isolation")
+    external_links: fields.Refused = fields.refused_field("external_links")
+    label_file: fields.Refused = fields.refused_field("label_file")
+    mac_address: fields.Refused = fields.refused_field("mac_address")
+    memswap_limit: fields.Refused = fields.refused_field("memswap_limit")
+    models: fields.Refused = fields.refused_field("models")
+    post_start: fields.Refused = fields.refused_field("post_start")
+    pre_stop: fields.Refused = fields.refused_field("pre_stop")
+    provider: fields.Refused = fields.refused_field("provider")
+    use_api_socket: fields.Refused = fields.refused_field("use_api_socket")
+    pull_refresh_after: fields.Refused = fields.refused_field("pull_refresh_after")
 
     @model_validator(mode="after")
     def _compose_keys(self) -> Service:
