@@ -579,6 +579,7 @@ REFUSED_FIELDS: dict[str, str] = {
                      "that memory can be changed in place",
     "models": "Docker Model Runner models are set up by Compose on the machine running it",
     "post_start": "lifecycle hooks are not supported yet",
+    "pre_start": "lifecycle hooks (init containers) are not supported yet",
     "pre_stop": "lifecycle hooks are not supported yet",
     "provider": "a provider service is run by a Compose plugin on the machine running Compose",
     "use_api_socket": "it would give the container the host's Docker socket and the "

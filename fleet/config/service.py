@@ -697,6 +697,7 @@ class Service(ContainerOptions):
     memswap_limit: fields.Refused = fields.refused_field("memswap_limit")
     models: fields.Refused = fields.refused_field("models")
     post_start: fields.Refused = fields.refused_field("post_start")
+    pre_start: fields.Refused = fields.refused_field("pre_start")
     pre_stop: fields.Refused = fields.refused_field("pre_stop")
     provider: fields.Refused = fields.refused_field("provider")
     use_api_socket: fields.Refused = fields.refused_field("use_api_socket")

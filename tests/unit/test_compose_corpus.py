@@ -99,3 +99,28 @@ def test_corpus_covers_every_supported_field() -> None:
              "pids_limit", "stop_signal", "stop_grace_period", "extra_hosts", "dns", "devices",
              "init", "shm_size"}
     assert [m for m in missing if m not in older] == []
+
+
+# The service reference of the Compose specification (05-services.md, compose-spec 170098b).
+SPEC_FIELDS = """annotations attach build blkio_config cpu_count cpu_percent cpu_shares cpu_period
+cpu_quota cpu_rt_runtime cpu_rt_period cpus cpuset cap_add cap_drop cgroup cgroup_parent command
+configs container_name credential_spec depends_on deploy develop device_cgroup_rules devices dns
+dns_opt dns_search domainname entrypoint env_file environment expose extends external_links
+extra_hosts gpus group_add healthcheck hostname image init ipc isolation labels label_file links
+logging mac_address mem_limit mem_reservation mem_swappiness memswap_limit models network_mode
+networks oom_kill_disable oom_score_adj pid pids_limit platform ports post_start pre_start
+pre_stop privileged profiles provider pull_policy read_only restart runtime scale secrets
+security_opt shm_size stdin_open stop_grace_period stop_signal storage_opt sysctls tmpfs tty
+ulimits use_api_socket user userns_mode uts volumes volumes_from working_dir""".split()
+LOAD_TIME = {"build", "develop", "extends", "profiles"}  # fleet.config.compose_file
+
+
+def test_every_field_of_the_service_reference_is_handled_and_documented() -> None:
+    from fleet.config.service import Service
+
+    unhandled = [f for f in SPEC_FIELDS if f not in Service.model_fields and f not in LOAD_TIME]
+    assert unhandled == []
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    listed = {name for line in table for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert [f for f in SPEC_FIELDS if f not in listed] == []
