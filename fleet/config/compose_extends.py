@@ -15,7 +15,7 @@ problem in an inherited key names the base service's file and line.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,35 +28,71 @@ MAX_EXTENDS_DEPTH = 10  # services extending services
 # -- moving values and their locations --------------------------------------------------------
 
 
-def _subtree(table: Mapping[KeyPath, Location], path: KeyPath) -> list[tuple[KeyPath, Location]]:
-    size = len(path)
-    return [(p, loc) for p, loc in table.items() if p[:size] == path]
+class Locations:
+    """A file's locations (and origins), found by their first two keys: a subtree is read
+    without going through every location of the file (a file may have a million). All
+    changes to them at load time go through here, so the groups stay true."""
+
+    def __init__(self, doc: SourceDoc) -> None:
+        self.doc = doc
+        self.groups: dict[KeyPath, set[KeyPath]] = {}
+        for table in (doc.value_locations, doc.key_locations, doc.origins):
+            for path in table:
+                self._note(path)
+
+    def _note(self, path: KeyPath) -> None:
+        self.groups.setdefault(path[:2], set()).add(path)
+
+    def under(self, at: KeyPath) -> list[KeyPath]:
+        """Every known path at or below `at`."""
+        size = len(at)
+        if size >= 2:
+            candidates: Iterable[KeyPath] = self.groups.get(at[:2], ())
+        else:
+            candidates = [p for head, group in self.groups.items() if head[:size] == at
+                          for p in group]
+        return [p for p in candidates if p[:size] == at]
+
+    def set_value(self, path: KeyPath, loc: Location) -> None:
+        self.doc.value_locations[path] = loc
+        self._note(path)
+
+    def set_key(self, path: KeyPath, loc: Location) -> None:
+        self.doc.key_locations[path] = loc
+        self._note(path)
+
+    def set_origin(self, path: KeyPath, origin: tuple[str, KeyPath]) -> None:
+        self.doc.origins[path] = origin
+        self._note(path)
+
+    def forget(self, prefix: KeyPath) -> None:
+        """Drop what is known about the value at `prefix` (its key's own location stays)."""
+        size = len(prefix)
+        doc = self.doc
+        for path in self.under(prefix):
+            doc.value_locations.pop(path, None)
+            doc.origins.pop(path, None)
+            if len(path) > size:
+                doc.key_locations.pop(path, None)
+                self.groups[path[:2]].discard(path)
 
 
-def graft(target: SourceDoc, to: KeyPath, source: SourceDoc, at: KeyPath) -> None:
+def graft(target: Locations, to: KeyPath, source: Locations, at: KeyPath) -> None:
     """The locations of `source`'s value at `at` become those of `target`'s value at `to`,
     and problems there name where it was written."""
     size = len(at)
-    for mine, theirs in ((target.value_locations, source.value_locations),
-                         (target.key_locations, source.key_locations)):
-        for path, loc in _subtree(theirs, at):
-            mine[(*to, *path[size:])] = loc
-    for path, origin in list(source.origins.items()):
-        if path[:size] == at:
-            target.origins[(*to, *path[size:])] = origin
-    written = source.origin(at)
-    if written != (target.path, to):
-        target.origins[to] = written
-
-
-def _forget(doc: SourceDoc, prefix: KeyPath) -> None:
-    """Drop what is known about the value at `prefix` (the key's own location stays)."""
-    size = len(prefix)
-    for table in (doc.value_locations, doc.key_locations, doc.origins):
-        for path in [p for p in table if p[:size] == prefix and (len(p) > size or
-                                                                table is not doc.key_locations)]:
-            del table[path]
-
+    theirs = source.doc
+    for path in source.under(at):
+        moved = (*to, *path[size:])
+        if path in theirs.value_locations:
+            target.set_value(moved, theirs.value_locations[path])
+        if path in theirs.key_locations:
+            target.set_key(moved, theirs.key_locations[path])
+        if path in theirs.origins:
+            target.set_origin(moved, theirs.origins[path])
+    written = theirs.origin(at)
+    if written != (target.doc.path, to):
+        target.set_origin(to, written)
 
 
 # -- extends ----------------------------------------------------------------------------------
@@ -65,11 +101,13 @@ Graft = tuple[KeyPath, SourceDoc, KeyPath]  # (path below the service, source fi
 
 
 Reader = Callable[[Path, SourceDoc, KeyPath], SourceDoc | None]
+Indexer = Callable[[SourceDoc], Locations]
 
 
-def resolve_extends(doc: SourceDoc, raw: Reader) -> None:
+def resolve_extends(doc: SourceDoc, raw: Reader, locations: Indexer) -> None:
     """Every service of `doc` with `extends:` becomes the merged service, in place; `raw`
-    reads a file as written (this one included: it must have been remembered as it was)."""
+    reads a file as written (this one included: it must have been remembered as it was),
+    `locations` gives a file's Locations."""
     services: dict[str, Any] = doc.data["services"]
     extending = [n for n, s in services.items() if isinstance(s, dict) and "extends" in s]
     if not extending:
@@ -78,15 +116,16 @@ def resolve_extends(doc: SourceDoc, raw: Reader) -> None:
     source = raw(Path(doc.path), doc, ())
     assert source is not None
     results = {name: resolver.resolve(source, name, ()) for name in extending}
+    mine = locations(doc)
     for name, result in results.items():
         if result is None:
             del services[name]["extends"]  # reported; the rest of the service is still checked
             continue
         merged, grafts = result
         base: KeyPath = ("services", name)
-        _forget(doc, base)
+        mine.forget(base)
         for below, origin, at in grafts:
-            graft(doc, (*base, *below), origin, at)
+            graft(mine, (*base, *below), locations(origin), at)
         services[name] = merged
     doc.problems.extend(resolver.problems)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.config.compose_extends import graft, resolve_extends
+from fleet.config.compose_extends import Locations, graft, resolve_extends
 from fleet.config.problems import KeyPath, Problem
 from fleet.config.service import BUILD_ONLY
 from fleet.config.source import SourceDoc, load_yaml
@@ -93,6 +93,7 @@ class ComposeContext:
     problems: list[Problem] = field(default_factory=list)
     files_read: int = 0
     reported: set[Path] = field(default_factory=set)  # files whose reading problems are told
+    _located: dict[int, Locations] = field(default_factory=dict)  # by id of the SourceDoc
     _raw: dict[Path, SourceDoc | None] = field(default_factory=dict)  # for `extends`
 
     def read(self, path: Path, by: SourceDoc, where: KeyPath) -> SourceDoc | None:
@@ -125,6 +126,13 @@ class ComposeContext:
             self._raw[key] = self.read(path, by, where)
         return self._raw[key]
 
+    def locations(self, doc: SourceDoc) -> Locations:
+        """The file's Locations (made once; the SourceDoc lives as long as the load)."""
+        found = self._located.get(id(doc))
+        if found is None or found.doc is not doc:
+            found = self._located[id(doc)] = Locations(doc)
+        return found
+
     def remember(self, doc: SourceDoc) -> None:
         """This file's services as written, before anything here changes them."""
         key = Path(doc.path).resolve()
@@ -153,14 +161,14 @@ def prepare(doc: SourceDoc, ctx: ComposeContext, *, included_by: str | None = No
                                         "ignored (as Compose ignores it)", at_key=True,
                                         severity="warning"))
         del data["version"]
-    _move_fleet_keys(doc, (), TOP_KEYS)
+    _move_fleet_keys(doc, ctx, (), TOP_KEYS)
     _project(doc, ctx, included_by)
     included = _includes(doc, ctx, (*chain, Path(doc.path).resolve()))
     services = data.get("services")
     if isinstance(services, dict):
         if any(isinstance(s, dict) and "extends" in s for s in services.values()):
             ctx.remember(doc)
-            resolve_extends(doc, ctx.raw)
+            resolve_extends(doc, ctx.raw, ctx.locations)
         for name in list(services):
             if isinstance(services[name], dict):
                 _service(doc, ctx, name)
@@ -168,7 +176,8 @@ def prepare(doc: SourceDoc, ctx: ComposeContext, *, included_by: str | None = No
     return [doc, *included]
 
 
-def _move_fleet_keys(doc: SourceDoc, base: KeyPath, allowed: Sequence[str]) -> None:
+def _move_fleet_keys(doc: SourceDoc, ctx: ComposeContext, base: KeyPath,
+                     allowed: Sequence[str]) -> None:
     """`x-fleet:` at `base` (the top, or a service): its keys move to `base`."""
     holder = lookup(doc.data, base)
     fleet = holder.get("x-fleet") if isinstance(holder, dict) else None
@@ -192,7 +201,8 @@ def _move_fleet_keys(doc: SourceDoc, base: KeyPath, allowed: Sequence[str]) -> N
                                             "outside x-fleet; give it once", at_key=True))
             continue
         holder[key] = value
-        graft(doc, (*base, key), doc, (*where, key))
+        here = ctx.locations(doc)
+        graft(here, (*base, key), here, (*where, key))
     del holder["x-fleet"]
 
 
@@ -210,7 +220,8 @@ def _project(doc: SourceDoc, ctx: ComposeContext, included_by: str | None) -> No
                                             f"{data['project']!r}; give one", at_key=True))
     elif name is not None:
         data["project"] = name
-        graft(doc, ("project",), doc, ("name",))
+        here = ctx.locations(doc)
+        graft(here, ("project",), here, ("name",))
     elif ctx.project is not None:
         data["project"] = ctx.project  # a second file of the same project
     elif ctx.environ.get("COMPOSE_PROJECT_NAME"):
@@ -295,12 +306,12 @@ def _include_path(doc: SourceDoc, entry: Any, where: KeyPath) -> str | None:
 def _service(doc: SourceDoc, ctx: ComposeContext, name: str) -> None:
     base: KeyPath = ("services", name)
     service: dict[str, Any] = doc.data["services"][name]
-    _move_fleet_keys(doc, base, SERVICE_KEYS)
+    _move_fleet_keys(doc, ctx, base, SERVICE_KEYS)
     if not _enabled(doc, ctx, name, service):
         del doc.data["services"][name]
         ctx.inactive.add(name)
         return
-    _notes(doc, base, service)
+    _notes(doc, ctx, base, service)
     _strip(service, _SERVICE_EXTENSIBLE)
 
 
@@ -318,7 +329,8 @@ def _enabled(doc: SourceDoc, ctx: ComposeContext, name: str, service: dict[str, 
     return not profiles or "*" in ctx.profiles or bool(ctx.profiles & set(profiles))
 
 
-def _notes(doc: SourceDoc, base: KeyPath, service: dict[str, Any]) -> None:
+def _notes(doc: SourceDoc, ctx: ComposeContext, base: KeyPath, service: dict[str, Any]
+           ) -> None:
     """What fleet ignores is said (a warning), never silently dropped; `build` alone is
     refused where it is written."""
     def warn(path: KeyPath, message: str) -> None:
@@ -331,9 +343,11 @@ def _notes(doc: SourceDoc, base: KeyPath, service: dict[str, Any]) -> None:
                              f"{service['image']!r} (build and push it first)")
         else:
             service["image"] = BUILD_ONLY
-            graft(doc, (*base, "image"), doc, (*base, "build"))
-            doc.key_locations[(*base, "image")] = doc.locate((*base, "build"), at_key=True)
-            doc.value_locations[(*base, "image")] = doc.locate((*base, "build"), at_key=True)
+            here = ctx.locations(doc)
+            graft(here, (*base, "image"), here, (*base, "build"))
+            at_build = doc.locate((*base, "build"), at_key=True)
+            here.set_key((*base, "image"), at_build)
+            here.set_value((*base, "image"), at_build)
         del service["build"]
     if "develop" in service:
         warn(("develop",), "'develop' is for 'docker compose watch' on a workstation; fleet "
