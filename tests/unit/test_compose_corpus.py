@@ -102,16 +102,22 @@ def test_corpus_covers_every_supported_field() -> None:
 
 
 # The service reference of the Compose specification (05-services.md, compose-spec 170098b).
-SPEC_FIELDS = """annotations attach build blkio_config cpu_count cpu_percent cpu_shares cpu_period
-cpu_quota cpu_rt_runtime cpu_rt_period cpus cpuset cap_add cap_drop cgroup cgroup_parent command
-configs container_name credential_spec depends_on deploy develop device_cgroup_rules devices dns
-dns_opt dns_search domainname entrypoint env_file environment expose extends external_links
-extra_hosts gpus group_add healthcheck hostname image init ipc isolation labels label_file links
-logging mac_address mem_limit mem_reservation mem_swappiness memswap_limit models network_mode
-networks oom_kill_disable oom_score_adj pid pids_limit platform ports post_start pre_start
-pre_stop privileged profiles provider pull_policy read_only restart runtime scale secrets
-security_opt shm_size stdin_open stop_grace_period stop_signal storage_opt sysctls tmpfs tty
-ulimits use_api_socket user userns_mode uts volumes volumes_from working_dir""".split()
+SPEC_FIELDS = [
+    "annotations", "attach", "build", "blkio_config", "cpu_count", "cpu_percent", "cpu_shares",
+    "cpu_period", "cpu_quota", "cpu_rt_runtime", "cpu_rt_period", "cpus", "cpuset", "cap_add",
+    "cap_drop", "cgroup", "cgroup_parent", "command", "configs", "container_name",
+    "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules", "devices", "dns",
+    "dns_opt", "dns_search", "domainname", "entrypoint", "env_file", "environment", "expose",
+    "extends", "external_links", "extra_hosts", "gpus", "group_add", "healthcheck", "hostname",
+    "image", "init", "ipc", "isolation", "labels", "label_file", "links", "logging",
+    "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "models",
+    "network_mode", "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit",
+    "platform", "ports", "post_start", "pre_start", "pre_stop", "privileged", "profiles",
+    "provider", "pull_policy", "read_only", "restart", "runtime", "scale", "secrets",
+    "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt",
+    "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts",
+    "volumes", "volumes_from", "working_dir"
+]
 LOAD_TIME = {"build", "develop", "extends", "profiles"}  # fleet.config.compose_file
 
 
@@ -124,3 +130,25 @@ def test_every_field_of_the_service_reference_is_handled_and_documented() -> Non
     table = [line for line in readme.splitlines() if line.startswith("| `")]
     listed = {name for line in table for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
     assert [f for f in SPEC_FIELDS if f not in listed] == []
+
+
+@pytest.mark.parametrize("path", _cases(), ids=lambda p: str(p.relative_to(FIELDS)))
+def test_a_recorded_spec_makes_the_same_container_again(path: Path) -> None:
+    """What a host records (the fleet.spec label, the journal) is read back by a rollback into
+    the same container: every Compose field round-trips with its hash."""
+    from fleet.config.secrets import digest_secrets
+    from fleet.core.revisions import recorded_container
+
+    found = PROFILES.search(path.read_text())
+    files = ProjectFiles([str(path)], [str(CORPUS / "inventory.yml")],
+                         profiles=found.group(1).split(",") if found else [])
+    state = desired_state(read_project(files, environ={}))
+    for host, containers in state.containers.items():
+        secrets = state.secrets_for(host)
+        for container in containers:
+            recorded = json.loads(json.dumps(digest_secrets(dict(container.options), secrets)))
+            again = recorded_container(recorded, host, state.project, container.service,
+                                       container.replica, secrets)
+            assert not isinstance(again, str), again
+            assert dict(again.options) == dict(container.options)
+            assert again.spec_hash == container.spec_hash and again.name == container.name

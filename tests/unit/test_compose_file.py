@@ -330,3 +330,22 @@ def test_a_build_only_service_is_refused_with_the_rest(tmp_path: Path) -> None:
         load(tmp_path, path)
     keys = [format_key_path(p.path) for p in caught.value.problems]
     assert keys == ["services.web.build", "services.web.cpus"]
+
+
+@pytest.mark.timeout(60)
+def test_a_large_file_with_many_extends_loads_in_linear_time(tmp_path: Path) -> None:
+    import time
+
+    from fleet.config.playbook import load_playbooks
+
+    lines = ["name: big", "services:"]
+    for n in range(1000):
+        lines += [f"  s{n}:", "    image: busybox:1.36", "    environment: {A: '1', B: '2'}",
+                  "    x-fleet: {hosts: all, replicas: 1}", "    x-note: 1"]
+    for n in range(300):
+        lines += [f"  e{n}:", f"    extends: s{n}", "    environment: {C: '3'}"]
+    path = write(tmp_path, "compose.yaml", "\n".join(lines) + "\n")
+    started = time.monotonic()
+    found, problems_found = load_playbooks([str(path)])
+    assert problems_found == [] and len(found.playbooks[0].service_names) == 1300
+    assert time.monotonic() - started < 10  # quadratic location copies took minutes
