@@ -589,6 +589,11 @@ class ContainerOptions(Strict):
             raise ItemErrors([("cpu_period" if self.cpu_period else "cpu_quota", ValueError(
                 "'cpus' and 'cpu_period'/'cpu_quota' cannot both be set: Docker refuses "
                 "NanoCpus with a CFS period or quota"))])
+        if self.uts == "host" and (self.hostname or self.domainname):
+            raise ItemErrors([("uts", ValueError(
+                "uts: host shares the host's hostname and domain name: 'hostname' and "
+                "'domainname' can't be set with it (Docker refuses it when the container "
+                "starts)"))])
         return self
 
 
