@@ -44,20 +44,22 @@ def _duration(value: Any) -> float:
     return parse_duration(value)
 
 
-Whole = Annotated[int, BeforeValidator(_whole)]
-Cpus = Annotated[float, BeforeValidator(parse_cpus)]
-Duration = Annotated[float, BeforeValidator(_duration)]
+Whole = Annotated[int, BeforeValidator(_whole, json_schema_input_type=int | str)]
+Cpus = Annotated[float, BeforeValidator(parse_cpus, json_schema_input_type=float | str)]
+Duration = Annotated[float, BeforeValidator(_duration, json_schema_input_type=float | str)]
 
 
 class DeployLimits(_Strict):
     cpus: Cpus | None = None
-    memory: Annotated[int, BeforeValidator(_memory)] | None = None
+    memory: Annotated[int, BeforeValidator(_memory, json_schema_input_type=int | str)
+                      ] | None = None
     pids: Annotated[Whole, Field(ge=-1, le=INT64_MAX)] | None = None
 
 
 class DeployReservations(_Strict):
     cpus: Cpus | None = None  # Swarm's: ignored with a warning (fleet.config.compose_file)
-    memory: Annotated[int, BeforeValidator(_reservation)] | None = None
+    memory: Annotated[int, BeforeValidator(_reservation, json_schema_input_type=int | str)
+                      ] | None = None
     devices: list[DeviceRequest] = []
     generic_resources: Any = None
 
@@ -100,7 +102,7 @@ class _RolloutConfig(_Strict):
     parallelism: Annotated[Whole, Field(ge=0, le=INT64_MAX)] | None = None
     delay: Duration | None = None
     monitor: Duration | None = None
-    max_failure_ratio: float | None = Field(default=None, ge=0, le=1)
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
     order: Literal["start-first", "stop-first"] | None = None
 
     @field_validator("max_failure_ratio", mode="before")

@@ -386,26 +386,21 @@ class BlkioWeight(_Strict):
         return _weight(value)
 
 
+def _iops(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number of operations per second, got {value!r}")
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
 class BlkioRate(_Strict):
     path: str
-    rate: int = Field(ge=0)
-
-    @field_validator("rate", mode="before")
-    @classmethod
-    def _rate(cls, value: Any) -> Any:
-        return parse_byte_size(value)
+    rate: Annotated[int, Field(ge=0), BeforeValidator(parse_byte_size,
+                                                      json_schema_input_type=int | str)]
 
 
 class BlkioIops(_Strict):
     path: str
-    rate: int = Field(ge=0)
-
-    @field_validator("rate", mode="before")
-    @classmethod
-    def _rate(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a whole number of operations per second, got {value!r}")
-        return int(value) if isinstance(value, str) and value.isdigit() else value
+    rate: Annotated[int, Field(ge=0), BeforeValidator(_iops, json_schema_input_type=int | str)]
 
 
 class BlkioConfig(_Strict):

@@ -491,7 +491,7 @@ class ContainerOptions(Strict):
     privileged: bool = False
     read_only: bool = False
     tmpfs: Annotated[StrMap, _before(_tmpfs, str | list[str])] = {}
-    ulimits: Annotated[dict[str, Ulimit], _before(_ulimits, dict[str, int | dict[str, int]])] = {}
+    ulimits: Annotated[dict[str, Ulimit], _before(_ulimits, dict[str, int | dict[str, Any]])] = {}
     sysctls: Annotated[StrMap, _before(_named_map("sysctl"), MapOrList)] = {}
     logging: Logging | None = None
     cpus: Annotated[float | None, _before(fields.parse_cpus, float | str)] = None

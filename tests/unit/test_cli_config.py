@@ -97,7 +97,10 @@ def test_render_shows_zero_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kind", "examples"), [
     ("inventory", ["inventories/multicloud.yml", "tests/corpus/valid/inv_native.yml"]),
-    ("playbook", ["playbooks/shop.yml", "tests/corpus/valid/minimal.yml"]),
+    ("playbook", ["playbooks/shop.yml", "tests/corpus/valid/minimal.yml",
+                  *(f"tests/corpus/compose/fields/{name}.yml" for name in (
+                      "basics", "deploy", "engine", "extends", "include", "ports", "profiles",
+                      "references", "notes"))]),
 ])
 def test_schema_is_valid_json_schema_and_examples_validate(kind: str, examples: list[str]) -> None:
     code, out, _ = run("schema", kind)
