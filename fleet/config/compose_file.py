@@ -37,7 +37,7 @@ from fleet.config.validation import lookup
 MAX_INCLUDE_DEPTH = 10  # files including files
 MAX_FILES = 100  # files read for one playbook (includes and extends)
 
-Loader = Callable[[Path], SourceDoc]
+Loader = Callable[[str], SourceDoc]  # reads one file (the project's: interpolating)
 PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the problem is told)
 
 # fleet's own keys, as `x-fleet:` may hold them.
@@ -103,7 +103,7 @@ class ComposeContext:
             self.problems.append(by.problem(where, f"more than {MAX_FILES} files are included "
                                                    "or extended"))
             return None
-        doc = self.load(path)
+        doc = self.load(str(path))
         told = path.resolve() in self.reported
         self.reported.add(path.resolve())
         if not told:

@@ -177,9 +177,9 @@ class PlaybookSet:
 
 
 
-def load_playbooks(paths: Sequence[str], *, profiles: Sequence[str] = (),
-                   environ: Mapping[str, str] | None = None,
-                   load: Loader = load_yaml) -> tuple[PlaybookSet, list[Problem]]:
+def load_playbooks(paths: Sequence[str], load: Loader = load_yaml, *,
+                   profiles: Sequence[str] = (), environ: Mapping[str, str] | None = None
+                   ) -> tuple[PlaybookSet, list[Problem]]:
     """The playbooks (Compose files) and what they include, each read as Compose reads it
     (fleet.config.compose_file); every problem found, top-level ones included."""
     environ = environ if environ is not None else {}
@@ -187,7 +187,7 @@ def load_playbooks(paths: Sequence[str], *, profiles: Sequence[str] = (),
     result = PlaybookSet()
     owner: dict[str, str] = {}
     for path in paths:
-        doc = load(Path(path))
+        doc = load(path)
         ctx.reported.add(Path(path).resolve())
         ctx.problems.extend(doc.problems)
         doc.problems = []
