@@ -47,16 +47,27 @@ FORKS = click.IntRange(1, MAX_FORKS)
 
 
 _ENV_FILE = "fleet.env_file"
+PROFILES = "fleet.profiles"
 
 
 def _remember_env_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     ctx.meta[_ENV_FILE] = value
 
 
+def _remember_profiles(ctx: click.Context, param: click.Parameter,
+                       value: tuple[str, ...]) -> tuple[str, ...]:
+    ctx.meta[PROFILES] = value
+    return value
+
+
 def project_options(func: F) -> F:
-    """`-i INVENTORY`, `--limit PATTERN`, `--env-file PATH` and one or more PLAYBOOK
-    arguments. `--env-file` reaches project_files through the click context, not as a
-    parameter of every command."""
+    """`-i INVENTORY`, `--limit PATTERN`, `--env-file PATH`, `--profile NAME` and one or more
+    PLAYBOOK arguments (playbooks or compose files). `--env-file` and `--profile` reach
+    project_files through the click context, not as parameters of every command."""
+    func = click.option("--profile", multiple=True, metavar="NAME", expose_value=False,
+                        callback=_remember_profiles,
+                        help="Enable the services of this Compose profile; repeatable. "
+                             "Default: COMPOSE_PROFILES.")(func)
     func = click.argument("playbooks", nargs=-1, required=True, metavar="PLAYBOOK...",
                           type=click.Path(dir_okay=False))(func)
     func = click.option("--env-file", metavar="PATH", type=click.Path(dir_okay=False),
@@ -79,8 +90,9 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
                   limit: str | None) -> ProjectFiles:
     ctx = click.get_current_context(silent=True)
     env_file = ctx.meta.get(_ENV_FILE) if ctx is not None else None
+    profiles = ctx.meta.get(PROFILES, ()) if ctx is not None else ()
     return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
-                        env_file=env_file)
+                        env_file=env_file, profiles=list(profiles))
 
 
 def console(stderr: bool = False) -> Console:

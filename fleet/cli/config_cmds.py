@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 import yaml
@@ -108,6 +109,36 @@ def schema(kind: str) -> None:
     """Print the JSON Schema of an inventory or playbook file (for editor completion)."""
     model = InventoryFile if kind == "inventory" else PlaybookFile
     document = model.model_json_schema(mode="validation")
+    if kind == "playbook":
+        document = compose_schema(document)
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = f"fleet {kind}"
     echo(json.dumps(document, indent=2))
+
+
+# What a Compose file may have that fleet resolves at load (fleet.config.compose_file), so
+# its models never see it.
+_COMPOSE_TOP = {"name": {"type": "string", "description": "Compose's project name."},
+                "version": {"description": "Obsolete; ignored with a warning."},
+                "include": {"type": "array", "description": "Compose files of the project."},
+                "x-fleet": {"type": "object", "description": "fleet's own top-level keys."}}
+_COMPOSE_SERVICE = {
+    "extends": {"description": "A service to extend: NAME or {service, file}."},
+    "profiles": {"type": "array", "items": {"type": "string"}},
+    "build": {"description": "Ignored beside an image; alone, not supported yet."},
+    "develop": {"description": "For docker compose watch; ignored."},
+    "x-fleet": {"type": "object", "description": "fleet's own service keys."}}
+
+
+def compose_schema(document: dict[str, Any]) -> dict[str, Any]:
+    """The playbook schema as a Compose file is written: its project name optional (Compose's
+    `name:` or the directory), `x-*` extensions allowed, and what the loader resolves."""
+    document["properties"].update(_COMPOSE_TOP)
+    document["required"] = [r for r in document.get("required", []) if r != "project"]
+    for definition in [document, *document.get("$defs", {}).values()]:
+        if definition.get("additionalProperties") is False:
+            definition["patternProperties"] = {"^x-": {}}
+    service = document["$defs"]["Service"]
+    service["properties"].update(_COMPOSE_SERVICE)
+    service["required"] = []  # `build` alone is refused by fleet validate, with why
+    return document

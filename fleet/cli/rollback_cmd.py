@@ -54,15 +54,18 @@ def only_service(plan: Plan, service: str) -> Plan:
 @dataclasses.dataclass
 class Targets:
     state: DesiredState  # `service` at its earlier revision on every host
-    digests: dict[str, dict[str, str]]  # host -> image -> digest to pin
+    digests: dict[str, dict[str, str | None]]  # host -> image -> digest to pin
     problems: list[str]  # what forbids the rollback
     release: ReleaseChoice | None  # the fleet-wide target (None: one revision back per host)
 
 
 def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapshot],
              journals: dict[str, list[JournalEntry]], to: int | None) -> Targets:
+    """The desired state with `service` at its earlier revision on every host (rolled out
+    with the service's rollback policy: Compose's deploy.rollback_config, else its update
+    policy), the digests to pin per host, and the problems that forbid the rollback."""
     containers = {h: list(c) for h, c in state.containers.items()}
-    digests: dict[str, dict[str, str]] = {}
+    digests: dict[str, dict[str, str | None]] = {}
     problems: list[str] = []
     running = {host: {c.replica: c.revision for c in snapshot.of_project(state.project)
                       if c.service == service and c.replica is not None}
@@ -102,8 +105,12 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
         problems.append(f"the journals record no release of {service} deployed before the one "
                         "running that did not fail or get rolled back; `--to REVISION` returns "
                         "a host to a revision of its journal (`fleet history`)")
-    return Targets(dataclasses.replace(state, containers=containers), digests, problems,
-                   release)
+    services = dict(state.services)
+    placement = services[service]
+    if placement.rollback is not None:
+        services[service] = dataclasses.replace(placement, update=placement.rollback)
+    return Targets(dataclasses.replace(state, containers=containers, services=services),
+                   digests, problems, release)
 
 
 def _announce(service: str, release: ReleaseChoice | None) -> None:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from fleet.config.compose_fields import NotYet
+from fleet.config.compose_file import (
+    PLACEHOLDER_PROJECT,
+    ComposeContext,
+    Loader,
+    active_profiles,
+    prepare,
+)
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
 from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
 from fleet.config.source import SourceDoc, load_yaml
-from fleet.config.validation import ItemErrors, KeyProblem, validate_model
+from fleet.config.validation import ItemErrors, KeyProblem, problems_from, validate_model
 
 
 class RegistryAuth(Strict):
@@ -29,10 +37,57 @@ class NetworkDef(Strict):
     external: bool = Field(default=False, description="Exists on the hosts; fleet won't create it.")
 
 
+def _refuse_models(value: Any) -> Any:
+    raise ValueError("'models' is not supported: Docker Model Runner models are set up by "
+                     "Compose on the machine running it")
+
+
+_NOT_DELIVERED = "files next to the compose file reach the hosts in a later step"
+
+
+class FileSource(Strict):
+    """A top-level `configs:` or `secrets:` entry: where its content comes from."""
+
+    file: str | None = None
+    environment: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    content: str | None = None
+    external: bool = False
+    name: str | None = None
+    labels: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("labels"))] = None
+    driver: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("driver"))] = None
+    driver_opts: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("driver_opts"))] = None
+    template_driver: Annotated[Any, BeforeValidator(
+        lambda v: _refuse_swarm("template_driver"))] = None
+
+    @field_validator("external", mode="before")
+    @classmethod
+    def _external(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            raise ValueError("external: {name: ...} is Compose's old form; write external: "
+                             "true and name: ...")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileSource:
+        sources = [k for k in ("file", "environment", "content") if getattr(self, k) is not None]
+        if self.external and sources:
+            raise ValueError(f"an external one takes only 'name', not '{sources[0]}'")
+        if not self.external and len(sources) != 1:
+            raise ValueError("give exactly one of file, environment or content (or external: "
+                             "true)")
+        return self
+
+
+def _refuse_swarm(key: str) -> Any:
+    raise ValueError(f"'{key}' is for Swarm's config and secret objects, which fleet does not "
+                     "create; files are delivered as files")
+
+
 class PlaybookFile(Strict):
     """One playbook file. `services` are validated per host after rendering."""
 
-    project: str = Field(pattern=NAME_PATTERN, description="Namespaces everything fleet creates.")
+    project: str = Field(pattern=NAME_PATTERN, description="Namespaces everything fleet "
+                         "creates (Compose's `name:`; default: the directory's name).")
     inventory: str | None = Field(
         default=None, description="Default inventory, relative to this file."
     )
@@ -43,6 +98,15 @@ class PlaybookFile(Strict):
     registries: dict[str, RegistryAuth] = {}
     networks: dict[str, NetworkDef | None] = {}
     update: UpdatePolicy | None = None
+    configs: dict[str, FileSource] = Field(
+        default={}, description="Compose's top-level configs (the files' delivery: "
+                                f"{_NOT_DELIVERED}).")
+    secrets: dict[str, FileSource] = Field(
+        default={}, description="Compose's top-level secrets (the files' delivery: "
+                                f"{_NOT_DELIVERED}).")
+    proxy: NotYet = None
+    image_source: NotYet = None
+    models: Annotated[Any, BeforeValidator(_refuse_models)] = None
     services: dict[str, Service] = {}
 
     @field_validator("registries")
@@ -101,6 +165,7 @@ class PlaybookSet:
     """One or more playbook files that together describe one project."""
 
     playbooks: list[LoadedPlaybook] = field(default_factory=list)
+    inactive: set[str] = field(default_factory=set)  # services whose profiles are off
 
     @property
     def project(self) -> str:
@@ -110,51 +175,82 @@ class PlaybookSet:
         return [(name, pb) for pb in self.playbooks for name in pb.service_names]
 
 
-def load_playbooks(paths: Sequence[str], load: Callable[[str], SourceDoc] = load_yaml
+
+
+def load_playbooks(paths: Sequence[str], load: Loader = load_yaml, *,
+                   profiles: Sequence[str] = (), environ: Mapping[str, str] | None = None
                    ) -> tuple[PlaybookSet, list[Problem]]:
-    """The playbooks, each read by `load` (the project's: interpolated, see project.py)."""
-    problems: list[Problem] = []
+    """The playbooks (Compose files) and what they include, each read as Compose reads it
+    (fleet.config.compose_file); every problem found, top-level ones included."""
+    environ = environ if environ is not None else {}
+    ctx = ComposeContext(active_profiles(profiles, environ), environ, load)
     result = PlaybookSet()
     owner: dict[str, str] = {}
     for path in paths:
         doc = load(path)
-        problems.extend(doc.problems)
-        if doc.data is None and doc.problems:
+        ctx.reported.add(Path(path).resolve())
+        ctx.problems.extend(doc.problems)
+        doc.problems = []
+        if doc.data is None and ctx.problems:
             continue  # unreadable or not YAML; duplicate keys still let us check the rest
         if not isinstance(doc.data, dict):
-            problems.append(doc.problem((), "a playbook must be a mapping with 'project' and "
-                                            "'services'"))
+            ctx.problems.append(doc.problem((), "a playbook must be a mapping with 'services'"))
             continue
-        services = doc.data.get("services", {})
-        if services is None:
-            services = {}
-        if not isinstance(services, dict):
-            problems.append(doc.problem(("services",), "'services' must be a mapping of names "
-                                        "to service definitions"))
-            services = {}
-        for name, body in services.items():
-            if not isinstance(body, dict):
-                problems.append(doc.problem(("services", name), f"service '{name}' must be a "
-                                            "mapping with at least 'image'"))
-        header, found = validate_model(PlaybookFile, {**doc.data, "services": {}}, doc)
-        problems.extend(found)
-        if header is None:
-            continue
-        if result.playbooks and header.project != result.project:
-            problems.append(doc.problem(("project",), f"project '{header.project}' differs from "
-                                        f"'{result.project}' in {result.playbooks[0].doc.path}"))
-            continue
-        names = [n for n, body in services.items() if isinstance(body, dict)]
-        for name in names:
-            if not _valid_name(name):
-                problems.append(doc.problem(("services", name), f"bad service name '{name}': use "
-                                            "lowercase letters, digits, '-' and '_'", at_key=True))
-            if name in owner:
-                problems.append(doc.problem(("services", name), f"service '{name}' is defined "
-                                            f"twice (also in {owner[name]})", at_key=True))
-            owner.setdefault(name, path)
-        result.playbooks.append(LoadedPlaybook(doc, header, names))
-    return result, problems
+        for loaded in prepare(doc, ctx):
+            ctx.problems.extend(loaded.problems)
+            loaded.problems = []
+            playbook = _playbook(loaded, result, owner, ctx.problems)
+            if playbook is not None:
+                result.playbooks.append(playbook)
+    result.inactive = ctx.inactive - set(owner)
+    return result, ctx.problems
+
+
+def _playbook(doc: SourceDoc, result: PlaybookSet, owner: dict[str, str],
+              problems: list[Problem]) -> LoadedPlaybook | None:
+    services = doc.data.get("services", {})
+    if services is None:
+        services = {}
+    if not isinstance(services, dict):
+        problems.append(doc.problem(("services",), "'services' must be a mapping of names "
+                                    "to service definitions"))
+        services = {}
+    for name, body in services.items():
+        if not isinstance(body, dict):
+            problems.append(doc.problem(("services", name), f"service '{name}' must be a "
+                                        "mapping with at least 'image'"))
+    header = _header(doc, result, problems)
+    if header is None:
+        return None
+    if result.playbooks and header.project not in (result.project, PLACEHOLDER_PROJECT):
+        problems.append(doc.problem(("project",), f"project '{header.project}' differs from "
+                                    f"'{result.project}' in {result.playbooks[0].doc.path}"))
+        return None
+    names = [n for n, body in services.items() if isinstance(body, dict)]
+    for name in names:
+        if not _valid_name(name):
+            problems.append(doc.problem(("services", name), f"bad service name '{name}': use "
+                                        "lowercase letters, digits, '-' and '_'", at_key=True))
+        if name in owner:
+            problems.append(doc.problem(("services", name), f"service '{name}' is defined "
+                                        f"twice (also in {owner[name]})", at_key=True))
+        owner.setdefault(name, doc.path)
+    return LoadedPlaybook(doc, header, names)
+
+
+def _header(doc: SourceDoc, result: PlaybookSet, problems: list[Problem]) -> PlaybookFile | None:
+    """The file's top level, validated without its services. When some top-level key is
+    refused, it is validated again without them, so that the services are still checked."""
+    data = {**doc.data, "services": {}}
+    try:
+        return PlaybookFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, PlaybookFile, data, doc))
+        refused = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    kept = {k: v for k, v in data.items() if k not in refused}
+    kept.setdefault("project", result.project if result.playbooks else PLACEHOLDER_PROJECT)
+    header, _ = validate_model(PlaybookFile, kept, doc)
+    return header
 
 
 def _valid_name(name: object) -> bool:

@@ -28,6 +28,7 @@ class ProjectFiles:
     inventories: Sequence[str] = ()
     limit: str | None = None
     env_file: str | None = None  # instead of the .env beside the first playbook
+    profiles: Sequence[str] = ()  # --profile (else COMPOSE_PROFILES)
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -77,6 +78,8 @@ def env_file_reader(variables: Mapping[str, str], warnings: list[Problem]) -> En
         if path not in cache:
             text, problem = read_source(path)  # bounded, like every config file
             if text is None:
+                if not path.exists():
+                    raise FileNotFoundError(f"{path}: file not found")
                 raise ValueError(located(problem))
             cache[path], found = read_dotenv(text, str(path), variables)
             warnings.extend(found)
@@ -112,6 +115,8 @@ def _rendered_per_host(path: KeyPath) -> bool:
     """Whether the value at `path` of a playbook is a Jinja2 template (see core.desired):
     a service's keys but placement and rollout, and registry credentials."""
     if path[:1] == ("services",):
+        if len(path) > 3 and path[2] == "x-fleet":  # fleet's keys inside Compose's extension
+            return path[3] not in HOST_INDEPENDENT_KEYS
         return len(path) > 2 and path[2] not in HOST_INDEPENDENT_KEYS
     return path[:1] == ("registries",)
 
@@ -136,7 +141,8 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     are invalid (services are checked against hosts: without them, nothing more is told)."""
     environ = dict(os.environ) if environ is None else environ
     variables, problems = project_variables(files, environ)
-    playbooks, found = load_playbooks(files.playbooks, interpolating_loader(variables))
+    playbooks, found = load_playbooks(files.playbooks, interpolating_loader(variables),
+                                      profiles=files.profiles, environ=variables)
     problems += found
     if not playbooks.playbooks:
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])

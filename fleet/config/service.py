@@ -7,7 +7,6 @@ long ones, durations become seconds, sizes bytes), and is the source of `fleet s
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -19,12 +18,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from fleet.config import compose_fields as fields
 from fleet.config import compose_syntax as syntax
+from fleet.config.compose_deploy import Deploy, fold
 from fleet.config.references import parse_image_reference
 from fleet.config.units import (
     INT64_MAX,
@@ -86,7 +89,20 @@ class PortMapping(Strict):
     )
     host_ip: str = ""
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
-    mode: Literal["host", "ingress"] = "host"
+    mode: Literal["host", "ingress"] = Field(
+        default="host", description="Either way, published on each host it runs on (there "
+                                    "is no routing mesh without Swarm).")
+    name: str | None = Field(default=None, description="A name documenting the port.")
+    app_protocol: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$",
+                                     description="The application protocol (http, grpc...).")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for later in ("name", "app_protocol"):  # left out unset: older specs stay as they were
+            if data.get(later) is None:
+                data.pop(later, None)
+        return data
 
     @field_validator("host_ip")
     @classmethod
@@ -186,6 +202,11 @@ def _volumes(value: Any) -> list[Any]:
     return _each_item(value, _volume_item, Mount)
 
 
+def _refuse_start_interval(value: Any) -> Any:
+    raise ValueError("healthcheck 'start_interval' is not supported: it needs Docker Engine "
+                     "API 1.44 and fleet speaks 1.41")
+
+
 # Docker's HealthConfig: a duration is 0 (the default) or at least 1ms (MinimumDuration).
 HEALTHCHECK_MIN_NS = 1_000_000
 
@@ -208,6 +229,8 @@ class Healthcheck(Strict):
     retries: Annotated[int, Field(ge=0, le=INT64_MAX), _NO_BOOL] | None = None
     start_period: HealthDuration | None = None
     disable: bool = False
+    start_interval: Annotated[Any, _before(_refuse_start_interval, str)] = Field(
+        default=None, exclude=True)
 
     @field_validator("test", mode="before")
     @classmethod
@@ -363,12 +386,6 @@ def _tmpfs(value: Any) -> dict[str, str]:
     return result
 
 
-def _image(value: Any) -> Any:
-    if isinstance(value, str):
-        parse_image_reference(value)
-    return value
-
-
 def _networks(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
@@ -379,32 +396,6 @@ def _networks(value: Any) -> Any:
                 "supported; list the network names only"
             )
     return sorted(value)
-
-
-MIN_CPUS = 0.01  # Docker's smallest CPU quota ("Range of CPUs is from 0.01 to ...")
-MAX_CPUS = 8192  # Linux's largest NR_CPUS: no host has more
-_CPUS_TEXT = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*$")
-
-
-def _cpus(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}")
-    if isinstance(value, str) and not _CPUS_TEXT.match(value):
-        raise ValueError(f"cpus must be a number like 0.5 or 2, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"cpus must be a finite number like 0.5 or 2, got {value!r}")
-    if isinstance(value, int) and value > MAX_CPUS:  # before float(): a huge int overflows it
-        raise ValueError(f"cpus must be at most {MAX_CPUS}, got {value}")
-    number = float(value)
-    if number <= 0:
-        raise ValueError("cpus must be greater than 0")
-    if number < MIN_CPUS:
-        raise ValueError(f"cpus must be at least {MIN_CPUS} (Docker's smallest CPU quota), "
-                         f"got {value!r}")
-    if number > MAX_CPUS:
-        raise ValueError(f"cpus must be at most {MAX_CPUS} (Linux's largest CPU count), "
-                         f"got {value!r}")
-    return number
 
 
 # Docker's rule for network names (and so for `network_mode: NAME`).
@@ -423,8 +414,55 @@ def _network_mode(value: Any) -> Any:
                      "network's name (Compose's service:NAME is not supported)")
 
 
-# dockerd's smallest memory limit and reservation (linuxMinMemory: 6 MiB).
-MIN_MEMORY = 6 * 1024**2
+def _image(value: Any) -> Any:
+    if value == BUILD_ONLY:
+        raise ValueError(BUILD_ONLY_MESSAGE)
+    if isinstance(value, str):
+        parse_image_reference(value)
+    return value
+
+
+# A service with `build:` and no `image:` is loaded with this in place of its image (at the
+# location of its `build` key), so that it is refused there with every other problem.
+BUILD_ONLY = "<build-only service>"
+BUILD_ONLY_MESSAGE = (
+    "a service with 'build' and no 'image' is not supported yet: fleet deploys images, and "
+    "will build this one on the controller and deliver it to the hosts without a registry "
+    "once its controller image source exists; until then build and push the image and name "
+    "it in 'image'")
+
+
+def _group_add(value: Any) -> Any:
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class NormalisedDevice(Strict):
+    """A device request as specs record it (fleet.config.compose_fields.DeviceRequest)."""
+
+    driver: str
+    count: int
+    device_ids: list[str]
+    capabilities: list[str]
+    options: StrMap
+
+
+_Microseconds = Annotated[int, _before(fields.microseconds("a CPU period", minimum=1000),
+                                       int | str)]
+
+# Fields added after specs were first recorded: a dump leaves them out while they are at
+# their default, so the spec (and hash) of a container made before they existed is unchanged.
+LATER_FIELDS = frozenset({
+    "container_name", "expose", "platform", "security_opt", "stdin_open", "tty",
+    "volumes_from", "runtime", "link_aliases", "device_requests", "domainname", "dns_opt",
+    "dns_search", "group_add", "cgroup", "cgroup_parent", "cpu_shares", "cpu_period",
+    "cpu_quota", "cpu_rt_runtime", "cpu_rt_period", "cpuset", "device_cgroup_rules", "ipc",
+    "pid", "uts", "userns_mode", "oom_kill_disable", "oom_score_adj", "mem_swappiness",
+    "storage_opt", "blkio_config",
+})
+# Set by fleet from other services (links) or other keys (gpus, deploy), never written.
+DERIVED_FIELDS = frozenset({"link_aliases", "device_requests"})
 
 
 class ContainerOptions(Strict):
@@ -436,7 +474,8 @@ class ContainerOptions(Strict):
     command: Annotated[list[str] | None, _argv("command")] = None
     entrypoint: Annotated[list[str] | None, _argv("entrypoint")] = None
     environment: Annotated[dict[str, str | None], _before(_environment, MapOrList)] = {}
-    env_file: Annotated[list[str], _str_list("env_file")] = []
+    env_file: Annotated[list[str], _before(fields.parse_env_files,
+                                           str | list[str | dict[str, Any]])] = []
     ports: Annotated[list[PortMapping], _before(_ports, list[str | int | dict[str, Any]])] = []
     volumes: Annotated[list[Mount], _before(_volumes, list[str | dict[str, Any]])] = []
     labels: Annotated[StrMap, _before(_named_map("label"), MapOrList)] = {}
@@ -452,10 +491,10 @@ class ContainerOptions(Strict):
     privileged: bool = False
     read_only: bool = False
     tmpfs: Annotated[StrMap, _before(_tmpfs, str | list[str])] = {}
-    ulimits: Annotated[dict[str, Ulimit], _before(_ulimits, dict[str, int | dict[str, int]])] = {}
+    ulimits: Annotated[dict[str, Ulimit], _before(_ulimits, dict[str, int | dict[str, Any]])] = {}
     sysctls: Annotated[StrMap, _before(_named_map("sysctl"), MapOrList)] = {}
     logging: Logging | None = None
-    cpus: Annotated[float | None, _before(_cpus, float | str)] = None
+    cpus: Annotated[float | None, _before(fields.parse_cpus, float | str)] = None
     mem_limit: ByteSize | None = None
     mem_reservation: ByteSize | None = None
     pids_limit: Annotated[int, Field(ge=-1, le=INT64_MAX, description="-1 or 0 for unlimited."),
@@ -467,6 +506,59 @@ class ContainerOptions(Strict):
     devices: list[str] = []
     init: bool | None = None
     shm_size: ByteSize | None = None
+    # -- LATER_FIELDS -----------------------------------------------------------------------
+    container_name: str | None = Field(
+        default=None, pattern=fields.CONTAINER_NAME.pattern,
+        description="The container's name on the host (only with one replica per host).")
+    expose: Annotated[list[str], _before(fields.parse_expose, list[str | int])] = []
+    platform: Annotated[str, _before(fields.parse_platform, str)] | None = None
+    security_opt: Annotated[list[str], _before(fields.parse_security_opt, list[str])] = []
+    stdin_open: bool = False
+    tty: bool = False
+    volumes_from: Annotated[list[str], _before(fields.parse_volumes_from, list[str])] = Field(
+        default=[], description="SERVICE[:ro|rw] (its replica 1 on the same host) or "
+                                "container:NAME[:ro|rw]")
+    runtime: str | None = Field(default=None, pattern=fields.RUNTIME_NAME.pattern)
+    link_aliases: list[str] = []
+    device_requests: list[NormalisedDevice] = []
+    domainname: str | None = None
+    dns_opt: Annotated[list[str], _str_list("dns_opt")] = []
+    dns_search: Annotated[list[str], _str_list("dns_search")] = []
+    group_add: Annotated[list[str], _before(_group_add, list[str | int])] = []
+    cgroup: Literal["host", "private"] | None = None
+    cgroup_parent: str | None = None
+    cpu_shares: Annotated[int, Field(ge=0, le=INT64_MAX), _NO_BOOL] | None = None
+    cpu_period: _Microseconds | None = None
+    cpu_quota: Annotated[int, _before(fields.microseconds("cpu_quota", minimum=1000,
+                                                          allow_unlimited=True),
+                                      int | str)] | None = None
+    cpu_rt_runtime: Annotated[int, _before(fields.microseconds("cpu_rt_runtime", minimum=0),
+                                           int | str)] | None = None
+    cpu_rt_period: Annotated[int, _before(fields.microseconds("cpu_rt_period", minimum=1),
+                                          int | str)] | None = None
+    cpuset: str | None = Field(default=None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+    device_cgroup_rules: Annotated[list[str], _before(fields.parse_device_cgroup_rules,
+                                                      list[str])] = []
+    ipc: Annotated[str, _before(fields.namespace_mode(
+        ("host", "private", "shareable", "none", "container:NAME", "service:NAME"), "ipc"),
+        str)] | None = None
+    pid: Annotated[str, _before(fields.namespace_mode(
+        ("host", "container:NAME", "service:NAME"), "pid"), str)] | None = None
+    uts: Literal["host"] | None = None
+    userns_mode: Literal["host"] | None = None
+    oom_kill_disable: bool | None = None
+    oom_score_adj: Annotated[int, Field(ge=-1000, le=1000), _NO_BOOL] | None = None
+    mem_swappiness: Annotated[int, Field(ge=0, le=100), _NO_BOOL] | None = None
+    storage_opt: Annotated[StrMap, _before(_named_map("storage option"), MapOrList)] = {}
+    blkio_config: fields.BlkioConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in LATER_FIELDS:
+            if name in data and data[name] == _LATER_DEFAULTS[name]:
+                del data[name]
+        return data
 
     @field_validator("labels")
     @classmethod
@@ -479,16 +571,10 @@ class ContainerOptions(Strict):
     @field_validator("mem_limit", "mem_reservation")
     @classmethod
     def _memory(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if not value:
+        if not fields.check_memory(value, limit=info.field_name == "mem_limit"):
             return value  # 0: no limit
-        if value < MIN_MEMORY:
-            raise ValueError(f"must be at least 6m ({MIN_MEMORY} bytes, dockerd's minimum) or 0 "
-                             f"for no limit, got {format_bytes(value)}")
-        if info.field_name == "mem_limit" and 2 * value > INT64_MAX:
-            raise ValueError("must be at most 4 EiB: fleet sets the swap limit to twice the "
-                             "memory limit, and Docker takes it as an int64")
         limit = info.data.get("mem_limit")
-        if info.field_name == "mem_reservation" and limit and value > limit:
+        if info.field_name == "mem_reservation" and limit and value and value > limit:
             raise ValueError(f"mem_reservation {format_bytes(value)} is above mem_limit "
                              f"{format_bytes(limit)}: Docker refuses that")
         return value
@@ -499,7 +585,20 @@ class ContainerOptions(Strict):
             raise ValueError("'network_mode' and 'networks' cannot both be set")
         if self.network_mode == "host" and self.ports:
             raise ValueError("'ports' cannot be published with network_mode: host")
+        if self.cpus and (self.cpu_period or self.cpu_quota):
+            raise ItemErrors([("cpu_period" if self.cpu_period else "cpu_quota", ValueError(
+                "'cpus' and 'cpu_period'/'cpu_quota' cannot both be set: Docker refuses "
+                "NanoCpus with a CFS period or quota"))])
+        if self.uts == "host" and (self.hostname or self.domainname):
+            raise ItemErrors([("uts", ValueError(
+                "uts: host shares the host's hostname and domain name: 'hostname' and "
+                "'domainname' can't be set with it (Docker refuses it when the container "
+                "starts)"))])
         return self
+
+
+_LATER_DEFAULTS = {name: ContainerOptions.model_fields[name].get_default(
+    call_default_factory=True) for name in LATER_FIELDS}
 
 
 def _quantity(value: Any) -> int | str:
@@ -568,14 +667,98 @@ class Service(ContainerOptions):
     """A service: container options plus placement, replica count and rollout policy."""
 
     hosts: str = Field(default="all", description="Placement: a host pattern.")
-    replicas: Int = Field(default=1, ge=0, le=1000)
+    replicas: Int = Field(default=1, ge=0, le=1000, description="Containers per host.")
     update: UpdatePolicy | None = None
+    rollback: UpdatePolicy | None = Field(
+        default=None, description="The policy `fleet rollback` rolls out with (default: "
+                                  "update); Compose's deploy.rollback_config sets it.")
+    # Compose's keys that are not container options:
+    depends_on: Annotated[dict[str, fields.Dependency], _before(
+        fields.parse_depends_on, list[str] | dict[str, Any])] = Field(
+        default={}, description="Kept for ordering starts (ordering is not applied yet).")
+    links: Annotated[list[str], _before(fields.parse_links, list[str])] = Field(
+        default=[], description="SERVICE[:ALIAS]: the alias resolves to SERVICE on the "
+                                "networks they share.")
+    pull_policy: Annotated[Literal["always", "missing", "never"],
+                           _before(fields.parse_pull_policy, str)] = "always"
+    deploy: Deploy | None = None
+    scale: Annotated[int, Field(ge=0, le=1000), _NO_BOOL] | None = None
+    gpus: Annotated[list[dict[str, Any]], _before(
+        fields.parse_gpus, str | list[dict[str, Any]])] = []
+    attach: bool = Field(default=True, description="No effect: fleet never attaches to a "
+                                                   "container's output.")
+    configs: Annotated[list[dict[str, Any]], fields.grants("configs")] = []
+    secrets: Annotated[list[dict[str, Any]], fields.grants("secrets")] = []
+    proxy: fields.NotYet = None
+    image_source: fields.NotYet = None
+    annotations: fields.Refused = fields.refused_field("annotations")
+    cpu_count: fields.Refused = fields.refused_field("cpu_count")
+    cpu_percent: fields.Refused = fields.refused_field("cpu_percent")
+    credential_spec: fields.Refused = fields.refused_field("credential_spec")
+    isolation: fields.Refused = fields.refused_field("isolation")
+    external_links: fields.Refused = fields.refused_field("external_links")
+    label_file: fields.Refused = fields.refused_field("label_file")
+    mac_address: fields.Refused = fields.refused_field("mac_address")
+    memswap_limit: fields.Refused = fields.refused_field("memswap_limit")
+    models: fields.Refused = fields.refused_field("models")
+    post_start: fields.Refused = fields.refused_field("post_start")
+    pre_start: fields.Refused = fields.refused_field("pre_start")
+    pre_stop: fields.Refused = fields.refused_field("pre_stop")
+    provider: fields.Refused = fields.refused_field("provider")
+    use_api_socket: fields.Refused = fields.refused_field("use_api_socket")
+    pull_refresh_after: fields.Refused = fields.refused_field("pull_refresh_after")
+
+    @model_validator(mode="after")
+    def _compose_keys(self) -> Service:
+        """Fold `deploy`, `scale` and `gpus` into fleet's fields; check what needs them all."""
+        errors: list[tuple[int | str, Exception]] = [
+            (name, KeyProblem(f"unknown key '{name}'")) for name in sorted(
+                DERIVED_FIELDS & self.model_fields_set)]
+        given = {"device_requests": self.gpus, **{
+            name: getattr(self, name) for name in (
+                "cpus", "mem_limit", "pids_limit", "mem_reservation", "restart", "replicas")}}
+        updates, conflicts = fold(self.deploy, self.scale, given, set(self.model_fields_set),
+                                  self.update, self.rollback)
+        if conflicts is not None:
+            errors += conflicts.items
+        replicas = updates.get("replicas", self.replicas)
+        if self.container_name and replicas > 1:
+            errors.append(("container_name", ValueError(
+                f"container_name gives every container the same name, so it allows one "
+                f"replica per host; this service has {replicas}")))
+        if errors:
+            raise ItemErrors(errors)
+        updates["device_requests"] = [NormalisedDevice.model_validate(d) for d in
+                                      updates.get("device_requests", self.gpus)]
+        for policy in ("update", "rollback"):
+            if policy in updates:
+                updates[policy] = UpdatePolicy.model_validate(updates[policy])
+        done = self.model_copy(update={**updates, "deploy": None, "scale": None, "gpus": []})
+        return done._checked_cpus()
+
+    def _checked_cpus(self) -> Service:
+        if self.cpus and (self.cpu_period or self.cpu_quota):
+            raise ItemErrors([("cpu_period" if self.cpu_period else "cpu_quota", ValueError(
+                "'cpus' (or deploy.resources.limits.cpus) and 'cpu_period'/'cpu_quota' "
+                "cannot both be set: Docker refuses NanoCpus with a CFS period or quota"))])
+        limit, reservation = self.mem_limit, self.mem_reservation
+        if limit and reservation and reservation > limit:
+            raise ValueError(f"the memory reservation {format_bytes(reservation)} is above the "
+                             f"limit {format_bytes(limit)}: Docker refuses that")
+        return self
 
     def container_options(self) -> dict[str, Any]:
         """The fields a container depends on (placement and rollout excluded)."""
-        return self.model_dump(mode="json", exclude={"hosts", "replicas", "update", "env_file"})
+        return self.model_dump(mode="json", exclude=set(PLACEMENT_FIELDS))
 
+
+# What a service has that is not part of its containers' spec.
+PLACEMENT_FIELDS = frozenset({
+    "hosts", "replicas", "update", "rollback", "env_file", "depends_on", "links", "pull_policy",
+    "deploy", "scale", "gpus", "attach", "configs", "secrets", "proxy", "image_source",
+    *fields.REFUSED_FIELDS})
 
 # Keys rendered once per playbook rather than per host: placement and rollout policy
 # must be the same for every host of a service.
-HOST_INDEPENDENT_KEYS = frozenset({"hosts", "update"})
+HOST_INDEPENDENT_KEYS = frozenset({"hosts", "update", "rollback", "depends_on", "links",
+                                   "pull_policy"})

@@ -50,6 +50,17 @@ class SourceDoc:
     value_locations: dict[KeyPath, Location] = field(default_factory=dict)
     key_locations: dict[KeyPath, Location] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # Data moved or copied at load time (Compose's `extends`, `x-fleet:`): a path prefix here
+    # -> the file and key path it was written at, so problems name where the user wrote it.
+    origins: dict[KeyPath, tuple[str, KeyPath]] = field(default_factory=dict)
+
+    def origin(self, path: KeyPath) -> tuple[str, KeyPath]:
+        """The file and key path where the value at `path` was written."""
+        for length in range(len(path), -1, -1):
+            found = self.origins.get(path[:length])
+            if found is not None:
+                return found[0], (*found[1], *path[length:])
+        return self.path, path
 
     def locate(self, path: KeyPath, *, at_key: bool = False) -> Location:
         """The closest known location of `path` (walking up to a parent if needed)."""
@@ -69,8 +80,9 @@ class SourceDoc:
         self, path: KeyPath, message: str, *, at_key: bool = False, severity: str = "error"
     ) -> Problem:
         loc = self.locate(path, at_key=at_key)
+        file, written = self.origin(path) if self.origins else (self.path, path)
         return Problem(
-            self.path, loc.line, loc.column, path, message,
+            file, loc.line, loc.column, written, message,
             "warning" if severity == "warning" else "error",
         )
 

@@ -182,7 +182,8 @@ def problems_from(
         full = (*base, *path)
         shown = (*full, missing) if error["type"] == "missing" and missing is not None else full
         problem = doc.problem(full, message, at_key=error["type"] == "extra_forbidden")
-        problems.append(Problem(problem.file, problem.line, problem.column, shown, message))
+        problems.append(Problem(problem.file, problem.line, problem.column,
+                                doc.origin(shown)[1], message))
     return problems
 
 
@@ -192,6 +193,8 @@ def _item_problems(errors: ItemErrors, items: Any, doc: SourceDoc, base: KeyPath
         item = child_of(items, index)
         if isinstance(exc, ValidationError) and errors.model is not None:
             problems.extend(problems_from(exc, errors.model, item, doc, (*base, index)))
+        elif isinstance(exc, ItemErrors):  # errors of the item's own items
+            problems.extend(_item_problems(exc, item, doc, (*base, index)))
         else:
             problems.append(doc.problem((*base, index), str(exc),
                                         at_key=isinstance(exc, KeyProblem)))

@@ -25,6 +25,13 @@ from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_nam
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
+from fleet.core.refs import (
+    ServiceRefs,
+    link_aliases,
+    reference_problems,
+    resolve_shared,
+    shared_services,
+)
 
 SPEC_HASH_VERSION = "1"
 
@@ -48,6 +55,10 @@ class DesiredContainer:
 
     @property
     def name(self) -> str:
+        """`PROJECT-SERVICE-REPLICA`, or the service's `container_name` (one replica)."""
+        given = self.options.get("container_name")
+        if isinstance(given, str) and given:
+            return given
         return container_name(self.project, self.service, self.replica)
 
     def redacted_options(self) -> Any:
@@ -60,7 +71,13 @@ class ServicePlacement:
     hosts: tuple[str, ...]
     replicas: int
     update: UpdatePolicy
-    definition: str = ""  # fleet.core.releases.definition_hash: names the service's release
+    # `fleet rollback`'s policy (Compose's deploy.rollback_config); None: `update`
+    rollback: UpdatePolicy | None = None
+    pull_policy: str = "always"  # always | missing | never
+    # What it refers to: depends_on (kept for ordering starts), links, shared volumes and
+    # namespaces (fleet.core.refs).
+    refs: ServiceRefs = field(default_factory=ServiceRefs)
+    definition: str = ""  # definition_hash: with the image, names the service's release
 
 
 @dataclass
@@ -77,6 +94,8 @@ class DesiredState:
     # host -> the secrets the playbook gives it: all fleet may ever send that host, whatever
     # the containers become later (a rollback builds them from what hosts recorded).
     declared_secrets: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Services whose profiles are not active: their containers are left as they are.
+    inactive_services: frozenset[str] = frozenset()
 
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
@@ -131,10 +150,17 @@ def _finish_environment(service: Service, pb: LoadedPlaybook, env_files: EnvFile
     """Merge env_file under environment; a bare `KEY` takes the controller's value (Compose).
     Both kinds of value are kept as secrets: they live in files and shells, not playbooks."""
     merged: dict[str, str] = {}
-    for name in service.env_file:
+    for entry in service.env_file:
+        name = entry.removeprefix("?")  # `?PATH`: `required: false`, read if it exists
         # Named after the file as the playbook names it: stable across controllers and hosts.
         file_tag = hashlib.sha256(name.encode()).hexdigest()[:8]
-        for key, from_file in env_files(pb, name).items():
+        try:
+            read = env_files(pb, name)
+        except FileNotFoundError:
+            if entry.startswith("?"):
+                continue
+            raise
+        for key, from_file in read.items():
             merged[key] = _hidden(hidden, f"env_file.{file_tag}.{key}", from_file)
     for key, value in service.environment.items():
         if value is not None:
@@ -207,16 +233,24 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     declared = {name: definition for pb in playbooks.playbooks
                 for name, definition in pb.header.networks.items()}
     network_names = docker_network_names(project, declared)
+    placed: list[tuple[str, LoadedPlaybook, ServicePlacement]] = []
     for name, pb in playbooks.services():
-        raw = pb.raw_service(name)
-        base: KeyPath = ("services", name)
         structural: list[Problem] = []
-        placement = _check_structure(name, raw, pb, inventory, structural)
+        placement = _check_structure(name, pb.raw_service(name), pb, inventory, structural)
         problems.extend(structural)
         if placement is None:
             continue
         per_host.already_reported(structural)
         services[name] = placement
+        placed.append((name, pb, placement))
+    refs = {name: placement.refs for name, placement in services.items()}
+    known = dict(playbooks.services())
+    problems.extend(reference_problems(refs, known, playbooks.inactive))
+    aliases = link_aliases(refs)
+    made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any]]]] = {}
+    for name, pb, placement in placed:
+        raw = pb.raw_service(name)
+        base: KeyPath = ("services", name)
         for host in inventory.hosts:
             if host.name not in placement.hosts or host.name not in targeted_names:
                 continue
@@ -255,16 +289,32 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 continue
             options = service.container_options()
             options["networks"] = [network_names[n] for n in service.networks]
+            if name in aliases:
+                options["link_aliases"] = aliases[name]
             if secret_names(options["labels"]):
                 per_host.add(pb.doc.problem(
                     (*base, "labels"), "secret() cannot be used in labels: labels are readable "
                     "by anyone who can list containers; pass secrets in 'environment'"),
                     name, host.name)
                 continue
+            made.setdefault(host.name, []).append((name, pb, service, options))
+    for host_name, items in made.items():
+        # Replica 1 of each service here: what `service:NAME` (volumes_from, ipc, pid) names.
+        first = {name: DesiredContainer(host_name, project, name, 1, options, "").name
+                 for name, _, service, options in items if service.replicas}
+        for name, pb, service, options in items:
+            unresolved = resolve_shared(options, first)
+            if unresolved is not None:
+                field, target, why = unresolved
+                if target in known:  # else reported once, as an unknown service
+                    per_host.add(pb.doc.problem(("services", name, field), why), name,
+                                 host_name)
+                continue
             digest = spec_hash(options, secrets)
             for replica in range(1, service.replicas + 1):
-                containers[host.name].append(
-                    DesiredContainer(host.name, project, name, replica, options, digest))
+                containers[host_name].append(
+                    DesiredContainer(host_name, project, name, replica, options, digest))
+        _name_clashes(containers[host_name], known, per_host)
     problems.extend(per_host.problems())
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
@@ -276,7 +326,21 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers))
              for host, host_containers in containers.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
-                        problems, registries, created, given)
+                        problems, registries, created, given,
+                        frozenset(playbooks.inactive - set(services)))
+
+
+def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedPlaybook],
+                  per_host: _Collector) -> None:
+    """Two services' containers that would have one name (a `container_name`) on a host."""
+    seen: dict[str, str] = {}
+    for container in containers:
+        other = seen.setdefault(container.name, container.service)
+        if other != container.service:
+            per_host.add(docs[container.service].doc.problem(
+                ("services", container.service, "container_name"),
+                f"container name '{container.name}' is also a container of service "
+                f"'{other}'"), container.service, container.host)
 
 
 def _render_registries(playbooks: PlaybookSet, context: Mapping[str, Any],
@@ -317,19 +381,15 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
         found = [p for p in problems_from(exc, Service, raw, pb.doc, base)
                  if not contains_template(lookup(raw, p.path[len(base):]))]
         problems.extend(found)
-        if any(p.path[len(base):][:1] in (("hosts",), ("update",), ("replicas",)) for p in found):
-            return None
-        hosts_pattern = raw.get("hosts", "all")
-        update_raw = raw.get("update") or {}
-        replicas = raw.get("replicas", 1)
-        try:
-            update: UpdatePolicy | None = UpdatePolicy.model_validate(update_raw)
+        try:  # what placement needs, without the rest (templates are rendered per host)
+            service = Service.model_validate(_placement_keys(raw))
         except ValidationError:
             return None
-    else:
-        hosts_pattern, update, replicas = service.hosts, service.update, service.replicas
-    if "update" not in raw:  # the playbook's top-level `update:` gives the default
-        update = pb.header.update
+    hosts_pattern = service.hosts
+    update = service.update or pb.header.update  # the playbook's `update:` is the default
+    refs = ServiceRefs(dict(service.depends_on), tuple(service.links),
+                       shared_services(service.model_dump(include={"volumes_from", "ipc",
+                                                                   "pid"})))
     try:
         result = select_hosts(str(hosts_pattern), inventory.hosts, inventory.groups)
     except PatternError as exc:
@@ -338,9 +398,28 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
     for term in result.empty_terms:
         problems.append(pb.doc.problem((*base, "hosts"), f"'{term}' matches no host",
                                        severity="warning"))
-    replica_count = replicas if isinstance(replicas, int) else 1
-    return ServicePlacement(name, tuple(result.hosts), replica_count, update or UpdatePolicy(),
+    return ServicePlacement(name, tuple(result.hosts), service.replicas,
+                            update or UpdatePolicy(), service.rollback, service.pull_policy, refs,
                             definition_hash(raw, pb.header.vars))
+
+
+_PLACEMENT_KEYS = ("hosts", "replicas", "update", "rollback", "depends_on", "links",
+                   "pull_policy", "scale", "volumes_from", "ipc", "pid")
+_PLACEMENT_DEPLOY = ("mode", "replicas", "update_config", "rollback_config")
+
+
+def _placement_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A service's keys that placement, rollout and references depend on, where they are
+    not templates (a templated `replicas` is known per host only)."""
+    kept: dict[str, Any] = {"image": "scratch"}
+    for key in _PLACEMENT_KEYS:
+        if key in raw and not contains_template(raw[key]):
+            kept[key] = raw[key]
+    deploy = raw.get("deploy")
+    if isinstance(deploy, dict):
+        kept["deploy"] = {k: v for k, v in deploy.items()
+                          if k in _PLACEMENT_DEPLOY and not contains_template(v)}
+    return kept
 
 
 def _published_ports(ports: Any) -> list[tuple[int, int]]:

@@ -65,6 +65,8 @@ class DiffContext:
     services: frozenset[str]  # every service of the playbook (others are orphans)
     secrets: SecretStore
     digests: Mapping[str, str | None] = field(default_factory=dict)  # image ref -> digest
+    # Services whose profiles are not active: their containers are neither desired nor extra.
+    inactive: frozenset[str] = frozenset()
 
 
 _SECRET_DIGEST = re.compile(r"<secret:([^:>]+):[0-9a-f]+>")
@@ -191,7 +193,7 @@ def _pick(candidates: list[ObservedContainer], desired: DesiredContainer) -> Obs
 
 def diff_host(desired: Sequence[DesiredContainer], snapshot: HostSnapshot,
               ctx: DiffContext) -> list[Finding]:
-    ours = snapshot.of_project(ctx.project)
+    ours = [c for c in snapshot.of_project(ctx.project) if c.service not in ctx.inactive]
     foreign = snapshot.foreign(ctx.project)
     by_slot: dict[tuple[str | None, int | None], list[ObservedContainer]] = {}
     for container in ours:

@@ -15,7 +15,7 @@ fixed host port (then the old one must let go of it first).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ from fleet.config.service import UpdatePolicy
 from fleet.core.desired import DesiredContainer
 from fleet.core.diff import Finding, Kind, only_updatable
 from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.core.pulls import NEVER, ImageIndex
 from fleet.text import one_line
 
 DEFAULT_STOP_GRACE = 10  # seconds; Docker's own default
@@ -83,6 +84,7 @@ class Step:
     name: str = ""  # rename: the new name
     network: str = ""  # connect: the network
     driver: str = ""  # network-create
+    platform: str = ""  # pull, create: Compose's `platform` (os/arch), when set
     timeout: float | None = None  # stop: grace seconds; wait-ready: seconds
     tolerate: frozenset[int] = frozenset()  # statuses that mean "already so"
     undo: tuple[Step, ...] = ()
@@ -236,10 +238,12 @@ def _bring_up(want: DesiredContainer, name: str, image: str, digest: str | None,
             Step(StepKind.WAIT_READY, name, READY, timeout=timeout, commit=commit)]
 
 
-def pull_action(host: str, image: str, digest: str | None, needed_by: str) -> Action:
-    cause = f"needed by {needed_by}"
+def pull_action(host: str, image: str, digest: str | None, needed_by: str,
+                platform: str = "") -> Action:
+    cause = f"needed by {needed_by}" + (f" ({platform})" if platform else "")
     return Action(host, ActionKind.PULL, image, cause, image=image, digest=digest,
-                  steps=(Step(StepKind.PULL, image, cause, image=image, digest=digest),))
+                  steps=(Step(StepKind.PULL, image, cause, image=image, digest=digest,
+                              platform=platform),))
 
 
 def network_action(host: str, name: str, driver: str) -> Action:
@@ -366,17 +370,22 @@ def free_name(name: str, taken: frozenset[str]) -> str:
 def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
               digests: Mapping[str, str | None], *, prune: bool = True,
               policies: Mapping[str, UpdatePolicy] | None = None,
-              networks: Mapping[str, str] | None = None) -> HostPlan:
+              networks: Mapping[str, str] | None = None,
+              pull_policies: Mapping[str, str] | None = None) -> HostPlan:
     """`policies`: each service's update policy (order, timeout); `networks`: the project's
-    networks fleet creates (name -> driver)."""
+    networks fleet creates (name -> driver); `pull_policies`: each service's `pull_policy`
+    (fleet.core.pulls; default always)."""
     policies = policies or {}
+    pull_policies = pull_policies or {}
     host = snapshot.host
-    pulls: dict[str, Action] = {}
+    images = ImageIndex(snapshot.images)
+    pulls: dict[tuple[str, str], Action] = {}
     actions: list[Action] = []
+    held: dict[int, Finding] = {}  # index in findings -> the finding as blocked
     removed = {f.observed.id for f in findings if prune and f.observed is not None
                and f.kind in (Kind.EXTRA, Kind.ORPHAN)}
     taken = frozenset(c.name for c in snapshot.containers if c.id not in removed)
-    for finding in findings:
+    for number, finding in enumerate(findings):
         want, have = finding.desired, finding.observed
         if have is not None and have.project != project:
             continue  # never touch what the project doesn't own (defence in depth)
@@ -388,8 +397,15 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
             configured = str(want.options["image"])
             digest = digests.get(configured)
             image = pinned_image(configured, digest)
-            if image not in snapshot.images and image not in pulls:
-                pulls[image] = pull_action(host, image, digest, want.name)
+            platform = str(want.options.get("platform") or "")
+            if not images.has(image):
+                if pull_policies.get(want.service) == NEVER:
+                    held[number] = replace(finding, kind=Kind.CONFLICT, detail=(
+                        f"pull_policy: never, and image {configured} is not on this host"))
+                    continue
+                if (image, platform) not in pulls:
+                    pulls[(image, platform)] = pull_action(host, image, digest, want.name,
+                                                           platform)
             revision = next_revision(snapshot, project, want.service)
             if finding.kind == Kind.MISSING or have is None:
                 actions.append(create_action(host, want, image, digest, revision, "missing",
@@ -421,5 +437,6 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
     creates = [a for a in others if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
     ordered = (removals + (_networks_to_create(findings, snapshot, networks or {})
                            if creates else [])
-               + sorted(pulls.values(), key=lambda a: a.target) + others)
-    return HostPlan(host, tuple(findings), tuple(ordered))
+               + sorted(pulls.values(), key=lambda a: (a.target, a.steps[0].platform)) + others)
+    shown = tuple(held.get(number, finding) for number, finding in enumerate(findings))
+    return HostPlan(host, shown, tuple(ordered))

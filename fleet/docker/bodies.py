@@ -87,8 +87,9 @@ def _devices(devices: list[str]) -> list[dict[str, str]]:
 
 
 def endpoint_config(container: DesiredContainer) -> dict[str, Any]:
-    """On a user-defined network, the service name resolves to the service's containers."""
-    return {"Aliases": [container.service]}
+    """On a user-defined network, the service name resolves to the service's containers, and
+    so do the aliases other services' `links` give it."""
+    return {"Aliases": [container.service, *container.options.get("link_aliases", [])]}
 
 
 def network_body(name: str, driver: str, project: str) -> dict[str, Any]:
@@ -127,6 +128,7 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
         host_config["Init"] = options["init"]
     if options.get("shm_size"):
         host_config["ShmSize"] = options["shm_size"]
+    host_config.update(_compose_host_config(options))
     networking: dict[str, Any] = {}
     if options.get("network_mode"):
         host_config["NetworkMode"] = options["network_mode"]
@@ -155,6 +157,61 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
         "StopTimeout": (int(options["stop_grace_period"])
                         if options.get("stop_grace_period") is not None else None),
         "Healthcheck": _healthcheck(options.get("healthcheck")),
+        "Domainname": options.get("domainname"),
+        "OpenStdin": options.get("stdin_open") or None,
+        "Tty": options.get("tty") or None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    for port in options.get("expose") or []:
+        body["ExposedPorts"].setdefault(port, {})
+    return body
+
+
+def _device_requests(requests: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"Driver": r["driver"], "Count": r["count"], "DeviceIDs": r["device_ids"],
+             "Capabilities": [r["capabilities"]], "Options": r["options"]} for r in requests]
+
+
+def _blkio(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not config:
+        return {}
+    body: dict[str, Any] = {}
+    if config.get("weight") is not None:
+        body["BlkioWeight"] = config["weight"]
+    if config.get("weight_device"):
+        body["BlkioWeightDevice"] = [{"Path": d["path"], "Weight": d["weight"]}
+                                     for d in config["weight_device"]]
+    for field, key in (("device_read_bps", "BlkioDeviceReadBps"),
+                       ("device_write_bps", "BlkioDeviceWriteBps"),
+                       ("device_read_iops", "BlkioDeviceReadIOps"),
+                       ("device_write_iops", "BlkioDeviceWriteIOps")):
+        if config.get(field):
+            body[key] = [{"Path": d["path"], "Rate": d["rate"]} for d in config[field]]
+    return body
+
+
+# Compose field -> HostConfig key, for the fields taken as they are (when set).
+_AS_IS = (("security_opt", "SecurityOpt"), ("runtime", "Runtime"), ("dns_opt", "DnsOptions"),
+          ("dns_search", "DnsSearch"), ("group_add", "GroupAdd"), ("cgroup", "CgroupnsMode"),
+          ("cgroup_parent", "CgroupParent"), ("cpu_shares", "CpuShares"),
+          ("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota"),
+          ("cpu_rt_runtime", "CpuRealtimeRuntime"), ("cpu_rt_period", "CpuRealtimePeriod"),
+          ("cpuset", "CpusetCpus"), ("device_cgroup_rules", "DeviceCgroupRules"),
+          ("ipc", "IpcMode"), ("pid", "PidMode"), ("uts", "UTSMode"),
+          ("userns_mode", "UsernsMode"), ("oom_kill_disable", "OomKillDisable"),
+          ("oom_score_adj", "OomScoreAdj"), ("mem_swappiness", "MemorySwappiness"),
+          ("storage_opt", "StorageOpt"))
+
+
+def _compose_host_config(options: Mapping[str, Any]) -> dict[str, Any]:
+    """HostConfig for the fields fleet took from Compose after its first ones (each only
+    when set, so a container made without them is created as it was)."""
+    body = {key: options[field] for field, key in _AS_IS
+            if options.get(field) not in (None, [], {})}
+    if options.get("volumes_from"):  # `container:NAME:MODE` (fleet.core.refs) -> NAME:MODE
+        body["VolumesFrom"] = [entry.removeprefix("container:")
+                               for entry in options["volumes_from"]]
+    if options.get("device_requests"):
+        body["DeviceRequests"] = _device_requests(options["device_requests"])
+    body.update(_blkio(options.get("blkio_config")))
     return body

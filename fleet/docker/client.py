@@ -261,11 +261,13 @@ class DockerClient:
             "GET", f"/containers/{_segment(container)}/json", ContainerInspect)
         return result
 
-    async def create_container(self, name: str, body: Mapping[str, Any]) -> JSONObject:
-        """POST /containers/create; returns {"Id": ..., "Warnings": [...]}."""
+    async def create_container(self, name: str, body: Mapping[str, Any], *,
+                               platform: str = "") -> JSONObject:
+        """POST /containers/create; returns {"Id": ..., "Warnings": [...]}. `platform`
+        (os/arch) picks the image variant, as `docker create --platform` does."""
+        params = {"name": name, **({"platform": platform} if platform else {})}
         result: JSONObject = await self._call_json(
-            "POST", "/containers/create", CreatedAnswer, params={"name": name},
-            body=dict(body))
+            "POST", "/containers/create", CreatedAnswer, params=params, body=dict(body))
         return result
 
     async def start_container(self, container: str) -> None:
@@ -354,7 +356,7 @@ class DockerClient:
 
     async def pull_image(self, reference: str, *, auth: Mapping[str, str] | None = None,
                          progress: PullProgress | None = None,
-                         timeout: float = PULL_TIMEOUT) -> str | None:
+                         timeout: float = PULL_TIMEOUT, platform: str = "") -> str | None:
         """Pull `reference` on the host, following the daemon's JSON-lines progress stream.
 
         Credentials travel only in the X-Registry-Auth header of this request.
@@ -366,7 +368,8 @@ class DockerClient:
         digest: str | None = None
         async with self._deadline(what, timeout):
             response = await self._send(what, "POST", "/images/create", versioned=True,
-                                        params={"fromImage": name, "tag": tag},
+                                        params={"fromImage": name, "tag": tag,
+                                                **({"platform": platform} if platform else {})},
                                         headers=headers)
             try:
                 async for line in self._lines(what, response, MAX_PULL_LINE):

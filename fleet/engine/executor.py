@@ -100,7 +100,8 @@ class Executor:
         docker = self.docker
         match step.kind:
             case StepKind.PULL:
-                await docker.pull_image(step.image, auth=self.auth.for_image(step.image))
+                await docker.pull_image(step.image, auth=self.auth.for_image(step.image),
+                                        platform=step.platform)
             case StepKind.NETWORK_CREATE:
                 await docker.create_network(network_body(step.target, step.driver,
                                                          self.project))
@@ -108,7 +109,8 @@ class Executor:
                 assert step.container is not None
                 body = create_body(step.container, self.secrets, step.digest, step.revision)
                 body["Image"] = step.image
-                made = await docker.create_container(step.target, body)
+                made = await docker.create_container(
+                    step.target, body, platform=str(step.container.options.get("platform") or ""))
                 container_id = made.get("Id") if isinstance(made, dict) else None
                 if not isinstance(container_id, str) or not container_id:
                     raise DockerError(docker.host, f"create {step.target}: the daemon's "

@@ -16,6 +16,7 @@ from fleet.core.diff import DiffContext, Finding, diff_host
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import Plan, plan_host
+from fleet.core.pulls import images_to_resolve
 from fleet.core.reporting import Reporter, silent
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
@@ -41,7 +42,9 @@ class Observation:
     unreachable: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str | None] = field(default_factory=dict)
     digest_failures: dict[str, str] = field(default_factory=dict)
-    host_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> pins
+    # host -> pins of its own: a rollback's recorded digests, or None for an image the host
+    # uses as it has it (pull_policy missing or never: fleet.core.pulls)
+    host_digests: dict[str, dict[str, str | None]] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)  # host -> e.g. skipped lines
 
 
@@ -117,8 +120,13 @@ class Run:
                                                 "report this as a bug")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
-        images = {host: {str(c.options["image"]) for c in self.state.containers[host]}
-                  for host in result.snapshots}
+        policies = {name: s.pull_policy for name, s in self.state.services.items()}
+        images: dict[str, set[str]] = {}
+        for host, snapshot in result.snapshots.items():
+            images[host], local = images_to_resolve(self.state.containers[host],
+                                                    snapshot.images, policies)
+            if local:
+                result.host_digests[host] = local
         clients = {h: self.docker(h) for h in result.snapshots}
         result.digests, result.digest_failures = await resolve_digests(
             images, clients, self.auth if about_to_pull else None)
@@ -137,7 +145,8 @@ class Run:
 
     def _digests(self, observation: Observation, host: str) -> dict[str, str | None]:
         """Tag -> digest for one host: the run's resolution, unless the host is pinned to
-        other digests (a rollback returns each host to the digest it ran)."""
+        other digests (a rollback returns each host to the digest it ran) or uses its own
+        image (pull_policy)."""
         return {**observation.digests, **observation.host_digests.get(host, {})}
 
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
@@ -145,15 +154,17 @@ class Run:
         return {host: diff_host(self.state.containers[host], snapshot,
                                 DiffContext(self.state.project, services,
                                             self.state.secrets_for(host),
-                                            self._digests(observation, host)))
+                                            self._digests(observation, host),
+                                            self.state.inactive_services))
                 for host, snapshot in observation.snapshots.items()}
 
     def plan(self, observation: Observation) -> Plan:
         policies = {name: s.update for name, s in self.state.services.items()}
+        pulls = {name: s.pull_policy for name, s in self.state.services.items()}
         findings = self.diff(observation)
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
-                      policies=policies, networks=self.state.networks)
+                      policies=policies, networks=self.state.networks, pull_policies=pulls)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

@@ -97,7 +97,10 @@ def test_render_shows_zero_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kind", "examples"), [
     ("inventory", ["inventories/multicloud.yml", "tests/corpus/valid/inv_native.yml"]),
-    ("playbook", ["playbooks/shop.yml", "tests/corpus/valid/minimal.yml"]),
+    ("playbook", ["playbooks/shop.yml", "tests/corpus/valid/minimal.yml",
+                  *(f"tests/corpus/compose/fields/{name}.yml" for name in (
+                      "basics", "deploy", "engine", "extends", "include", "ports", "profiles",
+                      "references", "notes"))]),
 ])
 def test_schema_is_valid_json_schema_and_examples_validate(kind: str, examples: list[str]) -> None:
     code, out, _ = run("schema", kind)
@@ -116,3 +119,21 @@ def test_schema_is_valid_json_schema_and_examples_validate(kind: str, examples: 
 def test_schema_rejects_unknown_kind() -> None:
     code, _, err = run("schema", "nonsense")
     assert code == 2 and "Traceback" not in err
+
+
+def test_validate_a_compose_file_with_profiles(tmp_path: Path) -> None:
+    write(tmp_path, "inv.yml", "hosts: {a: {address: 198.18.41.7}}\n")
+    path = write(tmp_path / "My App", "compose.yaml", """\
+        version: "3"
+        x-fleet: {inventory: ../inv.yml}
+        services:
+          web: {image: nginx}
+          debug: {image: busybox, profiles: [debug]}
+        """)
+    code, out, err = run("validate", str(path))
+    assert code == 0 and "valid: project 'myapp', 1 services, 1 hosts, 1 containers" in out
+    assert "version: warning: the top-level 'version' is obsolete" in err
+    code, out, _ = run("validate", "--profile", "debug", str(path))
+    assert code == 0 and "2 services" in out
+    code, out, _ = run("validate", str(path), env={"COMPOSE_PROFILES": "debug"})
+    assert code == 0 and "2 services" in out

@@ -322,9 +322,7 @@ def test_duplicate_key_and_other_problems_reported_together(tmp_path: Path) -> N
     assert "unknown key 'portz' (did you mean 'ports'?)" in messages
 
 
-def test_missing_project_and_bad_project_name(tmp_path: Path) -> None:
-    pb = write(tmp_path, "pb.yml", "services: {}\n")
-    assert only_error(tmp_path, pb).message == "missing required key 'project'"
+def test_bad_project_name(tmp_path: Path) -> None:
     pb = write(tmp_path, "pb.yml", "project: Shop\n")
     found = only_error(tmp_path, pb)
     assert (found.line, found.column) == (1, 10) and "'Shop' is not allowed here" in found.message
