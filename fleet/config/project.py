@@ -15,6 +15,7 @@ from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
 from fleet.config.source import located, read_source
+from fleet.config.vault import VaultDecrypt
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ProjectFiles:
     playbooks: Sequence[str]
     inventories: Sequence[str] = ()
     limit: str | None = None
+    vault: VaultDecrypt | None = None  # decrypts the inventory's Ansible Vault values
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -86,7 +88,7 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])
     paths, found = _inventory_paths(files, playbooks)
     inventory, inventory_problems = (
-        load_inventory_with_problems(paths) if paths else (Inventory((), {}), [])
+        load_inventory_with_problems(paths, files.vault) if paths else (Inventory((), {}), [])
     )
     found += inventory_problems
     if errors_in(found):
@@ -94,5 +96,6 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     environ = dict(os.environ) if environ is None else environ
     secrets, secret_problems = _secret_store(playbooks)
     secrets.environ = environ
+    secrets.vaulted = inventory.secrets
     return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(), files.limit,
                         problems + found + secret_problems)

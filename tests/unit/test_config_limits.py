@@ -343,11 +343,14 @@ def test_malformed_json_inventory_names_line_and_column(
     ('{"_meta": [1]}', "'_meta' must be a mapping"),
     ('{"_meta": {"hostvars": []}}', "'_meta.hostvars' must be a mapping"),
     ('{"_meta": {"hostvars": {"a": 3}}}', "host 'a' must be a mapping"),
-    ('{"web": {"hosts": "abc"}}', "'hosts' must be a list"),
+    ('{"_meta": {}, "web": {"hosts": "abc"}}', "'hosts' must be a list"),
     ('{"web": {"hosts": [{"a": 1}]}}', "a host must be named by a string"),
-    ('{"web": {"children": {"a": 1}}}', "'children' must be a list"),
-    ('{"web": {"vars": [1]}}', "'vars' must be a mapping"),
-    ('{"web": 3}', "group 'web' must be a mapping"),
+    ('{"_meta": {}, "web": {"children": {"a": 1}}}', "'children' must be a list"),
+    ('{"_meta": {}, "web": {"vars": [1]}}', "'vars' must be a mapping"),
+    ('{"_meta": {}, "web": 3}', "group 'web' must be a mapping"),
+    # without _meta or lists, a JSON file is a YAML inventory written in JSON, as for Ansible
+    ('{"web": {"hosts": 5}}', "'hosts' of an Ansible group must be a mapping"),
+    ('{"web": {"children": {"a": 1}}}', "group 'a' must be a mapping"),
     ('{"web": {"hosts": ["a"]}, "deep": ' + "[" * 3000 + "]" * 3000 + "}", "nested more than"),
 ])
 def test_json_inventory_of_the_wrong_shape_is_reported(tmp_path: Path, text: str,
