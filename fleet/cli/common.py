@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from fleet.cli.vault import ansible_vault_decrypter
 from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
 
@@ -64,7 +65,8 @@ def json_option(func: F) -> F:
 
 def project_files(inventories: Sequence[str], playbooks: Sequence[str],
                   limit: str | None) -> ProjectFiles:
-    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit)
+    return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
+                        vault=ansible_vault_decrypter())
 
 
 def console(stderr: bool = False) -> Console:
