@@ -46,8 +46,7 @@ class VaultSecrets:
     def name_for(self, path: KeyPath, ciphertext: str) -> str:
         """`vault.VAR.HASH`: the variable it was found under and a digest of the ciphertext
         (not the value), so a name is the same on every controller and in every run."""
-        var = next((p for p in reversed(path) if isinstance(p, str)), "value")
-        var = re.sub(r"[^A-Za-z0-9_.-]", "_", var)[:64] or "value"
+        var = re.sub(r"[^A-Za-z0-9_.-]", "_", _variable(path))[:64] or "value"
         return f"vault.{var}.{hashlib.sha256(ciphertext.encode()).hexdigest()[:8]}"
 
     def keep(self, path: KeyPath, ciphertext: str, plaintext: str) -> str:
@@ -68,9 +67,8 @@ class VaultSecrets:
                 value: str | None = self.keep(path, vaulted.ciphertext, result)
             else:
                 value = None
-                doc.problems.append(doc.problem(path, f"!vault value of "
-                                                f"'{format_key_path(path)}' cannot be "
-                                                f"decrypted: {result}"))
+                doc.problems.append(doc.problem(path, f"!vault value of '{_variable(path)}' "
+                                                f"cannot be decrypted: {result}"))
             _replace(doc, path, value)
 
     def vault_file(self, text: str, path: str) -> tuple[str | None, Problem | None]:
@@ -90,6 +88,11 @@ class VaultSecrets:
         if isinstance(value, list):
             return [self.all_secret(v, (*path, i), ciphertext) for i, v in enumerate(value)]
         return value
+
+
+def _variable(path: KeyPath) -> str:
+    """The variable a value is under: the last name of its key path."""
+    return next((p for p in reversed(path) if isinstance(p, str)), "value")
 
 
 def _find_vaulted(value: Any, path: KeyPath, found: list[tuple[KeyPath, Vaulted]]) -> None:
