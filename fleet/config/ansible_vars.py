@@ -37,8 +37,9 @@ class AnsibleLayers:
     secrets: dict[str, str] = field(default_factory=dict)
 
 
-def _directory_files(folder: Path, depth: int, found: list[Path]) -> bool:
-    """Ansible's _get_dir_vars_files; False when the tree is larger than fleet reads."""
+def _directory_files(folder: Path, inside: str, depth: int, found: list[Path]) -> bool:
+    """Ansible's _get_dir_vars_files; False when the tree is larger than fleet reads. A
+    folder that leads out of the inventory's is not walked: it is reported as its files."""
     if depth > MAX_VARS_DEPTH:
         return False
     for name in sorted(os.listdir(folder)):
@@ -47,7 +48,9 @@ def _directory_files(folder: Path, depth: int, found: list[Path]) -> bool:
         path = folder / name
         extension = os.path.splitext(name)[1]
         if path.is_dir() and not extension:
-            if not _directory_files(path, depth + 1, found):
+            if not _inside(inside, path):
+                found.append(path)
+            elif not _directory_files(path, inside, depth + 1, found):
                 return False
         elif path.is_file() and (not extension or extension in VARS_EXTENSIONS):
             found.append(path)
@@ -56,31 +59,40 @@ def _directory_files(folder: Path, depth: int, found: list[Path]) -> bool:
     return True
 
 
+def _inside(folder: str, path: Path) -> bool:
+    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
+
+
 def vars_files(base: Path, kind: str, name: str) -> list[Path | Problem]:
     """The files of host_vars/NAME or group_vars/NAME, each checked to be inside the
     inventory's folder (so a symbolic link can't make fleet read other files)."""
     directory = base / kind
     if not directory.is_dir():
         return []
+    inside = os.path.realpath(base)
     files: list[Path] = []
     for extension in ("", *VARS_EXTENSIONS):
         candidate = directory / f"{name}{extension}"
         if not candidate.exists():
             continue
-        if candidate.is_dir():
-            if not _directory_files(candidate, 0, files):
+        if candidate.is_dir() and _inside(inside, candidate):
+            try:
+                complete = _directory_files(candidate, inside, 0, files)
+            except OSError as exc:
+                return [Problem(str(candidate), 0, 0, (), f"cannot read: "
+                                f"{exc.strerror or exc}")]
+            if not complete:
                 return [Problem(str(candidate), 0, 0, (), f"not read: more than "
                                 f"{MAX_VARS_FILES} files or {MAX_VARS_DEPTH} levels of folders")]
         else:
             files.append(candidate)
         break  # Ansible reads the first that exists, a directory before a file
-    inside = os.path.realpath(base)
     checked: list[Path | Problem] = []
     for file in files:
-        real = os.path.realpath(file)
-        if os.path.commonpath([inside, real]) != inside:
+        if not _inside(inside, file):
             checked.append(Problem(str(file), 0, 0, (), f"not read: {kind} files must be inside "
-                                   f"the inventory's folder {base}, this one is {real}"))
+                                   f"the inventory's folder {base}, this one is "
+                                   f"{os.path.realpath(file)}"))
         else:
             checked.append(file)
     return checked

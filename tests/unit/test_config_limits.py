@@ -400,6 +400,25 @@ def test_vars_files_linking_outside_the_inventory_are_not_read(tmp_path: Path) -
     assert "password" not in loaded.host("web1").vars
 
 
+def test_vars_folders_linking_outside_or_too_large_are_not_walked(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "creds").write_text("password: hunter2\n")
+    inventory = tmp_path / "inv"
+    (inventory / "group_vars" / "web").mkdir(parents=True)
+    (inventory / "group_vars" / "web" / "linked").symlink_to(tmp_path / "outside")
+    (inventory / "group_vars" / "db").symlink_to(tmp_path / "outside")
+    loop = inventory / "host_vars" / "web1"
+    loop.mkdir(parents=True)
+    (loop / "again").symlink_to(loop)  # a folder that contains itself
+    (inventory / "hosts.ini").write_text("[web]\nweb1 ansible_host=10.0.0.1\n[db]\nweb1\n")
+    loaded, found = timed(lambda: load_inventory_with_problems([str(inventory / "hosts.ini")]))
+    assert sorted(p.message.split(",")[0] for p in found) == [
+        "not read: group_vars files must be inside the inventory's folder " + str(inventory),
+        "not read: group_vars files must be inside the inventory's folder " + str(inventory),
+        "not read: more than 1000 files or 16 levels of folders"]
+    assert "password" not in loaded.host("web1").vars
+
+
 def test_ports_in_ansible_inventories_are_ascii_numbers(tmp_path: Path) -> None:
     found = inventory_problems(tmp_path, "hosts.ini", "[web]\na ansible_port=２２\n"
                                "b ansible_port=" + "9" * 5000 + "\nc ansible_port=True\n")
