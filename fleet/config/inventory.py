@@ -197,7 +197,8 @@ def _base_host(name: str, entry: HostEntry, item: _Loaded) -> Host:
         docker_socket=entry.docker_socket or d.docker_socket or DEFAULT_DOCKER_SOCKET,
         state_dir=entry.state_dir or d.state_dir or DEFAULT_STATE_DIR,
         # An Ansible host's own fleet_labels, for `match:` patterns; its groups' come later.
-        labels={**d.labels, **entry.labels, **(_labels(entry.vars) or {})},
+        labels={**d.labels, **entry.labels,
+                **((None if item.native else _labels(entry.vars)) or {})},
         source=item.doc.path,
     )
 
