@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from fleet.cli.vault import ansible_vault_decrypter
 from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
 
@@ -92,7 +93,8 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
     env_file = ctx.meta.get(_ENV_FILE) if ctx is not None else None
     profiles = ctx.meta.get(PROFILES, ()) if ctx is not None else ()
     return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
-                        env_file=env_file, profiles=list(profiles))
+                        env_file=env_file, profiles=list(profiles),
+                        vault=ansible_vault_decrypter())
 
 
 def console(stderr: bool = False) -> Console:

@@ -1,8 +1,10 @@
 """Inventories: load native or Ansible files, resolve groups, labels and variables per host.
 
-Variable precedence, lowest to highest: playbook vars, inventory vars, group vars (parents
-before children, then by name), host vars. This module merges the inventory part; the
-playbook's vars go underneath at render time.
+Variable precedence, lowest to highest: playbook vars, then the inventory's, merged as
+Ansible merges them (`merged_vars`): inventory vars, group vars (parents before children,
+then by ansible_group_priority, then by name), group_vars/ files in the same order, host
+vars, host_vars/ files. This module merges the inventory part; the playbook's vars go
+underneath at render time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from fleet.config import ansible
 from fleet.config.inventory_model import (
+    GroupEntry,
     HostEntry,
     HostKeyChecking,
     InventoryFile,
@@ -22,8 +25,10 @@ from fleet.config.inventory_model import (
 )
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.problems import ConfigError, Problem, errors_in
+from fleet.config.secrets import token
 from fleet.config.source import SourceDoc, parse_yaml, read_source
 from fleet.config.validation import validate_model
+from fleet.config.vault import VaultDecrypt, VaultSecrets, decode_ansible_json
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -54,6 +59,8 @@ class Inventory:
     hosts: tuple[Host, ...]
     groups: Mapping[str, frozenset[str]]
     sources: tuple[str, ...] = ()
+    # Values decrypted from Ansible Vault, by the secret names their tokens in vars carry.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -81,29 +88,37 @@ def _is_native(data: Any, path: str) -> bool:
     return bool(set(data) & NATIVE_SECTIONS)
 
 
-def read_inventory_file(path: str) -> tuple[InventoryFile | None, SourceDoc, list[Problem]]:
-    """Parse one file in any supported format into the native model."""
+def read_inventory_file(path: str, vault: VaultSecrets | None = None) -> ansible.AnsibleRead:
+    """Parse one file in any supported format into the native model (and, for Ansible's,
+    the layers of variables it keeps apart)."""
+    vault = vault or VaultSecrets()
+    layers = ansible.AnsibleLayers(secrets=vault.values)
     text, problem = read_source(path)
     if text is None:
-        return None, SourceDoc(path, None), [problem] if problem else []
+        return None, SourceDoc(path, None), [problem] if problem else [], layers
     if ansible.looks_like_ini(path, text):
-        return ansible.read_ini(path, text)
+        return ansible.read_ini(path, text, vault)
     if path.endswith(".json"):
         problem = ansible.json_problem(text, path)
         if problem is not None:
-            return None, SourceDoc(path, None), [problem]
-    doc = parse_yaml(text, path)
+            return None, SourceDoc(path, None), [problem], layers
+    doc = parse_yaml(text, path, ansible_tags=True)
     if doc.data is None and doc.problems:
-        return None, doc, list(doc.problems)
+        return None, doc, list(doc.problems), layers
     if doc.data is None:
-        return InventoryFile(), doc, [doc.problem((), "inventory is empty", severity="warning")]
+        return InventoryFile(), doc, [doc.problem((), "inventory is empty", severity="warning")
+                                      ], layers
     if not isinstance(doc.data, dict):
-        return None, doc, [doc.problem((), "an inventory must be a mapping")]
+        return None, doc, [doc.problem((), "an inventory must be a mapping")], layers
+    is_json = path.endswith(".json") or text.lstrip().startswith("{")
+    if is_json:
+        doc.data = decode_ansible_json(doc.data)  # as Ansible's JSON reader decodes it
+    vault.reveal_in(doc)
     if _is_native(doc.data, path):
         model, problems = validate_model(InventoryFile, doc.data, doc)
-        return model, doc, doc.problems + problems
-    model, doc, problems = ansible.from_ansible_data(doc)
-    return model, doc, doc.problems + problems
+        return model, doc, doc.problems + problems, layers
+    model, doc, problems, layers = ansible.from_ansible_data(doc, vault, is_json=is_json)
+    return model, doc, doc.problems + problems, layers
 
 
 def _group_depths(groups: Mapping[str, Sequence[str]]) -> dict[str, int]:
@@ -155,58 +170,59 @@ class _Loaded:
     model: InventoryFile
     doc: SourceDoc
     base: Path
+    layers: ansible.AnsibleLayers = field(default_factory=ansible.AnsibleLayers)
+
+    @property
+    def native(self) -> bool:
+        return _is_native(self.doc.data, self.doc.path)
 
 
-def _is_native_doc(item: _Loaded) -> bool:
-    return _is_native(item.doc.data, item.doc.path)
+def _labels(variables: Mapping[str, Any]) -> dict[str, str] | None:
+    labels = variables.get(ansible.LABELS_VAR)
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else None
 
 
-def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
-    problems: list[Problem] = []
-    entries: dict[str, tuple[HostEntry, _Loaded]] = {}
-    for item in loaded:
-        for name, entry in item.model.hosts.items():
-            if name in entries:
-                problems.append(item.doc.problem(
-                    ("hosts", name),
-                    f"duplicate host name '{name}' (also in {entries[name][1].doc.path})",
-                    at_key=True))
-                continue
-            entries[name] = (entry or HostEntry(), item)
+def _base_host(name: str, entry: HostEntry, item: _Loaded) -> Host:
+    d = item.model.defaults
+    return Host(
+        name=name,
+        address=entry.address or name,
+        port=entry.port or d.port or 22,
+        user=entry.user or d.user,
+        ssh_key=_expand_path(entry.ssh_key or d.ssh_key, item.base),
+        known_hosts=_expand_path(entry.known_hosts or d.known_hosts or DEFAULT_KNOWN_HOSTS,
+                                 item.base) or DEFAULT_KNOWN_HOSTS,
+        host_key_checking=entry.host_key_checking or d.host_key_checking or "strict",
+        jump=entry.jump or d.jump,
+        docker_socket=entry.docker_socket or d.docker_socket or DEFAULT_DOCKER_SOCKET,
+        state_dir=entry.state_dir or d.state_dir or DEFAULT_STATE_DIR,
+        # An Ansible host's own fleet_labels, for `match:` patterns; its groups' come later.
+        labels={**d.labels, **entry.labels,
+                **((None if item.native else _labels(entry.vars)) or {})},
+        source=item.doc.path,
+    )
 
-    base_hosts: list[Host] = []
-    for name, (entry, item) in entries.items():
-        d = item.model.defaults
-        base_hosts.append(Host(
-            name=name,
-            address=entry.address or name,
-            port=entry.port or d.port or 22,
-            user=entry.user or d.user,
-            ssh_key=_expand_path(entry.ssh_key or d.ssh_key, item.base),
-            known_hosts=_expand_path(entry.known_hosts or d.known_hosts or DEFAULT_KNOWN_HOSTS,
-                                     item.base) or DEFAULT_KNOWN_HOSTS,
-            host_key_checking=entry.host_key_checking or d.host_key_checking or "strict",
-            jump=entry.jump or d.jump,
-            docker_socket=entry.docker_socket or d.docker_socket or DEFAULT_DOCKER_SOCKET,
-            state_dir=entry.state_dir or d.state_dir or DEFAULT_STATE_DIR,
-            labels={**d.labels, **entry.labels},
-            source=item.doc.path,
-        ))
 
-    seen_addresses: dict[tuple[str, int], str] = {}
-    for host in base_hosts:
-        key = (host.address, host.port)
-        if key in seen_addresses:
-            item = entries[host.name][1]
-            problems.append(item.doc.problem(
-                ("hosts", host.name, "address"),
-                f"duplicate address {host.address}:{host.port} (also host "
-                f"'{seen_addresses[key]}')"))
-        else:
-            seen_addresses[key] = host.name
+@dataclass
+class _Groups:
+    defs: dict[str, tuple[GroupEntry, _Loaded]]
+    members: dict[str, frozenset[str]]
+    depths: dict[str, int]
 
-    # Groups: direct hosts, pattern matches, then children (transitively).
-    group_defs: dict[str, tuple[Any, _Loaded]] = {}
+    def priority(self, name: str) -> int:
+        return self.defs[name][1].layers.priorities.get(name, 1)
+
+    def of(self, host: str) -> list[str]:
+        """A host's groups in Ansible's order of precedence: by depth (parents first), then
+        ansible_group_priority, then name."""
+        return sorted((g for g, m in self.members.items() if host in m),
+                      key=lambda g: (self.depths.get(g, 0), self.priority(g), g))
+
+
+def _resolve_groups(loaded: Sequence[_Loaded], entries: Mapping[str, Any],
+                    base_hosts: Sequence[Host], problems: list[Problem]) -> _Groups:
+    """Groups: direct hosts, pattern matches, then children (transitively)."""
+    group_defs: dict[str, tuple[GroupEntry, _Loaded]] = {}
     for item in loaded:
         for gname, group in item.model.groups.items():
             if gname in group_defs:
@@ -252,48 +268,128 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
                 result |= members_of(child, trail | {gname})
         return result
 
-    groups = {g: frozenset(members_of(g)) for g in group_defs}
-    depths = _group_depths(children)
+    return _Groups(group_defs, {g: frozenset(members_of(g)) for g in group_defs},
+                   _group_depths(children))
+
+
+def merged_vars(name: str, entry: HostEntry, host_groups: Sequence[str], groups: _Groups,
+                loaded: Sequence[_Loaded]) -> dict[str, Any]:
+    """A host's variables in Ansible's order (its default VARIABLE_PRECEDENCE), lowest
+    first: `all`'s inventory vars, its groups' inventory vars, group_vars/all files, its
+    groups' group_vars files, its own inventory vars, its host_vars files. A host in no
+    group is in Ansible's `ungrouped`. Each inventory file's vars files follow the files'
+    order; groups are in `_Groups.of` order."""
+    in_groups = list(host_groups) or ["ungrouped"]
+    merged: dict[str, Any] = {}
+    for item in loaded:
+        merged.update(item.model.vars)
+    for gname in in_groups:
+        if gname in groups.defs:
+            merged.update(groups.defs[gname][0].vars)
+        for item in loaded:
+            merged.update(item.layers.implicit_vars.get(gname, {}))
+    for item in loaded:
+        merged.update(item.layers.group_files.get("all", {}))
+    for item in loaded:
+        for gname in in_groups:
+            merged.update(item.layers.group_files.get(gname, {}))
+    merged.update(entry.vars)
+    for item in loaded:
+        merged.update(item.layers.host_files.get(name, {}))
+    return merged
+
+
+def _connection_values(merged: Mapping[str, Any], secrets: Mapping[str, str]
+                       ) -> dict[str, Any]:
+    """The connection variables, a !vault one decrypted: fleet connects with it."""
+    return {k: secrets.get(v, v) if isinstance(v, str) else v for k, v in merged.items()
+            if k in ansible.CONNECTION_VARS}
+
+
+def _check_addresses(hosts: Sequence[Host], entries: Mapping[str, tuple[HostEntry, _Loaded]],
+                     problems: list[Problem]) -> None:
+    seen_addresses: dict[tuple[str, int], str] = {}
+    for host in hosts:
+        key = (host.address, host.port)
+        if key in seen_addresses:
+            item = entries[host.name][1]
+            problems.append(item.doc.problem(
+                ("hosts", host.name, "address"),
+                f"duplicate address {host.address}:{host.port} (also host "
+                f"'{seen_addresses[key]}')"))
+        else:
+            seen_addresses[key] = host.name
+
+
+def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
+    problems: list[Problem] = []
+    entries: dict[str, tuple[HostEntry, _Loaded]] = {}
+    for item in loaded:
+        for name, entry in item.model.hosts.items():
+            if name in entries:
+                problems.append(item.doc.problem(
+                    ("hosts", name),
+                    f"duplicate host name '{name}' (also in {entries[name][1].doc.path})",
+                    at_key=True))
+                continue
+            entries[name] = (entry or HostEntry(), item)
+    base_hosts = [_base_host(name, entry, item) for name, (entry, item) in entries.items()]
+    groups = _resolve_groups(loaded, entries, base_hosts, problems)
+    secrets = {k: v for item in loaded for k, v in item.layers.secrets.items()}
+    by_token = {token(name): value for name, value in secrets.items()}
 
     hosts: list[Host] = []
     for host in base_hosts:
         entry, item = entries[host.name]
-        host_groups = sorted((g for g, m in groups.items() if host.name in m),
-                             key=lambda g: (depths.get(g, 0), g))
-        merged: dict[str, Any] = {}
-        for other in loaded:
-            merged.update(other.model.vars)
-        for gname in host_groups:
-            merged.update(group_defs[gname][0].vars)
-        merged.update(entry.vars)
-        # Ansible connection variables set for a group (or `all`) apply to its hosts, unless
-        # the host sets its own.
-        settings, errors = ansible.connection_settings(merged, f"host '{host.name}'")
+        host_groups = groups.of(host.name)
+        merged = merged_vars(host.name, entry, host_groups, groups, loaded)
+        # Connection variables, from wherever they are set, apply unless a native host
+        # sets the setting itself (an Ansible host entry sets none: they are its vars).
+        settings, errors = ansible.connection_settings(_connection_values(merged, by_token),
+                                                       f"host '{host.name}'")
         problems.extend(item.doc.problem(("hosts", host.name), e, at_key=True) for e in errors)
         inherited: dict[str, Any] = {k: v for k, v in settings.items()
                                      if getattr(entry, k) is None}
-        if "ssh_key" in inherited:
+        if "ssh_key" in inherited and item.native:
             inherited["ssh_key"] = _expand_path(inherited["ssh_key"], item.base)
+        # (an Ansible key file is kept as written: `~` and a relative path are read when
+        # connecting, from where fleet runs, as Ansible's ssh does)
+        if not item.native:
+            labels = _labels(merged)
+            if labels is not None:
+                inherited["labels"] = labels  # a var like any: the winning value, whole
+            elif merged.get(ansible.LABELS_VAR) is not None:
+                problems.append(item.doc.problem(
+                    ("hosts", host.name), f"host '{host.name}': {ansible.LABELS_VAR} must be "
+                    "a mapping", at_key=True))
         if entry.address is None and "address" not in inherited:
             problem = address_problem(host.name)
             if problem:
-                setting = "address" if _is_native_doc(item) else "ansible_host"
+                setting = "address" if item.native else "ansible_host"
                 problems.append(item.doc.problem(
                     ("hosts", host.name), f"host '{host.name}' has no address and its name "
                     f"is not one: {problem}; set {setting}", at_key=True))
-        hosts.append(Host(**{**host.__dict__, **inherited, "vars": merged,
+        variables = {k: v for k, v in merged.items()
+                     if k not in ansible.CONNECTION_VARS and k != ansible.LABELS_VAR}
+        hosts.append(Host(**{**host.__dict__, **inherited, "vars": variables,
                              "groups": tuple(host_groups)}))
-    return Inventory(tuple(hosts), groups, tuple(i.doc.path for i in loaded)), problems
+    _check_addresses(hosts, entries, problems)
+    return Inventory(tuple(hosts), groups.members, tuple(i.doc.path for i in loaded),
+                     secrets), problems
 
 
-def load_inventory_with_problems(paths: Sequence[str]) -> tuple[Inventory, list[Problem]]:
+def load_inventory_with_problems(paths: Sequence[str], vault: VaultDecrypt | None = None
+                                 ) -> tuple[Inventory, list[Problem]]:
+    """Every inventory file, with the problems found; `vault` decrypts Ansible Vault values
+    (without it, each is a problem)."""
     problems: list[Problem] = []
     loaded: list[_Loaded] = []
+    secrets = VaultSecrets(vault) if vault else VaultSecrets()
     for path in paths:
-        model, doc, found = read_inventory_file(path)
+        model, doc, found, layers = read_inventory_file(path, secrets)
         problems.extend(found)
         if model is not None:
-            loaded.append(_Loaded(model, doc, Path(path).resolve().parent))
+            loaded.append(_Loaded(model, doc, Path(path).resolve().parent, layers))
     inventory, found = resolve(loaded)
     return inventory, problems + found
 

@@ -18,6 +18,7 @@ from fleet.config.secrets import SecretStore, load_secrets_file
 from fleet.config.service import HOST_INDEPENDENT_KEYS
 from fleet.config.source import SourceDoc, load_yaml, located, read_source
 from fleet.config.templating import keep_variables_literal
+from fleet.config.vault import VaultDecrypt
 
 DOTENV = ".env"
 
@@ -29,6 +30,7 @@ class ProjectFiles:
     limit: str | None = None
     env_file: str | None = None  # instead of the .env beside the first playbook
     profiles: Sequence[str] = ()  # --profile (else COMPOSE_PROFILES)
+    vault: VaultDecrypt | None = None  # decrypts the inventory's Ansible Vault values
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -148,13 +150,14 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
         raise ConfigError(problems or [Problem("playbook", 0, 0, (), "no playbook given")])
     paths, found = _inventory_paths(files, playbooks)
     inventory, inventory_problems = (
-        load_inventory_with_problems(paths) if paths else (Inventory((), {}), [])
+        load_inventory_with_problems(paths, files.vault) if paths else (Inventory((), {}), [])
     )
     found += inventory_problems
     if errors_in(found):
         raise ConfigError(problems + found)
     secrets, secret_problems = _secret_store(playbooks)
     secrets.environ = environ
+    secrets.vaulted = inventory.secrets
     read = problems + found + secret_problems  # env files add their warnings when read
     return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(variables, read),
                         files.limit, read, variables)

@@ -54,6 +54,8 @@ class SecretStore:
     # Values fleet keeps as secrets though no secret() names them (env_file contents, a bare
     # `KEY` taken from the environment), by the names the desired state gave them.
     hidden: Mapping[str, str] = field(default_factory=dict)
+    # Values decrypted from the inventory's Ansible Vault values (`vault.VAR.HASH` names).
+    vaulted: Mapping[str, str] = field(default_factory=dict)
 
     def only(self, names: Collection[str]) -> SecretStore:
         """This store, revealing only those of `names` it already may (it never widens)."""
@@ -69,6 +71,8 @@ class SecretStore:
             raise SecretMissing(f"secret '{name}' is not one the playbook gives this host")
         if name in self.hidden:
             return self.hidden[name]
+        if name in self.vaulted:
+            return self.vaulted[name]
         if name in self.environ:
             return self.environ[name]
         if name in self.file_values:

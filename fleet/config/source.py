@@ -244,6 +244,15 @@ _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map",
                                    "seq")}
 _AS_TEXT = {_CORE + "merge", _CORE + "value"}  # `<<` and `=` where they are just values
+# Ansible's own tags, read only where Ansible would (inventories and their vars files).
+UNSAFE_TAG, VAULT_TAG = "!unsafe", "!vault"
+
+
+@dataclass(frozen=True)
+class Vaulted:
+    """A `!vault` value as written: Ansible Vault ciphertext, for the inventory to decrypt."""
+
+    ciphertext: str
 
 
 def _shown_tag(tag: str) -> str:
@@ -255,19 +264,27 @@ Pair = tuple[str, yaml.Node, yaml.Node]  # a mapping's key as read, its key node
 
 
 class _Builder:
-    def __init__(self, doc: SourceDoc, loader: SafeConstructor) -> None:
+    def __init__(self, doc: SourceDoc, loader: SafeConstructor, ansible_tags: bool) -> None:
         self.doc = doc
         self.loader = loader
         # mapping node -> what it holds, `<<:` merges resolved (each mapping read once, and
         # the node graph left as composed: an anchor is shared by all its aliases)
         self.resolved: dict[int, list[Pair]] = {}
+        self.ansible_tags = ansible_tags
 
     def refuse_tag(self, node: yaml.Node, path: KeyPath) -> bool:
         if node.tag in _PLAIN_TAGS or (node.tag in _AS_TEXT and isinstance(node,
                                                                            yaml.ScalarNode)):
             return False
+        # `!unsafe` marks a value Ansible must not template (fleet templates no inventory
+        # value, so it is the value as written); `!vault` holds a scalar's ciphertext.
+        if self.ansible_tags and (node.tag == UNSAFE_TAG or (
+                node.tag == VAULT_TAG and isinstance(node, yaml.ScalarNode))):
+            return False
         shown = _shown_tag(node.tag)
         why = ("Python object tags are never loaded" if shown.startswith("!!python/")
+               else "a !vault value must be a string of ciphertext" if shown == VAULT_TAG
+               and self.ansible_tags
                else "fleet reads plain YAML: strings, numbers, booleans, null, lists, mappings")
         loc = _mark(node)
         self.doc.problems.append(Problem(self.doc.path, loc.line, loc.column, path,
@@ -275,8 +292,10 @@ class _Builder:
         return True
 
     def scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
-        if node.tag in _AS_TEXT:
+        if node.tag in _AS_TEXT or node.tag == UNSAFE_TAG:
             return node.value
+        if node.tag == VAULT_TAG:
+            return Vaulted(node.value)
         try:
             return self.loader.construct_object(node, deep=True)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
@@ -398,7 +417,9 @@ def _yaml_problem(exc: yaml.YAMLError, path: str) -> Problem:
     return Problem(path, 1, 1, (), f"invalid YAML: {exc}")
 
 
-def parse_yaml(text: str, path: str) -> SourceDoc:
+def parse_yaml(text: str, path: str, *, ansible_tags: bool = False) -> SourceDoc:
+    """`ansible_tags`: also read Ansible's `!unsafe` (a string as written) and `!vault` (a
+    `Vaulted`), as in inventories and their vars files."""
     doc = SourceDoc(path=path, data=None)
     unprintable = unprintable_problem(text, path)
     if unprintable is not None:
@@ -420,15 +441,15 @@ def parse_yaml(text: str, path: str) -> SourceDoc:
         return doc
     if node is not None:
         try:
-            doc.data = _Builder(doc, loader).build(node, ())
+            doc.data = _Builder(doc, loader, ansible_tags).build(node, ())
         except yaml.YAMLError as exc:  # a constructor's own error, should one raise it
             doc.problems.append(_yaml_problem(exc, path))
     return doc
 
 
-def load_yaml(path: Path | str) -> SourceDoc:
+def load_yaml(path: Path | str, *, ansible_tags: bool = False) -> SourceDoc:
     name = str(path)
     text, problem = read_source(path)
     if text is None:
         return SourceDoc(name, None, problems=[problem] if problem else [])
-    return parse_yaml(text, name)
+    return parse_yaml(text, name, ansible_tags=ansible_tags)

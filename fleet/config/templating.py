@@ -550,7 +550,8 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
     finally:
         _BUDGET.reset(reset)
     result = "".join(pieces)
-    if budget.secrets:
+    # A token may also come in through a variable (an inventory's Ansible Vault value).
+    if budget.secrets or _TOKEN_MARKS.search(result):
         intact = _INTACT_TOKEN.findall(result)
         if len(intact) < budget.secrets or _TOKEN_MARKS.search(_INTACT_TOKEN.sub("", result)):
             raise SecretMisuse(_SECRET_TRANSFORMED)

@@ -343,11 +343,14 @@ def test_malformed_json_inventory_names_line_and_column(
     ('{"_meta": [1]}', "'_meta' must be a mapping"),
     ('{"_meta": {"hostvars": []}}', "'_meta.hostvars' must be a mapping"),
     ('{"_meta": {"hostvars": {"a": 3}}}', "host 'a' must be a mapping"),
-    ('{"web": {"hosts": "abc"}}', "'hosts' must be a list"),
+    ('{"_meta": {}, "web": {"hosts": "abc"}}', "'hosts' must be a list"),
     ('{"web": {"hosts": [{"a": 1}]}}', "a host must be named by a string"),
-    ('{"web": {"children": {"a": 1}}}', "'children' must be a list"),
-    ('{"web": {"vars": [1]}}', "'vars' must be a mapping"),
-    ('{"web": 3}', "group 'web' must be a mapping"),
+    ('{"_meta": {}, "web": {"children": {"a": 1}}}', "'children' must be a list"),
+    ('{"_meta": {}, "web": {"vars": [1]}}', "'vars' must be a mapping"),
+    ('{"_meta": {}, "web": 3}', "group 'web' must be a mapping"),
+    # without _meta or lists, a JSON file is a YAML inventory written in JSON, as for Ansible
+    ('{"web": {"hosts": 5}}', "'hosts' of an Ansible group must be a mapping"),
+    ('{"web": {"children": {"a": 1}}}', "group 'a' must be a mapping"),
     ('{"web": {"hosts": ["a"]}, "deep": ' + "[" * 3000 + "]" * 3000 + "}", "nested more than"),
 ])
 def test_json_inventory_of_the_wrong_shape_is_reported(tmp_path: Path, text: str,
@@ -394,6 +397,25 @@ def test_vars_files_linking_outside_the_inventory_are_not_read(tmp_path: Path) -
     (inventory / "hosts.ini").write_text("web1 ansible_host=10.0.0.1\n")
     loaded, found = load_inventory_with_problems([str(inventory / "hosts.ini")])
     assert len([p for p in found if "must be inside the inventory's folder" in p.message]) == 2
+    assert "password" not in loaded.host("web1").vars
+
+
+def test_vars_folders_linking_outside_or_too_large_are_not_walked(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "creds").write_text("password: hunter2\n")
+    inventory = tmp_path / "inv"
+    (inventory / "group_vars" / "web").mkdir(parents=True)
+    (inventory / "group_vars" / "web" / "linked").symlink_to(tmp_path / "outside")
+    (inventory / "group_vars" / "db").symlink_to(tmp_path / "outside")
+    loop = inventory / "host_vars" / "web1"
+    loop.mkdir(parents=True)
+    (loop / "again").symlink_to(loop)  # a folder that contains itself
+    (inventory / "hosts.ini").write_text("[web]\nweb1 ansible_host=10.0.0.1\n[db]\nweb1\n")
+    loaded, found = timed(lambda: load_inventory_with_problems([str(inventory / "hosts.ini")]))
+    assert sorted(p.message.split(",")[0] for p in found) == [
+        "not read: group_vars files must be inside the inventory's folder " + str(inventory),
+        "not read: group_vars files must be inside the inventory's folder " + str(inventory),
+        "not read: more than 1000 files or 16 levels of folders"]
     assert "password" not in loaded.host("web1").vars
 
 
