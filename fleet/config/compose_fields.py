@@ -496,6 +496,9 @@ def parse_env_files(value: Any) -> list[str]:
 
 # -- configs and secrets (service side) -------------------------------------------------------
 
+# Where Compose mounts a grant by default: a config at /<source>, a secret in /run/secrets.
+SECRETS_DIR = "/run/secrets"
+
 
 class FileGrant(_Strict):
     """A service's long-syntax `configs`/`secrets` entry."""
@@ -511,7 +514,8 @@ class FileGrant(_Strict):
     def _id(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if isinstance(value, str) and not value.isdigit():
+        if isinstance(value, str) and not (value.isdigit() and value.isascii()
+                                           and int(value) < 2**32):
             raise ValueError(f"expected a numeric id, got {value!r}")
         return value
 
@@ -527,33 +531,59 @@ class FileGrant(_Strict):
             raise ValueError(f"bad mode {value!r}: expected octal, e.g. 0440")
         return value
 
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.strip("/").split("/")
+        if not value.strip("/") or any(p in ("", ".", "..") for p in parts) or any(
+                c in value for c in "\0:,") or not value.isprintable():
+            raise ValueError(f"bad target {value!r}: a path without '.', '..', ':' or ','")
+        return value
+
+    def mounted_at(self, what: str) -> str:
+        """Compose's target: a secret's relative target is in /run/secrets, a config's at the
+        root; by default the source's name."""
+        target = self.target or self.source
+        if target.startswith("/"):
+            return target
+        return f"{SECRETS_DIR}/{target}" if what == "secrets" else f"/{target}"
+
 
 def parse_grants(what: str) -> Any:
+    """`configs`/`secrets` of a service: names or long-syntax mappings -> mappings with
+    their target resolved; a target given twice is an error (one mount point, one file)."""
     def parse(value: Any) -> list[dict[str, Any]]:
         def one(item: Any) -> list[dict[str, Any]]:
             if isinstance(item, str):
                 item = {"source": item}
             if not isinstance(item, dict):
                 raise ValueError(f"a {what} entry is a name or a mapping with 'source'")
-            return [FileGrant.model_validate(item).model_dump(exclude_none=True)]
+            grant = FileGrant.model_validate(item)
+            return [{**grant.model_dump(exclude_none=True), "target": grant.mounted_at(what)}]
 
         items = _list(value, what)
         errors: list[tuple[int | str, Exception]] = []
         result: list[dict[str, Any]] = []
+        targets: set[str] = set()
         for index, item in enumerate(items):
             try:
-                result.extend(one(item))
+                found = one(item)
             except ValueError as exc:
                 errors.append((index, exc))
+                continue
+            if found[0]["target"] in targets:
+                errors.append((index, ValueError(f"{found[0]['target']} is the target of "
+                                                 f"another {what} entry")))
+                continue
+            targets.add(found[0]["target"])
+            result.extend(found)
         if errors:
             raise ItemErrors(errors, FileGrant)
         return result
 
     return parse
-
-
-NOT_DELIVERED_YET = ("files next to the compose file reach the hosts in the next step of "
-                     "fleet's Compose support; until then {what} can't be given to a service")
 
 
 # -- refused fields ---------------------------------------------------------------------------
@@ -608,12 +638,6 @@ NotYet = Annotated[Any, BeforeValidator(_not_yet)]
 
 
 def grants(what: str) -> BeforeValidator:
-    """Service `configs`/`secrets`: the syntax is checked, then the field is refused (until
-    the files reach the hosts)."""
-    parse = parse_grants(what)
-
-    def check(value: Any) -> Any:
-        parse(value)
-        raise ValueError(NOT_DELIVERED_YET.format(what=what))
-
-    return BeforeValidator(check, json_schema_input_type=list[str | dict[str, Any]])
+    """Service `configs`/`secrets` (fleet.core.desired mounts what they name)."""
+    return BeforeValidator(parse_grants(what),
+                           json_schema_input_type=list[str | dict[str, Any]])

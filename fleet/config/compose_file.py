@@ -163,6 +163,7 @@ def prepare(doc: SourceDoc, ctx: ComposeContext, *, included_by: str | None = No
         del data["version"]
     _move_fleet_keys(doc, ctx, (), TOP_KEYS)
     _project(doc, ctx, included_by)
+    _file_notes(doc)
     included = _includes(doc, ctx, (*chain, Path(doc.path).resolve()))
     services = data.get("services")
     if isinstance(services, dict):
@@ -241,6 +242,18 @@ def _project(doc: SourceDoc, ctx: ComposeContext, included_by: str | None) -> No
                                         f"{data['project']!r}", severity="warning"))
     if ctx.project is None and isinstance(data["project"], str):
         ctx.project = data["project"]
+
+
+def _file_notes(doc: SourceDoc) -> None:
+    """`name` of a config or secret names a Swarm object: accepted, without effect here."""
+    for kind in ("configs", "secrets"):
+        entries = doc.data.get(kind)
+        for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+            if isinstance(entry, dict) and "name" in entry:
+                doc.problems.append(doc.problem(
+                    (kind, key, "name"), f"'name' names a Swarm {kind[:-1]} object; fleet "
+                    "delivers the file itself and ignores it", at_key=True,
+                    severity="warning"))
 
 
 def _includes(doc: SourceDoc, ctx: ComposeContext, chain: tuple[Path, ...]) -> list[SourceDoc]:

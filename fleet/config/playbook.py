@@ -42,17 +42,23 @@ def _refuse_models(value: Any) -> Any:
                      "Compose on the machine running it")
 
 
-_NOT_DELIVERED = "files next to the compose file reach the hosts in a later step"
+_SWARM_OBJECTS = ("external configs and secrets are Docker Swarm objects (made with `docker "
+                  "config create` / `docker secret create`), which a Docker Engine without "
+                  "Swarm does not have; give it a file, environment or content, and fleet "
+                  "delivers it to the hosts as a file")
 
 
 class FileSource(Strict):
-    """A top-level `configs:` or `secrets:` entry: where its content comes from."""
+    """A top-level `configs:` entry: where its content comes from (a file next to the compose
+    file, an environment variable of the controller, or the text itself)."""
 
-    file: str | None = None
+    file: str | None = Field(default=None, min_length=1,
+                             description="Relative to this file (or absolute).")
     environment: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     content: str | None = None
-    external: bool = False
-    name: str | None = None
+    external: bool = Field(default=False, description=f"Refused: {_SWARM_OBJECTS}.")
+    name: str | None = Field(default=None, description="Accepted, without effect (it names a "
+                             "Swarm object).")
     labels: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("labels"))] = None
     driver: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("driver"))] = None
     driver_opts: Annotated[Any, BeforeValidator(lambda v: _refuse_swarm("driver_opts"))] = None
@@ -62,25 +68,45 @@ class FileSource(Strict):
     @field_validator("external", mode="before")
     @classmethod
     def _external(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            raise ValueError("external: {name: ...} is Compose's old form; write external: "
-                             "true and name: ...")
+        if value is True or isinstance(value, dict):
+            raise ValueError(_SWARM_OBJECTS)
         return value
 
     @model_validator(mode="after")
     def _one_source(self) -> FileSource:
-        sources = [k for k in ("file", "environment", "content") if getattr(self, k) is not None]
-        if self.external and sources:
-            raise ValueError(f"an external one takes only 'name', not '{sources[0]}'")
-        if not self.external and len(sources) != 1:
-            raise ValueError("give exactly one of file, environment or content (or external: "
-                             "true)")
+        sources = [k for k in self.sources() if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError(f"give exactly one of {', '.join(self.sources())}")
         return self
+
+    @classmethod
+    def sources(cls) -> tuple[str, ...]:
+        return ("file", "environment", "content")
+
+
+class SecretSource(FileSource):
+    """A top-level `secrets:` entry: a file next to the compose file or an environment
+    variable of the controller (Compose's two sources for a secret)."""
+
+    content: Annotated[Any, BeforeValidator(lambda v: _refuse_content())] = None
+
+    @classmethod
+    def sources(cls) -> tuple[str, ...]:
+        return ("file", "environment")
+
+
+def _refuse_content() -> Any:
+    raise ValueError("a secret has no 'content' in the Compose specification (it would be a "
+                     "secret written in clear in the compose file): give a file or an "
+                     "environment variable")
 
 
 def _refuse_swarm(key: str) -> Any:
     raise ValueError(f"'{key}' is for Swarm's config and secret objects, which fleet does not "
                      "create; files are delivered as files")
+
+
+_FILE_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")  # a config's or secret's name (Compose's rule)
 
 
 class PlaybookFile(Strict):
@@ -99,11 +125,12 @@ class PlaybookFile(Strict):
     networks: dict[str, NetworkDef | None] = {}
     update: UpdatePolicy | None = None
     configs: dict[str, FileSource] = Field(
-        default={}, description="Compose's top-level configs (the files' delivery: "
-                                f"{_NOT_DELIVERED}).")
-    secrets: dict[str, FileSource] = Field(
-        default={}, description="Compose's top-level secrets (the files' delivery: "
-                                f"{_NOT_DELIVERED}).")
+        default={}, description="Compose's top-level configs: delivered to the hosts of the "
+                                "services they are granted to, as files.")
+    secrets: dict[str, SecretSource] = Field(
+        default={}, description="Compose's top-level secrets: delivered to the hosts of the "
+                                "services they are granted to, as files readable by their "
+                                "owner only.")
     proxy: NotYet = None
     image_source: NotYet = None
     models: Annotated[Any, BeforeValidator(_refuse_models)] = None
@@ -114,6 +141,16 @@ class PlaybookFile(Strict):
     def _registry_names(cls, value: dict[str, RegistryAuth]) -> dict[str, RegistryAuth]:
         bad = [(name, KeyProblem(problem)) for name in value
                if (problem := _registry_name_problem(name))]
+        if bad:
+            raise ItemErrors(bad)
+        return value
+
+    @field_validator("configs", "secrets")
+    @classmethod
+    def _file_names(cls, value: dict[str, FileSource]) -> dict[str, FileSource]:
+        bad: list[tuple[int | str, Exception]] = [
+            (name, KeyProblem(f"bad name '{name}': use letters, digits, '.', '_' and '-'"))
+            for name in value if not _FILE_NAME.match(name)]
         if bad:
             raise ItemErrors(bad)
         return value

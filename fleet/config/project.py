@@ -11,7 +11,8 @@ from pathlib import Path
 from fleet.config.compose_syntax import DotenvError, read_dotenv
 from fleet.config.interpolation import Piece, interpolate_doc
 from fleet.config.inventory import Inventory, load_inventory_with_problems
-from fleet.config.loaded import EnvFileReader, ProjectInput
+from fleet.config.loaded import EnvFileReader, FileReader, ProjectInput
+from fleet.config.local_files import LocalFiles, LocalSource
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
@@ -90,6 +91,18 @@ def env_file_reader(variables: Mapping[str, str], warnings: list[Problem]) -> En
     return read
 
 
+def local_file_reader(project_dir: Path) -> FileReader:
+    """Reads the project's relative sources (fleet.config.local_files), each once."""
+    files = LocalFiles(project_dir)
+
+    def read(pb: LoadedPlaybook, relative: str, written_in: str | None) -> LocalSource:
+        origin = Path(written_in).resolve() if written_in and written_in != pb.doc.path \
+            else None
+        return files.read(pb.base, relative, origin)
+
+    return read
+
+
 def project_variables(files: ProjectFiles, environ: Mapping[str, str]
                       ) -> tuple[dict[str, str], list[Problem]]:
     """What `${VAR}` is interpolated from: the controller's environment over the values of
@@ -159,5 +172,6 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     secrets.environ = environ
     secrets.vaulted = inventory.secrets
     read = problems + found + secret_problems  # env files add their warnings when read
+    project_dir = Path(files.playbooks[0]).resolve().parent
     return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(variables, read),
-                        files.limit, read, variables)
+                        files.limit, read, variables, local_file_reader(project_dir))

@@ -81,6 +81,11 @@ class SecretStore:
             "the controller's environment (no secrets_file is set)")
         raise SecretMissing(f"secret '{name}' is not set in {where}")
 
+    def data(self, name: str) -> bytes:
+        """A secret's value as bytes: a secret file's bytes are kept as text by
+        surrogate escapes (fleet.core.service_files), so they come back exactly."""
+        return self.value(name).encode("utf-8", "surrogateescape")
+
     @property
     def keyed(self) -> bool:
         """Whether digests are keyed by FLEET_SECRET_KEY (else a reader can test guesses)."""
@@ -94,7 +99,7 @@ class SecretStore:
         Every controller of a project must use the same key, or hashes differ."""
         salt = self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME) or ""
         key = hashlib.sha256(f"fleet.secret\0{self.project}\0{name}\0{salt}".encode()).digest()
-        return hmac.new(key, self.value(name).encode(), hashlib.sha256).hexdigest()[:16]
+        return hmac.new(key, self.data(name), hashlib.sha256).hexdigest()[:16]
 
 
 def load_secrets_file(path: Path) -> dict[str, str]:

@@ -3,8 +3,8 @@ on the host's connection.
 
 A file or tree is written under a temporary name and renamed into place once whole, so a
 container never mounts a partial one and a controller killed mid-write leaves only a
-temporary name (cleaned by the next delivery). What is there is never rewritten: its name is
-its content's digest.
+temporary name (never listed; the next delivery writes under a new one). What is there is
+never rewritten: its name is its content's digest.
 """
 
 from __future__ import annotations
@@ -12,25 +12,29 @@ from __future__ import annotations
 import posixpath
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncssh
 
-from fleet.core.files import FILES_DIR, Delivered, FileContent
+from fleet.core.files import FILES_DIR, Delivered, FileContent, FilesOnHost
 from fleet.errors import HostStateError
 from fleet.hoststate.paths import ProjectPaths
-from fleet.hoststate.sftp import Sftp, ensure_dir, sftp_session
+from fleet.hoststate.sftp import SESSION_DEADLINE, Sftp, ensure_dir, sftp_session
 from fleet.transport.ssh import HostConnection
 
 MAX_LISTED = 100_000  # names read from a host's files directory
 TEMPORARY = ".partial-"
 TREE_DIR_MODE = 0o755
+# A delivery may take longer than a state file: its deadline grows with what it writes, at
+# the slowest rate fleet waits for (a host slower than that is taken for a stalled one).
+MIN_BYTES_PER_SECOND = 1024 * 1024
+SECONDS_PER_FILE = 0.05
+
+__all__ = ["FileStore", "FilesOnHost", "delivery_deadline"]
 
 
-@dataclass(frozen=True)
-class FilesOnHost:
-    root: str  # the absolute path of the files directory, as the host's dockerd sees it
-    names: frozenset[str]  # delivered names present (temporaries excluded)
+def delivery_deadline(item: Delivered) -> float:
+    return (SESSION_DEADLINE + item.size / MIN_BYTES_PER_SECOND
+            + len(item.files) * SECONDS_PER_FILE)
 
 
 class FileStore:
@@ -55,31 +59,41 @@ class FileStore:
             return FilesOnHost(str(root), frozenset(names))
 
     async def deliver(self, items: Sequence[Delivered], present: frozenset[str]) -> int:
-        """Write each item not present; the bytes written."""
-        missing = {d.name: d for d in items if d.name not in present}
-        if not missing:
-            return 0
+        """Write each item not present (secrets already revealed: fleet.core.files.revealed);
+        the bytes written. Each item has its own session and deadline."""
         written = 0
-        async with sftp_session(self.connection, f"cannot write to {self.directory}") as sftp:
-            await ensure_dir(sftp, self.directory)
-            for name, item in missing.items():
-                final = posixpath.join(self.directory, name)
-                partial = posixpath.join(self.directory,
-                                         f"{TEMPORARY}{name[:16]}-{secrets.token_hex(4)}")
-                try:
-                    if item.is_tree:
-                        await _write_tree(sftp, partial, item)
-                    else:
-                        await _write_file(sftp, partial, item.files[""])
-                    await sftp.rename(partial, final)
-                except asyncssh.SFTPError as exc:
-                    if await sftp.exists(final):  # another controller delivered it first
-                        continue
-                    raise HostStateError(self.connection.name,
-                                         f"cannot deliver {item.what} to {final}: "
-                                         f"{exc.reason}") from exc
-                written += item.size
+        done: set[str] = set()
+        for item in items:
+            if item.name in present or item.name in done:
+                continue
+            done.add(item.name)
+            final = posixpath.join(self.directory, item.name)
+            async with sftp_session(self.connection, f"cannot deliver {item.what} to {final}",
+                                    delivery_deadline(item)) as sftp:
+                await ensure_dir(sftp, self.directory)
+                if await _write(sftp, self.directory, item):
+                    written += item.size
         return written
+
+
+async def _write(sftp: Sftp, directory: str, item: Delivered) -> bool:
+    """Write `item` whole under a temporary name, then rename it into place; False when it
+    was there already (another controller delivered it first)."""
+    final = posixpath.join(directory, item.name)
+    if await sftp.exists(final):
+        return False
+    partial = posixpath.join(directory, f"{TEMPORARY}{item.name[:16]}-{secrets.token_hex(4)}")
+    if item.is_tree:
+        await _write_tree(sftp, partial, item)
+    else:
+        await _write_file(sftp, partial, item.files[""])
+    try:
+        await sftp.rename(partial, final)  # SFTP's rename never replaces
+    except asyncssh.SFTPError:
+        if await sftp.exists(final):
+            return False
+        raise
+    return True
 
 
 async def _write_file(sftp: Sftp, path: str, content: FileContent) -> None:
@@ -88,22 +102,34 @@ async def _write_file(sftp: Sftp, path: str, content: FileContent) -> None:
     attrs = asyncssh.SFTPAttrs(permissions=content.mode)
     if content.uid is not None or content.gid is not None:
         current = await sftp.stat(path)
-        attrs.uid = content.uid if content.uid is not None else current.uid
-        attrs.gid = content.gid if content.gid is not None else current.gid
-    await sftp.setstat(path, attrs)
+        uid = content.uid if content.uid is not None else current.uid
+        gid = content.gid if content.gid is not None else current.gid
+        if (uid, gid) != (current.uid, current.gid):  # only root may give a file away
+            attrs.uid, attrs.gid = uid, gid
+    try:
+        await sftp.setstat(path, attrs)
+    except asyncssh.SFTPPermissionDenied as exc:
+        raise asyncssh.SFTPPermissionDenied(
+            f"{exc.reason}: owner {attrs.uid}:{attrs.gid} can be given only by root; connect "
+            "as root, or set the grant's uid and gid to the SSH user's") from exc
 
 
 async def _write_tree(sftp: Sftp, root: str, item: Delivered) -> None:
     await sftp.mkdir(root, asyncssh.SFTPAttrs(permissions=TREE_DIR_MODE))
     made = {root}
-    for relative in sorted(item.files):
-        path = posixpath.join(root, relative)
-        parent = posixpath.dirname(path)
+
+    async def directories(parent: str) -> None:
         for ancestor in _ancestors(root, parent):
             if ancestor not in made:
                 await sftp.mkdir(ancestor, asyncssh.SFTPAttrs(permissions=TREE_DIR_MODE))
                 made.add(ancestor)
+
+    for relative in sorted(item.files):
+        path = posixpath.join(root, relative)
+        await directories(posixpath.dirname(path))
         await _write_file(sftp, path, item.files[relative])
+    for relative in sorted(item.directories):
+        await directories(posixpath.join(root, relative))
 
 
 def _ancestors(root: str, directory: str) -> list[str]:

@@ -44,10 +44,12 @@ def _reason(exc: BaseException, host: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sftp_session(connection: HostConnection, what: str) -> AsyncIterator[Sftp]:
+async def sftp_session(connection: HostConnection, what: str,
+                       deadline: float | None = None) -> AsyncIterator[Sftp]:
     """An SFTP session; any failure inside is reported as HostStateError("{what}: reason"),
-    and so is taking longer than SESSION_DEADLINE."""
+    and so is taking longer than `deadline` (default SESSION_DEADLINE)."""
     expired = False
+    deadline = SESSION_DEADLINE if deadline is None else deadline
     try:
         sftp = await asyncio.wait_for(connection.ssh.start_sftp_client(), SESSION_DEADLINE)
 
@@ -59,7 +61,7 @@ async def sftp_session(connection: HostConnection, what: str) -> AsyncIterator[S
             expired = True
             connection.ssh.abort()
 
-        timer = asyncio.get_running_loop().call_later(SESSION_DEADLINE, expire)
+        timer = asyncio.get_running_loop().call_later(deadline, expire)
         try:
             yield sftp
         finally:
@@ -70,7 +72,7 @@ async def sftp_session(connection: HostConnection, what: str) -> AsyncIterator[S
     except HostStateError:
         raise
     except (TimeoutError, asyncssh.Error, OSError) as exc:
-        reason = (f"no answer within {SESSION_DEADLINE:g}s"
+        reason = (f"no answer within {deadline:g}s"
                   if expired or isinstance(exc, TimeoutError) else _reason(exc, connection.name))
         raise HostStateError(connection.name, f"{what}: {reason}") from exc
 
