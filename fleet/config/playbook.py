@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from fleet.config.networks_volumes import NetworkDef, VolumeDef, volume_key_problem
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
 from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
@@ -22,11 +23,6 @@ class RegistryAuth(Strict):
 
     username: str
     password: str
-
-
-class NetworkDef(Strict):
-    driver: str | None = None
-    external: bool = Field(default=False, description="Exists on the hosts; fleet won't create it.")
 
 
 class PlaybookFile(Strict):
@@ -42,6 +38,7 @@ class PlaybookFile(Strict):
     )
     registries: dict[str, RegistryAuth] = {}
     networks: dict[str, NetworkDef | None] = {}
+    volumes: dict[str, VolumeDef | None] = {}
     update: UpdatePolicy | None = None
     services: dict[str, Service] = {}
 
@@ -62,6 +59,18 @@ class PlaybookFile(Strict):
             (name, KeyProblem(f"bad network name '{name}': Docker's rule is a letter or digit, "
                               "then letters, digits, '_', '.' or '-'"))
             for name in value if not NETWORK_NAME.match(name)]
+        if bad:
+            raise ItemErrors(bad)
+        return value
+
+    @field_validator("volumes", mode="before")
+    @classmethod
+    def _volume_names(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        bad: list[tuple[int | str, Exception]] = [
+            (name, KeyProblem(problem)) for name in value
+            if (problem := volume_key_problem(name))]
         if bad:
             raise ItemErrors(bad)
         return value

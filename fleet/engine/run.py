@@ -17,6 +17,7 @@ from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import Plan, plan_host
 from fleet.core.reporting import Reporter, silent
+from fleet.core.resource_drift import HostResources
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.observe import observe_host, resolve_digests
@@ -97,7 +98,8 @@ class Run:
             async with self.forks:
                 try:
                     snapshot = await observe_host(host, self.docker(host), self.state.project,
-                                                  with_images=for_changes)
+                                                  with_images=for_changes,
+                                                  with_volumes=bool(self.state.volumes))
                     if for_changes:
                         revisions, notes = await self._revisions(host)
                         snapshot = replace(snapshot, last_revisions=revisions)
@@ -141,10 +143,11 @@ class Run:
 
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
         services = frozenset(self.state.services)
+        resources = HostResources(self.state.project, self.state.networks, self.state.volumes)
         return {host: diff_host(self.state.containers[host], snapshot,
                                 DiffContext(self.state.project, services,
                                             self.state.secrets_for(host),
-                                            self._digests(observation, host)))
+                                            self._digests(observation, host), resources))
                 for host, snapshot in observation.snapshots.items()}
 
     def plan(self, observation: Observation) -> Plan:
@@ -153,6 +156,7 @@ class Run:
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
-                      policies=policies, networks=self.state.networks)
+                      policies=policies, networks=self.state.networks,
+                      volumes=self.state.volumes)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

@@ -8,7 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from fleet.config.secrets import SecretStore
-from fleet.core.observed import HostSnapshot, ObservedContainer, container_from_inspect
+from fleet.core import labels
+from fleet.core.observed import (
+    HostSnapshot,
+    ObservedContainer,
+    ObservedNetwork,
+    ObservedVolume,
+    container_from_inspect,
+)
 from fleet.core.plan import HostPlan, Step, StepKind
 from fleet.core.resources import update_body
 from fleet.docker.bodies import create_body
@@ -36,10 +43,13 @@ def make_container(name: str, body: dict[str, Any], state: str = "running") -> O
 
 
 class SimulatedEngine:
-    def __init__(self, snapshot: HostSnapshot, secrets: SecretStore) -> None:
+    def __init__(self, snapshot: HostSnapshot, secrets: SecretStore,
+                 project: str = "shop") -> None:
+        self.project = project  # what labels the networks and volumes it makes
         self.containers = {c.id: c for c in snapshot.containers}
         self.images = set(snapshot.images)
-        self.networks = set(snapshot.networks)
+        self.networks = dict(snapshot.networks or {})
+        self.volumes = dict(snapshot.volumes or {})
         self.secrets = secrets
         self.created: dict[str, str] = {}  # name -> id, as the executor keeps it
 
@@ -59,7 +69,15 @@ class SimulatedEngine:
             case StepKind.PULL:
                 self.images.add(step.image)
             case StepKind.NETWORK_CREATE:
-                self.networks.add(step.target)
+                assert step.network_spec is not None
+                self.networks[step.target] = ObservedNetwork(
+                    step.target, step.network_spec.driver,
+                    {labels.PROJECT: self.project},
+                    ipam_driver="default")
+            case StepKind.VOLUME_CREATE:
+                assert step.volume_spec is not None
+                self.volumes[step.target] = ObservedVolume(
+                    step.target, step.volume_spec.driver, {labels.PROJECT: self.project})
             case StepKind.CREATE:
                 assert step.container is not None
                 assert not self._taken(step.target), f"409: name {step.target} is taken"
@@ -93,7 +111,7 @@ class SimulatedEngine:
 
     def snapshot(self, host: str) -> HostSnapshot:
         return HostSnapshot(host, tuple(self.containers.values()), frozenset(self.images),
-                            frozenset(self.networks))
+                            self.networks, volumes=self.volumes)
 
 
 def apply_plan(snapshot: HostSnapshot, plan: HostPlan, secrets: SecretStore) -> HostSnapshot:

@@ -92,7 +92,7 @@ def test_a_stop_first_replacement_sends_its_steps_in_order(tmp_path: Path) -> No
         f"POST /containers/{OLD_ID}/rename?name=shop-web-1--r1-old",
         f"POST /containers/{OLD_ID}/stop",
         "POST /containers/create?name=shop-web-1",
-        "POST /networks/shop_backend/connect",
+        "POST /networks/shop_default/connect",
         f"POST /containers/{NEW_ID}/start",  # by the id its create returned, not the name
         f"GET /containers/{NEW_ID}/json",
         f"DELETE /containers/{OLD_ID}",
@@ -139,7 +139,7 @@ def test_a_taken_name_fails_with_dockers_reason_and_undoes_nothing_it_did_not_do
 def test_a_network_created_meanwhile_is_fine(tmp_path: Path) -> None:
     state = project(tmp_path, "web")
     engine = Engine({"POST /networks/create": lambda: answer("error_409_network_duplicate")})
-    result = run(state, engine, [network_action("h1", "shop_default", "bridge")])
+    result = run(state, engine, [network_action("h1", state.networks["shop_default"])])
     assert result.ok and engine.calls == ["POST /networks/create"]
 
 

@@ -124,7 +124,7 @@ def test_inspect_of_the_wrong_shape_is_refused(change: dict[str, Any]) -> None:
 
 def test_images_and_networks_are_typed() -> None:
     assert images_from_list([{"RepoTags": ["a:1"], "RepoDigests": None}]) == {"a:1"}
-    assert networks_from_list([{"Name": "n"}]) == {"n"}
+    assert list(networks_from_list([{"Name": "n"}])) == ["n"]
     for bad in ({}, [{"RepoTags": "a:1"}], [{"RepoTags": [1]}]):
         with pytest.raises(AnswerShapeError):
             images_from_list(bad)
