@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from fleet.config import compose_syntax as syntax
 from fleet.config.service import (
@@ -85,39 +85,71 @@ def _address_in(text: str, subnet: _Network, what: str) -> str:
 
 
 class IpamPool(Extensible):
-    subnet: str | None = None
+    subnet: str = Field(description="CIDR, e.g. 172.28.0.0/16")
     ip_range: str | None = None
     gateway: str | None = None
-    aux_addresses: dict[str, str] = {}
+    aux_addresses: dict[str, str] = Field(default={}, max_length=MAX_AUX_ADDRESSES)
 
-    @model_validator(mode="after")
-    def _check(self) -> IpamPool:
-        if self.subnet is None:
-            if self.ip_range or self.gateway or self.aux_addresses:
-                raise ValueError("ip_range, gateway and aux_addresses need a subnet")
-            raise ValueError("an ipam config entry needs a subnet")
-        subnet = parse_subnet(self.subnet)
-        if self.ip_range is not None:
-            try:
-                ip_range = ipaddress.ip_network(self.ip_range, strict=True)
-            except ValueError:
-                raise ValueError(f"bad ip_range {self.ip_range!r}: expected CIDR inside the "
-                                 f"subnet {subnet}, written as its network address") from None
-            if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):  # type: ignore[arg-type]
-                raise ValueError(f"ip_range {self.ip_range} is not inside the subnet {subnet}")
-        if self.gateway is not None:
-            _address_in(self.gateway, subnet, "gateway")
-        if len(self.aux_addresses) > MAX_AUX_ADDRESSES:
-            raise ValueError(f"at most {MAX_AUX_ADDRESSES} aux_addresses")
-        for name, address in self.aux_addresses.items():
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_subnet(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "subnet" not in value:
+            raise ValueError("an ipam config entry needs a subnet (ip_range, gateway and "
+                             "aux_addresses are taken from it)")
+        return value
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        parse_subnet(value)
+        return value
+
+    @field_validator("ip_range")
+    @classmethod
+    def _ip_range(cls, value: str | None, info: ValidationInfo) -> str | None:
+        subnet = _validated_subnet(info)
+        if value is None or subnet is None:
+            return value
+        try:
+            ip_range = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ValueError(f"bad ip_range {value!r}: expected CIDR inside the subnet "
+                             f"{subnet}, written as its network address") from None
+        if not (isinstance(ip_range, ipaddress.IPv4Network)
+                and isinstance(subnet, ipaddress.IPv4Network)
+                and ip_range.subnet_of(subnet)) and not (
+                isinstance(ip_range, ipaddress.IPv6Network)
+                and isinstance(subnet, ipaddress.IPv6Network) and ip_range.subnet_of(subnet)):
+            raise ValueError(f"ip_range {value} is not inside the subnet {subnet}")
+        return value
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str | None, info: ValidationInfo) -> str | None:
+        subnet = _validated_subnet(info)
+        if value is not None and subnet is not None:
+            _address_in(value, subnet, "gateway")
+        return value
+
+    @field_validator("aux_addresses")
+    @classmethod
+    def _aux(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        subnet = _validated_subnet(info)
+        for name, address in value.items():
             if not name:
                 raise ValueError("an aux_addresses entry needs a name")
-            _address_in(address, subnet, f"aux_addresses.{name}")
-        return self
+            if subnet is not None:
+                _address_in(address, subnet, f"aux_addresses.{name}")
+        return value
 
     def network(self) -> _Network:
-        assert self.subnet is not None
         return ipaddress.ip_network(self.subnet)
+
+
+def _validated_subnet(info: ValidationInfo) -> _Network | None:
+    """The entry's subnet, when it was valid (else its own error is reported)."""
+    subnet = info.data.get("subnet")
+    return ipaddress.ip_network(subnet) if isinstance(subnet, str) else None
 
 
 class Ipam(Extensible):

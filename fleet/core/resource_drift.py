@@ -45,7 +45,6 @@ def _pools(spec: NetworkSpec, observed: ObservedNetwork) -> tuple[list[str], lis
     want, have = [], []
     by_subnet = {p.subnet: p for p in observed.ipam_pools}
     for pool in declared:
-        assert pool.subnet is not None
         want.append(_pool_text(pool.subnet, pool.ip_range or "", pool.gateway or "",
                                pool.aux_addresses))
         found = by_subnet.get(pool.subnet)

@@ -8,17 +8,16 @@ from dataclasses import replace
 from typing import Any
 
 from fleet.config.secrets import SecretStore
-from fleet.core import labels
 from fleet.core.observed import (
     HostSnapshot,
     ObservedContainer,
-    ObservedNetwork,
-    ObservedVolume,
     container_from_inspect,
+    networks_from_list,
+    volumes_from_list,
 )
 from fleet.core.plan import HostPlan, Step, StepKind
 from fleet.core.resources import update_body
-from fleet.docker.bodies import create_body
+from fleet.docker.bodies import create_body, network_body, volume_body
 
 _ids = itertools.count(1)
 
@@ -36,6 +35,19 @@ def inspect_json(container_id: str, name: str, body: dict[str, Any],
         "HostConfig": host_config,
         "Created": "2026-11-28T06:00:00Z",
     }
+
+
+def listed_network(sent: dict[str, Any]) -> dict[str, Any]:
+    """What GET /networks lists for a network created with `sent` (as dockerd 20.10 does:
+    what was given, IPAM "default" and an address pool when none was given)."""
+    ipam = sent.get("IPAM") or {}
+    return {"Name": sent["Name"], "Driver": sent.get("Driver") or "bridge",
+            "Internal": bool(sent.get("Internal")), "Attachable": bool(sent.get("Attachable")),
+            "EnableIPv6": bool(sent.get("EnableIPv6")), "Options": sent.get("Options") or {},
+            "Labels": sent.get("Labels") or {},
+            "IPAM": {"Driver": ipam.get("Driver") or "default", "Options": ipam.get("Options"),
+                     "Config": ipam.get("Config") or [{"Subnet": "172.20.0.0/16",
+                                                       "Gateway": "172.20.0.1"}]}}
 
 
 def make_container(name: str, body: dict[str, Any], state: str = "running") -> ObservedContainer:
@@ -70,14 +82,14 @@ class SimulatedEngine:
                 self.images.add(step.image)
             case StepKind.NETWORK_CREATE:
                 assert step.network_spec is not None
-                self.networks[step.target] = ObservedNetwork(
-                    step.target, step.network_spec.driver,
-                    {labels.PROJECT: self.project},
-                    ipam_driver="default")
+                self.networks.update(networks_from_list(
+                    [listed_network(network_body(step.network_spec, self.project))]))
             case StepKind.VOLUME_CREATE:
                 assert step.volume_spec is not None
-                self.volumes[step.target] = ObservedVolume(
-                    step.target, step.volume_spec.driver, {labels.PROJECT: self.project})
+                sent = volume_body(step.volume_spec, self.project)
+                self.volumes.update(volumes_from_list({"Volumes": [
+                    {"Name": sent["Name"], "Driver": sent["Driver"], "Labels": sent["Labels"],
+                     "Options": sent["DriverOpts"]}]}))
             case StepKind.CREATE:
                 assert step.container is not None
                 assert not self._taken(step.target), f"409: name {step.target} is taken"
