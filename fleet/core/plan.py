@@ -264,10 +264,10 @@ def network_action(host: str, spec: NetworkSpec) -> Action:
 
 
 def volume_action(host: str, spec: VolumeSpec) -> Action:
-    """The Engine answers an existing volume's name with that volume (the executor checks it
-    is this project's); 409 is one of another driver, made meanwhile."""
-    step = Step(StepKind.VOLUME_CREATE, spec.name, "a volume of the project",
-                volume_spec=spec, tolerate=frozenset({409}))
+    """The Engine answers a name already taken with the volume that has it (the executor
+    checks that it is this project's), so nothing is tolerated: its 409 means a volume of
+    another driver holds the name, which must not be mounted as this one."""
+    step = Step(StepKind.VOLUME_CREATE, spec.name, "a volume of the project", volume_spec=spec)
     return Action(host, ActionKind.VOLUME, spec.name, spec.summary(), steps=(step,))
 
 

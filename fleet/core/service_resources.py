@@ -46,10 +46,20 @@ def _static_address_problems(key: str, settings: Mapping[str, Any], spec: Networ
             shown = ", ".join(map(str, subnets))
             found.append((setting, f"{setting} {address} is outside network '{key}''s "
                                    f"subnet {shown}"))
+        elif address in _reserved(spec):
+            found.append((setting, f"{setting} {address} is network '{key}''s gateway or one "
+                                   "of its aux_addresses"))
     if settings.get("mac_address") and replicas > 1:
         found.append(("mac_address", f"{replicas} replicas on one host cannot all have "
                                      f"mac_address {settings['mac_address']}; use 1 replica"))
     return found
+
+
+def _reserved(spec: NetworkSpec) -> set[str]:
+    """The addresses of a network's subnets that no container may take."""
+    pools = spec.definition.ipam.config if spec.definition.ipam else []
+    return {str(ipaddress.ip_address(a)) for pool in pools
+            for a in [*([pool.gateway] if pool.gateway else []), *pool.aux_addresses.values()]}
 
 
 def _attach_networks(options: dict[str, Any], service: Service, raw: Mapping[str, Any],

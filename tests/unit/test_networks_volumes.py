@@ -123,6 +123,15 @@ def test_bad_network_settings_point_at_their_key(tmp_path: Path, networks: str, 
     assert found_key == key and words in message
 
 
+def test_a_fixed_address_cannot_be_the_gateway(tmp_path: Path) -> None:
+    key, message = error_at(tmp_path, "web:\n  image: nginx\n  networks:\n"
+                                      "    back: {ipv4_address: 10.0.0.254}\n",
+                            "networks:\n  back: {ipam: {config: [{subnet: 10.0.0.0/24, "
+                            "gateway: 10.0.0.254}]}}\n")
+    assert key == "services.web.networks.back.ipv4_address"
+    assert message.startswith("ipv4_address 10.0.0.254 is network 'back''s gateway")
+
+
 def test_one_fixed_mac_address_for_several_replicas_is_refused(tmp_path: Path) -> None:
     key, message = error_at(tmp_path, "web:\n  image: nginx\n  replicas: 3\n  networks:\n"
                                       "    back: {mac_address: '02:42:ac:11:00:02'}\n",
