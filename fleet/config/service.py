@@ -520,7 +520,8 @@ def _networks(value: Any) -> Any:
         value = dict.fromkeys(names)
     if not isinstance(value, dict):
         raise ValueError("networks must be a list of names or a mapping of names to settings")
-    return {name: {} if options is None else options for name, options in sorted(value.items())}
+    return {name: {} if options is None else options
+            for name, options in sorted(value.items(), key=lambda item: str(item[0]))}
 
 
 MIN_CPUS = 0.01  # Docker's smallest CPU quota ("Range of CPUs is from 0.01 to ...")

@@ -115,6 +115,7 @@ def test_aliases_addresses_and_driver_options_reach_the_endpoint(tmp_path: Path)
     ("{back: {alias: [x]}}", "services.web.networks.back.alias",
      "unknown key 'alias' (did you mean 'aliases'?)"),
     ("[nowhere]", "services.web.networks[0]", "network 'nowhere' is not declared"),
+    ("{1: {}, back: {}}", "services.web.networks.1", "network '1' is not declared"),
 ])
 def test_bad_network_settings_point_at_their_key(tmp_path: Path, networks: str, key: str,
                                                  words: str) -> None:
