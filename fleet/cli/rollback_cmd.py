@@ -44,7 +44,7 @@ def only_service(plan: Plan, service: str) -> Plan:
         kept = [a for a in host_plan.actions
                 if a.kind not in PREPARATIONS and a.service == service]
         images = {a.image for a in kept}
-        pulls = [a for a in host_plan.actions if a.kind == ActionKind.NETWORK
+        pulls = [a for a in host_plan.actions if a.kind in (ActionKind.NETWORK, ActionKind.VOLUME)
                  or (a.kind == ActionKind.PULL and a.image in images)]
         findings = tuple(f for f in host_plan.findings if f.service == service)
         hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))

@@ -73,8 +73,16 @@ def parse_short_port(value: object) -> list[dict[str, Any]]:
     ]
 
 
+_PROPAGATION = {"shared", "slave", "private", "rshared", "rslave", "rprivate"}
+_CONSISTENCY = {"cached", "delegated", "consistent"}
+
+
 def parse_short_volume(value: str) -> dict[str, Any]:
-    """`[SOURCE:]TARGET[:MODE]` to a long-syntax mapping."""
+    """`[SOURCE:]TARGET[:MODE]` to a long-syntax mapping.
+
+    MODE is a comma-separated list: ro/rw; for a bind, z/Z (SELinux relabel) and a
+    propagation; for a named volume, nocopy; cached/delegated/consistent are Compose's
+    consistency, accepted and ignored as Docker on Linux ignores them."""
     parts = value.split(":")
     if len(parts) > 3 or not all(parts):
         raise ValueError(f"bad volume {value!r}: expected [SOURCE:]TARGET[:MODE]")
@@ -83,10 +91,11 @@ def parse_short_volume(value: str) -> dict[str, Any]:
         return {"type": "volume", "target": parts[0]}
     source, target = parts[0], parts[1]
     options = set(mode.split(",")) if mode else set()
-    unknown = options - {"ro", "rw", "z", "Z", "nocopy", "shared", "slave", "private",
-                         "rshared", "rslave", "rprivate", "cached", "delegated", "consistent"}
+    unknown = options - {"ro", "rw", "z", "Z", "nocopy"} - _PROPAGATION - _CONSISTENCY
     if unknown:
         raise ValueError(f"bad volume {value!r}: unknown mode {', '.join(sorted(unknown))}")
+    if {"ro", "rw"} <= options or {"z", "Z"} <= options:
+        raise ValueError(f"bad volume {value!r}: contradictory modes")
     is_path = source.startswith(("/", ".", "~"))
     mount: dict[str, Any] = {
         "type": "bind" if is_path else "volume",
@@ -94,11 +103,29 @@ def parse_short_volume(value: str) -> dict[str, Any]:
         "target": target,
         "read_only": "ro" in options,
     }
-    propagation = options & {"shared", "slave", "private", "rshared", "rslave", "rprivate"}
+    bind: dict[str, Any] = {}
+    propagation = options & _PROPAGATION
+    if len(propagation) > 1:
+        raise ValueError(f"bad volume {value!r}: more than one propagation mode")
     if propagation:
-        mount["bind"] = {"propagation": propagation.pop()}
+        bind["propagation"] = propagation.pop()
+    selinux = options & {"z", "Z"}
+    if selinux:
+        bind["selinux"] = selinux.pop()
+    if bind and not is_path:
+        raise ValueError(f"bad volume {value!r}: {', '.join(sorted(bind.values()))} apply to "
+                         "bind mounts (a host path), not to the named volume "
+                         f"'{source}'")
+    if bind:
+        mount["bind"] = bind
     if "nocopy" in options:
+        if is_path:
+            raise ValueError(f"bad volume {value!r}: nocopy applies to named volumes, not to "
+                             "a bind mount")
         mount["volume"] = {"nocopy": True}
+    consistency = options & _CONSISTENCY
+    if consistency:
+        mount["consistency"] = sorted(consistency)[0]
     return mount
 
 

@@ -18,6 +18,7 @@ from fleet.config.compose_file import (
     active_profiles,
     prepare,
 )
+from fleet.config.networks_volumes import NetworkDef, VolumeDef, volume_key_problem
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
 from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
@@ -30,11 +31,6 @@ class RegistryAuth(Strict):
 
     username: str
     password: str
-
-
-class NetworkDef(Strict):
-    driver: str | None = None
-    external: bool = Field(default=False, description="Exists on the hosts; fleet won't create it.")
 
 
 def _refuse_models(value: Any) -> Any:
@@ -123,6 +119,7 @@ class PlaybookFile(Strict):
     )
     registries: dict[str, RegistryAuth] = {}
     networks: dict[str, NetworkDef | None] = {}
+    volumes: dict[str, VolumeDef | None] = {}
     update: UpdatePolicy | None = None
     configs: dict[str, FileSource] = Field(
         default={}, description="Compose's top-level configs: delivered to the hosts of the "
@@ -167,6 +164,18 @@ class PlaybookFile(Strict):
             raise ItemErrors(bad)
         return value
 
+    @field_validator("volumes", mode="before")
+    @classmethod
+    def _volume_names(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        bad: list[tuple[int | str, Exception]] = [
+            (name, KeyProblem(problem)) for name in value
+            if (problem := volume_key_problem(name))]
+        if bad:
+            raise ItemErrors(bad)
+        return value
+
 
 def _registry_name_problem(name: str) -> str | None:
     """A `registries:` key is matched against each image's registry, so it must be one."""
@@ -187,6 +196,9 @@ class LoadedPlaybook:
     doc: SourceDoc
     header: PlaybookFile  # validated with `services` emptied; services are rendered first
     service_names: list[str]
+    # Top-level keys refused (and so left out of `header`): what refers to them is not
+    # reported again as undeclared.
+    refused: frozenset[str] = frozenset()
 
     @property
     def base(self) -> Path:
@@ -256,7 +268,8 @@ def _playbook(doc: SourceDoc, result: PlaybookSet, owner: dict[str, str],
         if not isinstance(body, dict):
             problems.append(doc.problem(("services", name), f"service '{name}' must be a "
                                         "mapping with at least 'image'"))
-    header = _header(doc, result, problems)
+    refused: set[str] = set()
+    header = _header(doc, result, problems, refused)
     if header is None:
         return None
     if result.playbooks and header.project not in (result.project, PLACEHOLDER_PROJECT):
@@ -272,18 +285,20 @@ def _playbook(doc: SourceDoc, result: PlaybookSet, owner: dict[str, str],
             problems.append(doc.problem(("services", name), f"service '{name}' is defined "
                                         f"twice (also in {owner[name]})", at_key=True))
         owner.setdefault(name, doc.path)
-    return LoadedPlaybook(doc, header, names)
+    return LoadedPlaybook(doc, header, names, frozenset(refused))
 
 
-def _header(doc: SourceDoc, result: PlaybookSet, problems: list[Problem]) -> PlaybookFile | None:
+def _header(doc: SourceDoc, result: PlaybookSet, problems: list[Problem], refused: set[str]
+            ) -> PlaybookFile | None:
     """The file's top level, validated without its services. When some top-level key is
-    refused, it is validated again without them, so that the services are still checked."""
+    refused (added to `refused`), it is validated again without them, so that the services
+    are still checked."""
     data = {**doc.data, "services": {}}
     try:
         return PlaybookFile.model_validate(data)
     except ValidationError as exc:
         problems.extend(problems_from(exc, PlaybookFile, data, doc))
-        refused = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        refused.update(str(error["loc"][0]) for error in exc.errors() if error["loc"])
     kept = {k: v for k, v in data.items() if k not in refused}
     kept.setdefault("project", result.project if result.playbooks else PLACEHOLDER_PROJECT)
     header, _ = validate_model(PlaybookFile, kept, doc)

@@ -46,6 +46,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def without_extensions(value: Any) -> Any:
+    """A mapping without its `x-*` keys: Compose allows extensions anywhere, and ignores them."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    return value
+
+
+class Extensible(Strict):
+    """A Compose mapping that may carry `x-*` extension keys (ignored, as Compose does)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extensions(cls, value: Any) -> Any:
+        return without_extensions(value)
+
+
 def _before(func: Callable[[Any], Any], input_schema: Any) -> BeforeValidator:
     return BeforeValidator(func, json_schema_input_type=input_schema)
 
@@ -141,47 +157,89 @@ def _each_item(
     return result
 
 
-class BindOptions(Strict):
+class BindOptions(Extensible):
     propagation: (
         Literal["shared", "slave", "private", "rshared", "rslave", "rprivate"] | None
     ) = None
     create_host_path: bool = True
+    selinux: Literal["z", "Z"] | None = Field(
+        default=None, description="Relabel the source for SELinux: z shared, Z private.")
+    recursive: Literal["enabled", "disabled", "writable", "readonly"] | None = None
 
 
-class VolumeOptions(Strict):
+def _octal_mode(value: Any) -> Any:
+    """Compose reads a tmpfs mode given as text as octal digits ("1777")."""
+    if isinstance(value, str):
+        try:
+            return int(value, 8)
+        except ValueError:
+            raise ValueError(f"bad mode {value!r}: expected octal digits, e.g. '1777'") from None
+    return value
+
+
+class VolumeOptions(Extensible):
     nocopy: bool = False
+    subpath: str | None = Field(default=None, description="A path inside the volume to mount "
+                                "(Docker Engine API 1.45 or newer).")
+    labels: Annotated[StrMap, _before(_named_map("volume label"), MapOrList)] = {}
+
+    @field_validator("subpath")
+    @classmethod
+    def _subpath(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value.startswith("/")
+                                  or ".." in value.split("/") or "\0" in value):
+            raise ValueError(f"bad subpath {value!r}: a relative path inside the volume, "
+                             "without '..'")
+        return value
 
 
-class TmpfsOptions(Strict):
+class TmpfsOptions(Extensible):
     size: ByteSize | None = None
-    mode: Annotated[int, Field(ge=0, le=0o7777), _NO_BOOL] | None = None
+    mode: Annotated[int, Field(ge=0, le=0o7777), _NO_BOOL, _before(_octal_mode, int | str)
+                    ] | None = None
 
 
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# Compose's rule for the keys of top-level `volumes:` (a named volume's source).
+VOLUME_KEY = re.compile(r"^[a-zA-Z0-9._-]+$")
+_REFUSED_MOUNT_TYPES = {
+    "image": "needs Docker Engine API 1.47, and fleet speaks 1.41",
+    "npipe": "named pipes exist on Windows hosts only",
+    "cluster": "cluster volumes are Docker Swarm's",
+}
 
 
-class Mount(Strict):
+class Mount(Extensible):
     type: Literal["bind", "volume", "tmpfs"]
     source: str | None = None
     target: str
     read_only: bool = False
+    # Accepted as Compose accepts it, and not sent: Docker on Linux ignores it.
+    consistency: str | None = Field(default=None, exclude=True,
+                                    description="Accepted and ignored (Docker on Linux does).")
     bind: BindOptions | None = None
     volume: VolumeOptions | None = None
     tmpfs: TmpfsOptions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refused(cls, value: Any) -> Any:
+        kind = value.get("type") if isinstance(value, dict) else None
+        if isinstance(kind, str) and kind in _REFUSED_MOUNT_TYPES:
+            raise ValueError(f"volume type '{kind}' is not supported: "
+                             f"{_REFUSED_MOUNT_TYPES[kind]}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Mount:
         if not self.target.startswith("/"):
             raise ValueError(f"volume target {self.target!r} must be an absolute path")
+        for block in ("bind", "volume", "tmpfs"):
+            if getattr(self, block) is not None and self.type != block:
+                raise ValueError(f"'{block}' options apply to {block} mounts, not to a "
+                                 f"{self.type} mount")
         if self.type == "bind":
-            if not self.source:
-                raise ValueError("a bind mount needs a source")
-            if not self.source.startswith("/"):
-                raise ValueError(
-                    f"bind source {self.source!r} must be an absolute path on the host "
-                    "(there is no project directory on a remote host)"
-                )
-        if self.type == "volume" and self.source and not _VOLUME_NAME.match(self.source):
+            self._check_bind()
+        if self.type == "volume" and self.source and not VOLUME_KEY.match(self.source):
             raise ValueError(
                 f"bad volume name {self.source!r}: use letters, digits, '_', '.' and '-' "
                 "(a host path must be absolute)"
@@ -189,6 +247,27 @@ class Mount(Strict):
         if self.type == "tmpfs" and self.source:
             raise ValueError("a tmpfs mount takes no source")
         return self
+
+    def _check_bind(self) -> None:
+        if not self.source:
+            raise ValueError("a bind mount needs a source")
+        if not self.source.startswith("/"):
+            raise ValueError(
+                f"bind source {self.source!r} must be an absolute path on the host "
+                "(there is no project directory on a remote host)"
+            )
+        bind = self.bind or BindOptions()
+        # A source that may be created needs the Engine's Binds; Binds can't say more than
+        # mode, propagation and SELinux label. The Mounts API can, but never creates a source.
+        if bind.selinux and not bind.create_host_path:
+            raise ValueError("bind.selinux needs create_host_path: true: the Engine relabels "
+                             "only through its Binds, which create a missing source")
+        if bind.recursive not in (None, "enabled") and bind.create_host_path:
+            raise ValueError(f"bind.recursive: {bind.recursive} needs create_host_path: false: "
+                             "the Engine's Binds, which create a missing source, mount "
+                             "recursively")
+        if bind.recursive in ("writable", "readonly") and not self.read_only:
+            raise ValueError(f"bind.recursive: {bind.recursive} applies to a read_only mount")
 
 
 def _volume_item(item: Any) -> list[Mount]:
@@ -386,16 +465,80 @@ def _tmpfs(value: Any) -> dict[str, str]:
     return result
 
 
-def _networks(value: Any) -> Any:
-    if not isinstance(value, dict):
+_ALIAS = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _aliases(value: Any) -> list[str]:
+    aliases = syntax.string_list(value, "aliases")
+    for alias in aliases:
+        if not _ALIAS.match(alias):
+            raise ValueError(f"bad alias {alias!r}: a host name (letters, digits, '_', '.', '-')")
+    return list(dict.fromkeys(aliases))
+
+
+class ServiceNetwork(Extensible):
+    """A service's settings on one network (Compose's `networks: {NAME: {...}}`)."""
+
+    aliases: Annotated[list[str], _before(_aliases, list[str])] = Field(
+        default=[], description="More names for the service on this network (its own name "
+                                "is always one).")
+    ipv4_address: str | None = None
+    ipv6_address: str | None = None
+    link_local_ips: Annotated[list[str], _str_list("link_local_ips")] = []
+    mac_address: str | None = Field(default=None, description="Docker Engine API 1.44 or newer.")
+    driver_opts: Annotated[StrMap, _before(_named_map("driver option"), StrMap)] = {}
+    priority: Int = Field(default=0, description="Networks are joined highest first.")
+    gw_priority: Int = Field(default=0, description="Docker Engine API 1.48 or newer.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refused(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "interface_name" in value:
+            raise ValueError("interface_name is not supported: Docker Engine API 1.41, which "
+                             "fleet speaks, cannot name a container's interface")
         return value
-    for name, options in value.items():
-        if options not in (None, {}):
-            raise ValueError(
-                f"network {name!r}: per-network options (aliases, ipv4_address...) are not "
-                "supported; list the network names only"
-            )
-    return sorted(value)
+
+    @field_validator("ipv4_address", "ipv6_address")
+    @classmethod
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        version = 4 if info.field_name == "ipv4_address" else 6
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            address = None
+        if address is None or address.version != version:
+            raise ValueError(f"bad {info.field_name} {value!r}: expected an IPv{version} "
+                             "address")
+        return str(address)
+
+    @field_validator("link_local_ips")
+    @classmethod
+    def _link_local(cls, value: list[str]) -> list[str]:
+        return [check_ip(ip, "link-local IP") for ip in value]
+
+    @field_validator("mac_address")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        if value is not None and not _MAC.match(value):
+            raise ValueError(f"bad mac_address {value!r}: expected six hex pairs, e.g. "
+                             "02:42:ac:11:00:02")
+        return value.lower() if value else value
+
+
+def _networks(value: Any) -> Any:
+    """The list form (names) or the mapping form (name -> settings or null), as a mapping."""
+    if isinstance(value, list):
+        names = syntax.string_list(value, "networks")
+        if len(set(names)) != len(names):
+            raise ValueError("networks: a network is listed twice")
+        value = dict.fromkeys(names)
+    if not isinstance(value, dict):
+        raise ValueError("networks must be a list of names or a mapping of names to settings")
+    return {name: {} if options is None else options
+            for name, options in sorted(value.items(), key=lambda item: str(item[0]))}
 
 
 # Docker's rule for network names (and so for `network_mode: NAME`).
@@ -484,7 +627,8 @@ class ContainerOptions(Strict):
     user: str | None = None
     working_dir: str | None = None
     hostname: str | None = None
-    networks: Annotated[list[str], _before(_networks, list[str] | dict[str, None])] = []
+    networks: Annotated[dict[str, ServiceNetwork],
+                        _before(_networks, list[str] | dict[str, ServiceNetwork | None])] = {}
     network_mode: Annotated[str, _before(_network_mode, str)] | None = None
     cap_add: list[str] = []
     cap_drop: list[str] = []

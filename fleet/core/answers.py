@@ -118,8 +118,44 @@ class ImageSummary(Answer):
     RepoTags: list[Text] | None = None
 
 
+class IpamPoolInfo(Answer):
+    Subnet: Text | None = None
+    IPRange: Text | None = None
+    Gateway: Text | None = None
+    AuxiliaryAddresses: dict[Text, Text] | None = None
+
+
+class IpamInfo(Answer):
+    Driver: Text | None = None
+    Options: dict[Text, Text] | None = None
+    Config: Annotated[list[IpamPoolInfo], Field(max_length=256)] | None = None
+
+
 class NetworkSummary(Answer):
+    """GET /networks lists every network with its settings (no per-network inspect needed)."""
+
     Name: Text = ""
+    Driver: Text | None = None
+    Internal: bool | None = None
+    Attachable: bool | None = None
+    EnableIPv6: bool | None = None
+    Options: dict[Text, Text] | None = None
+    Labels: dict[Text, Text] | None = None
+    IPAM: IpamInfo | None = None
+
+
+class VolumeSummary(Answer):
+    """A volume, as GET /volumes lists it and POST /volumes/create answers."""
+
+    Name: Text
+    Driver: Text | None = None
+    Options: dict[Text, Text] | None = None
+    Labels: dict[Text, Text] | None = None
+
+
+class VolumeList(Answer):
+    Volumes: list[VolumeSummary] | None = None
+    Warnings: list[Text] | None = None
 
 
 class VersionAnswer(Answer):

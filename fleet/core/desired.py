@@ -19,12 +19,19 @@ from fleet.config.compose_syntax import parse_short_port
 from fleet.config.inventory import Host, Inventory
 from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.patterns import PatternError, select_hosts
-from fleet.config.playbook import LoadedPlaybook, NetworkDef, PlaybookSet
+from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
+from fleet.core.host_resources import (
+    NetworkSpec,
+    VolumeSpec,
+    project_networks,
+    project_volumes,
+    same_names,
+)
 from fleet.core.refs import (
     ServiceRefs,
     link_aliases,
@@ -32,6 +39,7 @@ from fleet.core.refs import (
     resolve_shared,
     shared_services,
 )
+from fleet.core.service_resources import attach_resources
 
 SPEC_HASH_VERSION = "1"
 
@@ -90,7 +98,10 @@ class DesiredState:
     secrets: SecretStore
     problems: list[Problem] = field(default_factory=list)
     registries: dict[str, dict[str, str]] = field(default_factory=dict)  # secrets as tokens
-    networks: dict[str, str] = field(default_factory=dict)  # networks fleet creates -> driver
+    # The project's networks and volumes by their names on the hosts (external ones too):
+    # each is created (or, external, looked for) on the hosts whose containers use it.
+    networks: dict[str, NetworkSpec] = field(default_factory=dict)
+    volumes: dict[str, VolumeSpec] = field(default_factory=dict)
     # host -> the secrets the playbook gives it: all fleet may ever send that host, whatever
     # the containers become later (a rollback builds them from what hosts recorded).
     declared_secrets: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -100,14 +111,6 @@ class DesiredState:
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
         return self.secrets.only(self.declared_secrets.get(host, frozenset()))
-
-
-def docker_network_names(project: str, declared: Mapping[str, NetworkDef | None]
-                         ) -> dict[str, str]:
-    """A playbook network's name on the hosts: `PROJECT_NAME` (as Compose names them), or
-    the name itself for an `external` network, which fleet expects to exist."""
-    return {name: name if definition and definition.external else f"{project}_{name}"
-            for name, definition in declared.items()}
 
 
 def definition_hash(raw_service: Any, playbook_vars: Any) -> str:
@@ -230,9 +233,11 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     services: dict[str, ServicePlacement] = {}
     context = base_context(project, secrets, environ)
     per_host = _Collector()
-    declared = {name: definition for pb in playbooks.playbooks
-                for name, definition in pb.header.networks.items()}
-    network_names = docker_network_names(project, declared)
+    networks = project_networks(project, {name: definition for pb in playbooks.playbooks
+                                          for name, definition in pb.header.networks.items()})
+    volumes = project_volumes(project, {name: definition for pb in playbooks.playbooks
+                                        for name, definition in pb.header.volumes.items()})
+    problems.extend(_resource_name_clashes(playbooks, networks, volumes))
     placed: list[tuple[str, LoadedPlaybook, ServicePlacement]] = []
     for name, pb in playbooks.services():
         structural: list[Problem] = []
@@ -280,15 +285,12 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         f"{service.replicas} replicas on one host cannot all publish host port "
                         f"{port}; leave the host port out for an ephemeral one, or use 1 replica"),
                         name, host.name)
-            undeclared = [n for n in service.networks if n not in network_names]
-            if undeclared:
-                index = service.networks.index(undeclared[0])
-                per_host.add(pb.doc.problem(
-                    (*base, "networks", index), f"network '{undeclared[0]}' is not declared "
-                    "in the playbook's top-level 'networks:'"), name, host.name)
-                continue
             options = service.container_options()
-            options["networks"] = [network_names[n] for n in service.networks]
+            found = attach_resources(options, service, raw, networks, volumes, pb.refused)
+            if found:
+                for path, message in found:
+                    per_host.add(pb.doc.problem((*base, *path), message), name, host.name)
+                continue
             if name in aliases:
                 options["link_aliases"] = aliases[name]
             if secret_names(options["labels"]):
@@ -320,13 +322,11 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))
     registries = _render_registries(playbooks, context, problems)
-    created = {network_names[name]: (definition.driver if definition else None) or "bridge"
-               for name, definition in declared.items()
-               if not (definition and definition.external)}
     given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers))
              for host, host_containers in containers.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
-                        problems, registries, created, given,
+                        problems, registries, {n.name: n for n in networks.values()},
+                        {v.name: v for v in volumes.values()}, given,
                         frozenset(playbooks.inactive - set(services)))
 
 
@@ -341,6 +341,19 @@ def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedP
                 ("services", container.service, "container_name"),
                 f"container name '{container.name}' is also a container of service "
                 f"'{other}'"), container.service, container.host)
+
+
+def _resource_name_clashes(playbooks: PlaybookSet, networks: Mapping[str, NetworkSpec],
+                           volumes: Mapping[str, VolumeSpec]) -> list[Problem]:
+    """Two declarations that would be one network (or volume) on a host."""
+    problems = []
+    for kind, specs in (("networks", networks), ("volumes", volumes)):
+        for key, other, name in same_names(specs.values()):
+            pb = next((pb for pb in playbooks.playbooks
+                       if key in getattr(pb.header, kind)), playbooks.playbooks[0])
+            problems.append(pb.doc.problem((kind, key), f"{kind[:-1]} '{key}' and '{other}' "
+                                           f"are both named '{name}' on the hosts"))
+    return problems
 
 
 def _render_registries(playbooks: PlaybookSet, context: Mapping[str, Any],

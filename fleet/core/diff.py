@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore, digest_secrets, reveal
 from fleet.core.desired import DesiredContainer
 from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.core.resource_drift import HostResources
 from fleet.core.resources import UPDATABLE_FIELDS, update_body
 
 
@@ -65,6 +66,7 @@ class DiffContext:
     services: frozenset[str]  # every service of the playbook (others are orphans)
     secrets: SecretStore
     digests: Mapping[str, str | None] = field(default_factory=dict)  # image ref -> digest
+    resources: HostResources | None = None  # the project's networks and volumes
     # Services whose profiles are not active: their containers are neither desired nor extra.
     inactive: frozenset[str] = frozenset()
 
@@ -171,6 +173,25 @@ def _compare(desired: DesiredContainer, container: ObservedContainer,
     return finding(Kind.IN_SYNC)
 
 
+def _without_its_resources(finding: Finding, snapshot: HostSnapshot,
+                           ctx: DiffContext) -> Finding:
+    """A container whose network or volume is gone from the host (a network removed while
+    the container was stopped) can't start again: it is made anew once fleet has created
+    what it needs."""
+    if ctx.resources is None or finding.desired is None or finding.kind in (
+            Kind.IMAGE_CHANGED, Kind.MISSING):
+        return finding
+    absent = ctx.resources.missing(finding.desired.options, snapshot)
+    if not absent:
+        return finding
+    changes = (*finding.changes, *(FieldChange(what, "(not on the host)", "(fleet creates it)")
+                                   for what in absent))
+    detail = "; ".join(filter(None, [finding.detail if finding.kind == Kind.CONFIG_CHANGED
+                                     else "", *(f"{what} is not on the host"
+                                                for what in absent)]))
+    return replace(finding, kind=Kind.CONFIG_CHANGED, detail=detail, changes=changes)
+
+
 def only_updatable(finding: Finding) -> bool:
     """True when every change can be applied in place (resource limits, restart policy)."""
     return bool(finding.changes) and all(
@@ -211,13 +232,20 @@ def diff_host(desired: Sequence[DesiredContainer], snapshot: HostSnapshot,
                                     observed=candidates[0] if candidates else None))
             kept.update(c.id for c in candidates)
             continue
+        in_the_way = ctx.resources.blocking(want.options, snapshot) if ctx.resources else []
+        if in_the_way:
+            findings.append(Finding(snapshot.host, want.service, want.replica, Kind.CONFLICT,
+                                    "; ".join(in_the_way), desired=want,
+                                    observed=candidates[0] if candidates else None))
+            kept.update(c.id for c in candidates)
+            continue
         if not candidates:
             findings.append(Finding(snapshot.host, want.service, want.replica, Kind.MISSING,
                                     "no container", desired=want))
             continue
         chosen = _pick(candidates, want)
         kept.add(chosen.id)
-        findings.append(_compare(want, chosen, ctx))
+        findings.append(_without_its_resources(_compare(want, chosen, ctx), snapshot, ctx))
     desired_slots = {(d.service, d.replica) for d in desired}
     for container in sorted(ours, key=lambda c: (c.service or "", c.replica or 0, c.name)):
         if container.id in kept:

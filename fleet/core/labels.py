@@ -8,7 +8,8 @@ if TYPE_CHECKING:
     from fleet.config.secrets import SecretStore
     from fleet.core.desired import DesiredContainer
 
-PROJECT = "fleet.project"
+FLEET_PREFIX = "fleet."
+PROJECT = "fleet.project"  # also on the networks and volumes fleet creates
 SERVICE = "fleet.service"
 REPLICA = "fleet.replica"
 SPEC_HASH = "fleet.spec-hash"
@@ -16,6 +17,7 @@ SPEC = "fleet.spec"  # the normalized spec as JSON, secrets as keyed digests (fo
 IMAGE = "fleet.image"  # the image reference as configured (tag kept for display)
 IMAGE_DIGEST = "fleet.image-digest"  # what the tag resolved to when the container was made
 REVISION = "fleet.revision"
+COMPOSE_PROJECT = "com.docker.compose.project"  # what `docker compose` marks its own with
 
 
 def fleet_labels(container: DesiredContainer, secrets: SecretStore, image_digest: str | None,

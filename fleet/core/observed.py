@@ -23,8 +23,11 @@ from fleet.core.answers import (
     NETWORK_LIST,
     ContainerInspect,
     ContainerSummary,
+    NetworkSummary,
     PortBinding,
     PortSummary,
+    VolumeList,
+    VolumeSummary,
     validated,
 )
 from fleet.core.resources import resources_from_host_config
@@ -146,12 +149,46 @@ class ObservedContainer:
 
 
 @dataclass(frozen=True)
+class IpamPool:
+    subnet: str = ""
+    ip_range: str = ""
+    gateway: str = ""
+    aux_addresses: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObservedNetwork:
+    name: str
+    driver: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = ""
+    ipam_options: Mapping[str, str] = field(default_factory=dict)
+    ipam_pools: tuple[IpamPool, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedVolume:
+    name: str
+    driver: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     host: str
     containers: tuple[ObservedContainer, ...]
     images: frozenset[str] = frozenset()  # RepoDigests and RepoTags present on the host
-    networks: frozenset[str] = frozenset()  # network names present on the host
+    # The host's networks and volumes by name; None when they were not read (then nothing
+    # is known of them: not that there are none).
+    networks: Mapping[str, ObservedNetwork] | None = None
     last_revisions: Mapping[str, int] = field(default_factory=dict)  # from the host's journal
+    volumes: Mapping[str, ObservedVolume] | None = None
+    api_version: str = ""  # the Engine API version fleet speaks with the host ("" unknown)
 
     def of_project(self, project: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.project == project]
@@ -231,6 +268,35 @@ def images_from_list(items: Any) -> frozenset[str]:
     return frozenset(present)
 
 
-def networks_from_list(items: Any) -> frozenset[str]:
-    """Network names of a GET /networks answer. Raises AnswerShapeError."""
-    return frozenset(network.Name for network in validated(NETWORK_LIST, items))
+def _network(item: NetworkSummary) -> ObservedNetwork:
+    ipam = item.IPAM
+    pools = tuple(IpamPool(p.Subnet or "", p.IPRange or "", p.Gateway or "",
+                           dict(p.AuxiliaryAddresses or {}))
+                  for p in (ipam.Config if ipam else None) or [])
+    return ObservedNetwork(
+        name=item.Name, driver=item.Driver or "", labels=dict(item.Labels or {}),
+        options=dict(item.Options or {}), internal=bool(item.Internal),
+        attachable=bool(item.Attachable), enable_ipv6=bool(item.EnableIPv6),
+        ipam_driver=(ipam.Driver if ipam else None) or "",
+        ipam_options=dict((ipam.Options if ipam else None) or {}), ipam_pools=pools)
+
+
+def networks_from_list(items: Any) -> dict[str, ObservedNetwork]:
+    """The networks of a GET /networks answer, by name. Raises AnswerShapeError."""
+    return {network.Name: _network(network) for network in validated(NETWORK_LIST, items)}
+
+
+def volume_from_answer(item: Any) -> ObservedVolume:
+    """A volume as POST /volumes/create answers it. Raises AnswerShapeError."""
+    return _volume(validated(VolumeSummary, item))
+
+
+def _volume(item: VolumeSummary) -> ObservedVolume:
+    return ObservedVolume(item.Name, item.Driver or "", dict(item.Labels or {}),
+                          dict(item.Options or {}))
+
+
+def volumes_from_list(answer: Any) -> dict[str, ObservedVolume]:
+    """The volumes of a GET /volumes answer, by name. Raises AnswerShapeError."""
+    listed: VolumeList = validated(VolumeList, answer)
+    return {volume.Name: _volume(volume) for volume in listed.Volumes or []}

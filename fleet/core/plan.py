@@ -7,9 +7,9 @@ an undo (the calls that put the previous state back if a later step of the actio
 may be the action's commit (once done, the new revision stands and nothing is undone). The
 executor performs the steps and decides nothing; see fleet.engine.executor.
 
-Order on a host: removals first (they free names and host ports), then networks and pulls,
-then the rest in desired order. Replacement is start-first unless the container publishes a
-fixed host port (then the old one must let go of it first).
+Order on a host: removals first (they free names and host ports), then networks, volumes
+and pulls, then the rest in desired order. Replacement is start-first unless the container
+publishes a fixed host port or has a fixed address (then the old one must let go of it first).
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from fleet.config.references import pinned_image
 from fleet.config.service import UpdatePolicy
 from fleet.core.desired import DesiredContainer
 from fleet.core.diff import Finding, Kind, only_updatable
+from fleet.core.host_resources import (
+    NetworkSpec,
+    VolumeSpec,
+    named_volumes,
+    network_order,
+    static_addresses,
+)
 from fleet.core.observed import HostSnapshot, ObservedContainer
 from fleet.core.pulls import NEVER, ImageIndex
 from fleet.text import one_line
@@ -41,11 +48,13 @@ class ActionKind(StrEnum):
     RENAME = "rename"
     REMOVE = "remove"  # stop and remove
     NETWORK = "network"  # create a network of the project
+    VOLUME = "volume"  # create a named volume of the project
 
 
 class StepKind(StrEnum):
     PULL = "pull"
     NETWORK_CREATE = "network-create"
+    VOLUME_CREATE = "volume-create"
     CREATE = "create"
     CONNECT = "connect"
     START = "start"
@@ -83,7 +92,8 @@ class Step:
     revision: int = 0
     name: str = ""  # rename: the new name
     network: str = ""  # connect: the network
-    driver: str = ""  # network-create
+    network_spec: NetworkSpec | None = None  # network-create
+    volume_spec: VolumeSpec | None = None  # volume-create
     platform: str = ""  # pull, create: Compose's `platform` (os/arch), when set
     timeout: float | None = None  # stop: grace seconds; wait-ready: seconds
     tolerate: frozenset[int] = frozenset()  # statuses that mean "already so"
@@ -99,7 +109,11 @@ class Step:
             case StepKind.PULL:
                 return f"pull {short_image(self.image)}"
             case StepKind.NETWORK_CREATE:
-                return f"network-create {self.target} (driver {self.driver})"
+                assert self.network_spec is not None
+                return f"network-create {self.target} ({self.network_spec.summary()})"
+            case StepKind.VOLUME_CREATE:
+                assert self.volume_spec is not None
+                return f"volume-create {self.target} ({self.volume_spec.summary()})"
             case StepKind.CREATE:
                 return (f"create {self.target} from {short_image(self.image)}, "
                         f"revision {self.revision}")
@@ -230,7 +244,7 @@ def _bring_up(want: DesiredContainer, name: str, image: str, digest: str | None,
     created = Step(StepKind.CREATE, name, "the new container",
                    container=want, image=image, digest=digest, revision=revision,
                    undo=(Step(StepKind.REMOVE, name, "discard the new container"),))
-    networks = list(want.options["networks"])[1:]
+    networks = network_order(want.options["networks"])[1:]
     return [created,
             *(Step(StepKind.CONNECT, name, "one network at create; the others now",
                    container=want, network=network) for network in networks),
@@ -246,10 +260,19 @@ def pull_action(host: str, image: str, digest: str | None, needed_by: str,
                               platform=platform),))
 
 
-def network_action(host: str, name: str, driver: str) -> Action:
-    step = Step(StepKind.NETWORK_CREATE, name, "a network of the project", driver=driver,
+def network_action(host: str, spec: NetworkSpec) -> Action:
+    step = Step(StepKind.NETWORK_CREATE, spec.name, "a network of the project",
+                network_spec=spec,
                 tolerate=frozenset({409}))  # created meanwhile by another run: fine
-    return Action(host, ActionKind.NETWORK, name, f"driver {driver}", steps=(step,))
+    return Action(host, ActionKind.NETWORK, spec.name, spec.summary(), steps=(step,))
+
+
+def volume_action(host: str, spec: VolumeSpec) -> Action:
+    """The Engine answers a name already taken with the volume that has it (the executor
+    checks that it is this project's), so nothing is tolerated: its 409 means a volume of
+    another driver holds the name, which must not be mounted as this one."""
+    step = Step(StepKind.VOLUME_CREATE, spec.name, "a volume of the project", volume_spec=spec)
+    return Action(host, ActionKind.VOLUME, spec.name, spec.summary(), steps=(step,))
 
 
 def create_action(host: str, want: DesiredContainer, image: str, digest: str | None,
@@ -291,13 +314,20 @@ def recreate_action(host: str, want: DesiredContainer, have: ObservedContainer, 
             stop_undo: tuple[Step, ...] = (restart,)
         else:  # set aside by an interrupted run already
             stop_undo = (restart, back)
-        steps.append(Step(StepKind.STOP, have.id, "free its host port(s) and name",
+        steps.append(Step(StepKind.STOP, have.id, _what_it_frees(want),
                           shown=aside, timeout=stop_grace(have, want), undo=stop_undo))
         steps += _bring_up(want, want.name, image, digest, revision, timeout, commit=True)
         steps.append(Step(StepKind.REMOVE, have.id, "replaced by the new container",
                           shown=aside))
     return Action(host, ActionKind.RECREATE, want.name, cause, want, have, image=image,
                   digest=digest, revision=revision, order=order, steps=tuple(steps))
+
+
+def _what_it_frees(want: DesiredContainer) -> str:
+    held = [what for what, holds in (
+        ("host port(s)", any(p["published"] for p in want.options["ports"])),
+        ("address(es)", bool(static_addresses(want.options)))) if holds]
+    return f"free its {', '.join(held)} and name" if held else "free its name"
 
 
 def start_action(host: str, have: ObservedContainer, want: DesiredContainer | None,
@@ -340,7 +370,9 @@ def replacement_order(desired: DesiredContainer, policy: str) -> Order:
         return Order.STOP_FIRST
     if policy == "start-first":
         return Order.START_FIRST
-    fixed = any(p["published"] for p in desired.options["ports"])
+    # A fixed host port or a fixed address can be held by one container at a time.
+    fixed = any(p["published"] for p in desired.options["ports"]) or bool(
+        static_addresses(desired.options))
     return Order.STOP_FIRST if fixed else Order.START_FIRST
 
 
@@ -349,12 +381,22 @@ def next_revision(snapshot: HostSnapshot, project: str, service: str) -> int:
     return max([*revisions, snapshot.last_revisions.get(service, 0)]) + 1
 
 
-def _networks_to_create(findings: Sequence[Finding], snapshot: HostSnapshot,
-                        networks: Mapping[str, str]) -> list[Action]:
-    needed = sorted({name for f in findings if f.desired is not None
-                     for name in f.desired.options["networks"]
-                     if name in networks and name not in snapshot.networks})
-    return [network_action(snapshot.host, name, networks[name]) for name in needed]
+def _resources_to_create(creates: Sequence[Action], snapshot: HostSnapshot,
+                         networks: Mapping[str, NetworkSpec],
+                         volumes: Mapping[str, VolumeSpec]) -> list[Action]:
+    """The project's networks and volumes that the containers made here need and the host
+    lacks (external ones are never made: the diff blocks what needs a missing one)."""
+    wanted = [a.desired.options for a in creates if a.desired is not None]
+    have_networks = snapshot.networks or {}
+    have_volumes = snapshot.volumes or {}
+    new_networks = sorted({name for options in wanted for name in options["networks"]
+                           if name in networks and not networks[name].external
+                           and name not in have_networks})
+    new_volumes = sorted({name for options in wanted for name in named_volumes(options)
+                          if name in volumes and not volumes[name].external
+                          and name not in have_volumes})
+    return ([network_action(snapshot.host, networks[name]) for name in new_networks]
+            + [volume_action(snapshot.host, volumes[name]) for name in new_volumes])
 
 
 def free_name(name: str, taken: frozenset[str]) -> str:
@@ -370,10 +412,11 @@ def free_name(name: str, taken: frozenset[str]) -> str:
 def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
               digests: Mapping[str, str | None], *, prune: bool = True,
               policies: Mapping[str, UpdatePolicy] | None = None,
-              networks: Mapping[str, str] | None = None,
+              networks: Mapping[str, NetworkSpec] | None = None,
+              volumes: Mapping[str, VolumeSpec] | None = None,
               pull_policies: Mapping[str, str] | None = None) -> HostPlan:
-    """`policies`: each service's update policy (order, timeout); `networks`: the project's
-    networks fleet creates (name -> driver); `pull_policies`: each service's `pull_policy`
+    """`policies`: each service's update policy (order, timeout); `networks` and `volumes`:
+    the project's, by their names on the hosts; `pull_policies`: each service's `pull_policy`
     (fleet.core.pulls; default always)."""
     policies = policies or {}
     pull_policies = pull_policies or {}
@@ -435,8 +478,7 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
     removals = [a for a in actions if a.kind == ActionKind.REMOVE]
     others = [a for a in actions if a.kind != ActionKind.REMOVE]
     creates = [a for a in others if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
-    ordered = (removals + (_networks_to_create(findings, snapshot, networks or {})
-                           if creates else [])
+    ordered = (removals + _resources_to_create(creates, snapshot, networks or {}, volumes or {})
                + sorted(pulls.values(), key=lambda a: (a.target, a.steps[0].platform)) + others)
     shown = tuple(held.get(number, finding) for number, finding in enumerate(findings))
     return HostPlan(host, shown, tuple(ordered))

@@ -13,6 +13,7 @@ from fleet.config.secrets import SecretStore
 from fleet.config.service import UpdatePolicy
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer, spec_hash
+from fleet.core.host_resources import named_volumes
 from fleet.core.observed import ObservedContainer
 from fleet.core.plan import (
     Action,
@@ -27,7 +28,8 @@ from fleet.core.resources import options_from_resources
 from fleet.core.revisions import recorded_container
 from fleet.core.schedule import Batch, failure_budget
 
-PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK)  # done everywhere before any change
+# Done everywhere before any change.
+PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK, ActionKind.VOLUME)
 
 
 class HostOutcome(StrEnum):
@@ -92,10 +94,11 @@ def steps_for(actions: Mapping[str, Sequence[Action]], batches: list[Batch],
 
 
 def unprepared_reason(actions: Sequence[Action], unprepared: Mapping[str, str]) -> str:
-    """Why a host can't start this service's change: an image or network it needs failed
-    to prepare (image or network -> why)."""
+    """Why a host can't start this service's change: an image, network or volume it needs
+    failed to prepare (image, network or volume -> why)."""
     needed = {a.image for a in actions if a.image} | {
-        n for a in actions if a.desired is not None for n in a.desired.options["networks"]}
+        n for a in actions if a.desired is not None
+        for n in [*a.desired.options["networks"], *named_volumes(a.desired.options)]}
     return "; ".join(reason for target, reason in unprepared.items() if target in needed)
 
 

@@ -12,6 +12,7 @@ from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore, reveal
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer
+from fleet.core.host_resources import NetworkSpec, VolumeSpec, network_order
 from fleet.core.labels import fleet_labels
 from fleet.core.resources import NS, update_body
 
@@ -46,26 +47,52 @@ def _ports(ports: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, An
     return exposed, bindings
 
 
+_RECURSIVE = {"disabled": "NonRecursive", "writable": "ReadOnlyNonRecursive",
+              "readonly": "ReadOnlyForceRecursive"}
+
+
+def _bind_options(bind: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if bind.get("propagation"):
+        options["Propagation"] = bind["propagation"]
+    if bind.get("recursive") in _RECURSIVE:
+        options[_RECURSIVE[bind["recursive"]]] = True
+    return options
+
+
+def _volume_options(volume: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if volume.get("nocopy"):
+        options["NoCopy"] = True
+    if volume.get("labels"):
+        options["Labels"] = dict(volume["labels"])  # for a volume this mount creates
+    if volume.get("subpath"):
+        options["Subpath"] = volume["subpath"]  # API 1.45: the diff blocks older hosts
+    return options
+
+
 def _mounts(volumes: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Binds for bind mounts that may create their source (like `docker run -v`), else Mounts."""
+    """Binds for bind mounts that may create their source (like `docker run -v`), else Mounts.
+
+    Binds are the only way the Engine creates a missing bind source and relabels one for
+    SELinux (z, Z): the Mounts API does neither. `consistency` is not sent (Linux ignores it)."""
     binds: list[str] = []
     mounts: list[dict[str, Any]] = []
     for volume in volumes:
         bind = volume.get("bind") or {}
         if volume["type"] == "bind" and bind.get("create_host_path", True):
             modes = ["ro" if volume.get("read_only") else "rw"]
-            if bind.get("propagation"):
-                modes.append(bind["propagation"])
+            modes += [bind[key] for key in ("propagation", "selinux") if bind.get(key)]
             binds.append(f"{volume['source']}:{volume['target']}:{','.join(modes)}")
             continue
         mount: dict[str, Any] = {"Type": volume["type"], "Target": volume["target"],
                                  "ReadOnly": bool(volume.get("read_only"))}
         if volume.get("source"):
             mount["Source"] = volume["source"]
-        if volume["type"] == "bind" and bind.get("propagation"):
-            mount["BindOptions"] = {"Propagation": bind["propagation"]}
-        if volume["type"] == "volume" and (volume.get("volume") or {}).get("nocopy"):
-            mount["VolumeOptions"] = {"NoCopy": True}
+        if volume["type"] == "bind" and _bind_options(bind):
+            mount["BindOptions"] = _bind_options(bind)
+        if volume["type"] == "volume" and _volume_options(volume.get("volume") or {}):
+            mount["VolumeOptions"] = _volume_options(volume.get("volume") or {})
         tmpfs = volume.get("tmpfs") or {}
         if volume["type"] == "tmpfs" and tmpfs:
             mount["TmpfsOptions"] = {k: v for k, v in (("SizeBytes", tmpfs.get("size")),
@@ -86,16 +113,62 @@ def _devices(devices: list[str]) -> list[dict[str, str]]:
     return result
 
 
-def endpoint_config(container: DesiredContainer) -> dict[str, Any]:
-    """On a user-defined network, the service name resolves to the service's containers, and
-    so do the aliases other services' `links` give it."""
-    return {"Aliases": [container.service, *container.options.get("link_aliases", [])]}
+def endpoint_config(container: DesiredContainer, network: str) -> dict[str, Any]:
+    """The container on one network: its service name (and the aliases given, and those
+    other services' `links` give it) resolve to the service's containers there, as in
+    Compose; its container name resolves too (Docker's)."""
+    settings = container.options["networks"].get(network) or {}
+    body: dict[str, Any] = {
+        "Aliases": list(dict.fromkeys([container.service, *settings.get("aliases", []),
+                                       *container.options.get("link_aliases", [])]))}
+    addresses = {key: settings[field] for key, field in (
+        ("IPv4Address", "ipv4_address"), ("IPv6Address", "ipv6_address"),
+        ("LinkLocalIPs", "link_local_ips")) if settings.get(field)}
+    if addresses:
+        body["IPAMConfig"] = addresses
+    if settings.get("driver_opts"):
+        body["DriverOpts"] = dict(settings["driver_opts"])
+    # API 1.44 and 1.48: the diff blocks hosts whose API is older.
+    if settings.get("mac_address"):
+        body["MacAddress"] = settings["mac_address"]
+    if settings.get("gw_priority"):
+        body["GwPriority"] = settings["gw_priority"]
+    return body
 
 
-def network_body(name: str, driver: str, project: str) -> dict[str, Any]:
-    """POST /networks/create for a network fleet manages for the project."""
-    return {"Name": name, "Driver": driver, "CheckDuplicate": True,
-            "Labels": {labels.PROJECT: project}}
+def network_body(spec: NetworkSpec, project: str) -> dict[str, Any]:
+    """POST /networks/create for a network fleet manages for the project (labelled with it,
+    so that it is known as the project's)."""
+    definition = spec.definition
+    body: dict[str, Any] = {"Name": spec.name, "Driver": spec.driver, "CheckDuplicate": True,
+                            "Labels": {**definition.labels, labels.PROJECT: project}}
+    if definition.driver_opts:
+        body["Options"] = dict(definition.driver_opts)
+    for key, flag in (("Internal", definition.internal), ("Attachable", definition.attachable)):
+        if flag:
+            body[key] = True
+    if definition.enable_ipv6 is not None:
+        body["EnableIPv6"] = definition.enable_ipv6
+    if definition.enable_ipv4 is False:
+        body["EnableIPv4"] = False  # API 1.48: the diff blocks hosts whose API is older
+    ipam = definition.ipam
+    if ipam is not None:
+        body["IPAM"] = {
+            "Driver": ipam.driver or "default",
+            "Config": [{key: value for key, value in (
+                ("Subnet", pool.subnet), ("IPRange", pool.ip_range), ("Gateway", pool.gateway),
+                ("AuxiliaryAddresses", dict(pool.aux_addresses))) if value}
+                for pool in ipam.config],
+            "Options": dict(ipam.options),
+        }
+    return body
+
+
+def volume_body(spec: VolumeSpec, project: str) -> dict[str, Any]:
+    """POST /volumes/create for a named volume of the project, labelled with it."""
+    return {"Name": spec.name, "Driver": spec.driver,
+            "DriverOpts": dict(spec.definition.driver_opts),
+            "Labels": {**spec.definition.labels, labels.PROJECT: project}}
 
 
 def create_body(container: DesiredContainer, secrets: SecretStore, image_digest: str | None,
@@ -134,9 +207,9 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
         host_config["NetworkMode"] = options["network_mode"]
     elif options["networks"]:
         # API 1.41 attaches one network at create; the executor connects the others.
-        first = options["networks"][0]
+        first = network_order(options["networks"])[0]
         host_config["NetworkMode"] = first
-        networking = {"EndpointsConfig": {first: endpoint_config(container)}}
+        networking = {"EndpointsConfig": {first: endpoint_config(container, first)}}
     body: dict[str, Any] = {
         "Image": pinned_image(options["image"], image_digest),
         "Env": [f"{k}={v}" for k, v in sorted(options["environment"].items())],

@@ -35,6 +35,8 @@ from fleet.core.answers import (
     DistributionAnswer,
     PullEvent,
     VersionAnswer,
+    VolumeList,
+    VolumeSummary,
     WarningsAnswer,
     validated,
 )
@@ -333,6 +335,20 @@ class DockerClient:
         """Attach a (created, not yet started) container to one more network."""
         await self._call("POST", f"/networks/{_segment(network)}/connect",
                          body={"Container": container, "EndpointConfig": dict(endpoint or {})})
+
+    # -- volumes --------------------------------------------------------------------------
+
+    async def list_volumes(self) -> JSONObject:
+        """GET /volumes: {"Volumes": [...], "Warnings": [...]}."""
+        result: JSONObject = await self._call_json("GET", "/volumes", VolumeList,
+                                                   limit=MAX_LIST_ANSWER)
+        return result
+
+    async def create_volume(self, body: Mapping[str, Any]) -> JSONObject:
+        """POST /volumes/create; answers the volume (an existing one, if the name is taken)."""
+        result: JSONObject = await self._call_json("POST", "/volumes/create", VolumeSummary,
+                                                   body=dict(body))
+        return result
 
     # -- images -----------------------------------------------------------------------------
 

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleet.config.secrets import SecretStore
+from fleet.core import labels
+from fleet.core.observed import volume_from_answer
 from fleet.core.plan import Action, Step, StepKind
 from fleet.core.reporting import Reporter, silent
 from fleet.core.resources import update_body
-from fleet.docker.bodies import create_body, endpoint_config, network_body
+from fleet.docker.bodies import create_body, endpoint_config, network_body, volume_body
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.health import wait_ready
@@ -103,8 +105,11 @@ class Executor:
                 await docker.pull_image(step.image, auth=self.auth.for_image(step.image),
                                         platform=step.platform)
             case StepKind.NETWORK_CREATE:
-                await docker.create_network(network_body(step.target, step.driver,
-                                                         self.project))
+                assert step.network_spec is not None
+                await docker.create_network(network_body(step.network_spec, self.project))
+            case StepKind.VOLUME_CREATE:
+                assert step.volume_spec is not None
+                await self._create_volume(step)
             case StepKind.CREATE:
                 assert step.container is not None
                 body = create_body(step.container, self.secrets, step.digest, step.revision)
@@ -119,7 +124,7 @@ class Executor:
             case StepKind.CONNECT:
                 assert step.container is not None
                 await docker.connect_network(step.network, target,
-                                             endpoint_config(step.container))
+                                             endpoint_config(step.container, step.network))
             case StepKind.START:
                 await docker.start_container(target)
             case StepKind.WAIT_READY:
@@ -138,3 +143,16 @@ class Executor:
             case StepKind.UPDATE:
                 assert step.container is not None
                 await docker.update_container(target, update_body(step.container.options))
+
+    async def _create_volume(self, step: Step) -> None:
+        """Create the volume; the Engine answers a name already taken with the volume that
+        has it, which must then be this project's (made meanwhile by another run)."""
+        assert step.volume_spec is not None
+        # The client checked the answer's shape: reading it can't fail.
+        volume = volume_from_answer(
+            await self.docker.create_volume(volume_body(step.volume_spec, self.project)))
+        owner = volume.labels.get(labels.PROJECT)
+        if volume.name != step.target or owner != self.project:
+            raise DockerError(self.docker.host, f"volume {step.target} exists on the host and "
+                                                f"is not project {self.project}'s; fleet "
+                                                "won't use it as its own")

@@ -18,6 +18,7 @@ from fleet.core.observed import (
     containers_from_list,
     images_from_list,
     networks_from_list,
+    volumes_from_list,
 )
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
@@ -39,9 +40,20 @@ def _built(host: str, what: str, build: Callable[[Any], T], answer: Any) -> T:
 
 
 async def observe_host(host: str, docker: DockerClient, project: str, *,
-                       with_images: bool = False) -> HostSnapshot:
-    containers = _built(host, "GET /containers/json", containers_from_list,
-                        await docker.list_containers(all=True))
+                       with_images: bool = False, with_volumes: bool = False) -> HostSnapshot:
+    """The host's containers (the project's inspected), networks, and, as asked, images and
+    volumes; the lists are read at once."""
+    listed = await asyncio.gather(
+        docker.list_containers(all=True), docker.list_networks(),
+        docker.list_images() if with_images else _nothing(),
+        docker.list_volumes() if with_volumes else _nothing())
+    containers = _built(host, "GET /containers/json", containers_from_list, listed[0])
+    networks = _built(host, "GET /networks", networks_from_list, listed[1])
+    images = (_built(host, "GET /images/json", images_from_list, listed[2])
+              if with_images else frozenset())
+    volumes = (_built(host, "GET /volumes", volumes_from_list, listed[3])
+               if with_volumes else None)
+    api_version = await docker.api_version()
     ours = [c for c in containers if c.project == project]
     if len(ours) > MAX_PROJECT_CONTAINERS:
         raise HostAnswerError(host, f"Docker listed {len(ours)} containers of project "
@@ -64,11 +76,12 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
                                         container_from_inspect, data)
     merged = tuple(detailed.get(c.id, c) for c in containers
                    if c.project != project or c.id in detailed)
-    if not with_images:
-        return HostSnapshot(host, merged)
-    images, networks = await asyncio.gather(docker.list_images(), docker.list_networks())
-    return HostSnapshot(host, merged, _built(host, "GET /images/json", images_from_list, images),
-                        _built(host, "GET /networks", networks_from_list, networks))
+    return HostSnapshot(host, merged, images, networks, volumes=volumes,
+                        api_version=api_version)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _refused_for_credentials(error: HostError) -> bool:

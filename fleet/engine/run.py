@@ -18,6 +18,7 @@ from fleet.core.observed import HostSnapshot
 from fleet.core.plan import Plan, plan_host
 from fleet.core.pulls import images_to_resolve
 from fleet.core.reporting import Reporter, silent
+from fleet.core.resource_drift import HostResources
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.observe import observe_host, resolve_digests
@@ -101,7 +102,8 @@ class Run:
             async with self.forks:
                 try:
                     snapshot = await observe_host(host, self.docker(host), self.state.project,
-                                                  with_images=for_changes)
+                                                  with_images=for_changes,
+                                                  with_volumes=bool(self.state.volumes))
                     if for_changes:
                         revisions, notes = await self._revisions(host)
                         snapshot = replace(snapshot, last_revisions=revisions)
@@ -151,11 +153,12 @@ class Run:
 
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
         services = frozenset(self.state.services)
+        resources = HostResources(self.state.project, self.state.networks, self.state.volumes)
         return {host: diff_host(self.state.containers[host], snapshot,
                                 DiffContext(self.state.project, services,
                                             self.state.secrets_for(host),
                                             self._digests(observation, host),
-                                            self.state.inactive_services))
+                                            resources, self.state.inactive_services))
                 for host, snapshot in observation.snapshots.items()}
 
     def plan(self, observation: Observation) -> Plan:
@@ -165,6 +168,7 @@ class Run:
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
-                      policies=policies, networks=self.state.networks, pull_policies=pulls)
+                      policies=policies, networks=self.state.networks,
+                      volumes=self.state.volumes, pull_policies=pulls)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

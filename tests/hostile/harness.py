@@ -337,6 +337,13 @@ class HostileFleet:
         docker = self.hosts[host].docker
         docker.routes["GET /containers/json"] = Reply.json([made[0]])
         docker.routes[f"GET /containers/{made[1]['Id']}/json"] = Reply.json(made[1])
+        # ...and the project's default network they are on, as fleet creates it.
+        docker.routes["GET /networks"] = Reply.json([
+            {"Name": "bridge"},
+            {"Name": f"{PROJECT}_default", "Driver": "bridge", "Options": {},
+             "Labels": {labels.PROJECT: PROJECT},
+             "IPAM": {"Driver": "default", "Options": None,
+                      "Config": [{"Subnet": "172.20.0.0/16", "Gateway": "172.20.0.1"}]}}])
 
     # -- running the CLI -----------------------------------------------------------------
 

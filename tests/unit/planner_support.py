@@ -13,8 +13,14 @@ from fleet.config.project import ProjectFiles, read_project
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer, DesiredState, desired_state
 from fleet.core.diff import DiffContext, diff_host
-from fleet.core.observed import HostSnapshot, ObservedContainer, container_from_inspect
+from fleet.core.observed import (
+    HostSnapshot,
+    ObservedContainer,
+    ObservedNetwork,
+    container_from_inspect,
+)
 from fleet.core.plan import HostPlan, plan_host
+from fleet.core.resource_drift import HostResources
 
 HOST = "h1"
 REGISTRY = "198.18.6.1:5000"
@@ -96,16 +102,28 @@ def recorded(fixture: str, state: DesiredState, service: str | None = None, *,
     return container_from_inspect(data)
 
 
-def snapshot(*containers: ObservedContainer, networks: tuple[str, ...] = (),
-             images: tuple[str, ...] = (), last: dict[str, int] | None = None) -> HostSnapshot:
-    return HostSnapshot(HOST, containers, frozenset(images), frozenset(networks), last or {})
+def project_network(name: str, project: str = "shop") -> ObservedNetwork:
+    """A network as fleet creates it for `project` with no settings declared."""
+    return ObservedNetwork(name, "bridge", {labels.PROJECT: project}, ipam_driver="default")
+
+
+def snapshot(*containers: ObservedContainer,
+             networks: tuple[str | ObservedNetwork, ...] | None = None,
+             images: tuple[str, ...] = (), last: dict[str, int] | None = None,
+             **more: Any) -> HostSnapshot:
+    """A host with these containers, images and networks (names: the project's, as fleet
+    made them; None: not read); `more`: volumes, api_version."""
+    found = None if networks is None else {
+        n.name: n for n in (project_network(n) if isinstance(n, str) else n for n in networks)}
+    return HostSnapshot(HOST, containers, frozenset(images), found, last or {}, **more)
 
 
 def plan_of(state: DesiredState, observed: HostSnapshot, *, prune: bool = True,
             moved: dict[str, str | None] | None = None) -> HostPlan:
     pins = {**digests(), **(moved or {})}
-    context = DiffContext(state.project, frozenset(state.services), state.secrets, pins)
+    context = DiffContext(state.project, frozenset(state.services), state.secrets, pins,
+                          HostResources(state.project, state.networks, state.volumes))
     findings = diff_host(state.containers[HOST], observed, context)
     policies = {name: s.update for name, s in state.services.items()}
     return plan_host(findings, observed, state.project, pins, prune=prune, policies=policies,
-                     networks=state.networks)
+                     networks=state.networks, volumes=state.volumes)

@@ -8,10 +8,16 @@ from dataclasses import replace
 from typing import Any
 
 from fleet.config.secrets import SecretStore
-from fleet.core.observed import HostSnapshot, ObservedContainer, container_from_inspect
+from fleet.core.observed import (
+    HostSnapshot,
+    ObservedContainer,
+    container_from_inspect,
+    networks_from_list,
+    volumes_from_list,
+)
 from fleet.core.plan import HostPlan, Step, StepKind
 from fleet.core.resources import update_body
-from fleet.docker.bodies import create_body
+from fleet.docker.bodies import create_body, network_body, volume_body
 
 _ids = itertools.count(1)
 
@@ -31,15 +37,31 @@ def inspect_json(container_id: str, name: str, body: dict[str, Any],
     }
 
 
+def listed_network(sent: dict[str, Any]) -> dict[str, Any]:
+    """What GET /networks lists for a network created with `sent` (as dockerd 20.10 does:
+    what was given, IPAM "default" and an address pool when none was given)."""
+    ipam = sent.get("IPAM") or {}
+    return {"Name": sent["Name"], "Driver": sent.get("Driver") or "bridge",
+            "Internal": bool(sent.get("Internal")), "Attachable": bool(sent.get("Attachable")),
+            "EnableIPv6": bool(sent.get("EnableIPv6")), "Options": sent.get("Options") or {},
+            "Labels": sent.get("Labels") or {},
+            "IPAM": {"Driver": ipam.get("Driver") or "default", "Options": ipam.get("Options"),
+                     "Config": ipam.get("Config") or [{"Subnet": "172.20.0.0/16",
+                                                       "Gateway": "172.20.0.1"}]}}
+
+
 def make_container(name: str, body: dict[str, Any], state: str = "running") -> ObservedContainer:
     return container_from_inspect(inspect_json(f"c{next(_ids)}", name, body, state))
 
 
 class SimulatedEngine:
-    def __init__(self, snapshot: HostSnapshot, secrets: SecretStore) -> None:
+    def __init__(self, snapshot: HostSnapshot, secrets: SecretStore,
+                 project: str = "shop") -> None:
+        self.project = project  # what labels the networks and volumes it makes
         self.containers = {c.id: c for c in snapshot.containers}
         self.images = set(snapshot.images)
-        self.networks = set(snapshot.networks)
+        self.networks = dict(snapshot.networks or {})
+        self.volumes = dict(snapshot.volumes or {})
         self.secrets = secrets
         self.created: dict[str, str] = {}  # name -> id, as the executor keeps it
 
@@ -59,7 +81,15 @@ class SimulatedEngine:
             case StepKind.PULL:
                 self.images.add(step.image)
             case StepKind.NETWORK_CREATE:
-                self.networks.add(step.target)
+                assert step.network_spec is not None
+                self.networks.update(networks_from_list(
+                    [listed_network(network_body(step.network_spec, self.project))]))
+            case StepKind.VOLUME_CREATE:
+                assert step.volume_spec is not None
+                sent = volume_body(step.volume_spec, self.project)
+                self.volumes.update(volumes_from_list({"Volumes": [
+                    {"Name": sent["Name"], "Driver": sent["Driver"], "Labels": sent["Labels"],
+                     "Options": sent["DriverOpts"]}]}))
             case StepKind.CREATE:
                 assert step.container is not None
                 assert not self._taken(step.target), f"409: name {step.target} is taken"
@@ -93,7 +123,7 @@ class SimulatedEngine:
 
     def snapshot(self, host: str) -> HostSnapshot:
         return HostSnapshot(host, tuple(self.containers.values()), frozenset(self.images),
-                            frozenset(self.networks))
+                            self.networks, volumes=self.volumes)
 
 
 def apply_plan(snapshot: HostSnapshot, plan: HostPlan, secrets: SecretStore) -> HostSnapshot:

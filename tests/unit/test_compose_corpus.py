@@ -57,7 +57,9 @@ def rendered(path: Path) -> dict[str, Any]:
                               if not k.startswith("fleet.")}
             hosts[host][container.name] = {"spec": container.redacted_options(),
                                            "create": body,
-                                           "endpoint": endpoint_config(container)}
+                                           "endpoints": {
+                                               network: endpoint_config(container, network)
+                                               for network in container.options["networks"]}}
     return {
         "project": state.project,
         "services": {name: _placement(p) for name, p in sorted(state.services.items())},

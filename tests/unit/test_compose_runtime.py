@@ -130,12 +130,15 @@ def test_a_links_alias_is_the_linked_services_alias_on_every_network(tmp_path: P
   web: {{image: {WEB_V1}, links: ["db:database"], networks: [backend]}}
 """)
     db = next(c for c in state.containers[HOST] if c.service == "db")
-    assert endpoint_config(db) == {"Aliases": ["db", "database"]}
+    assert endpoint_config(db, "shop_backend") == {"Aliases": ["db", "database"]}
     _, host_plan = plan(state)
     connect = [s for a in host_plan.actions for s in a.steps  # type: ignore[attr-defined]
                if s.kind == StepKind.CONNECT]
-    assert [(s.target, s.network) for s in connect] == [("shop-db-1", "shop_backend")]
-    assert endpoint_config(connect[0].container) == {"Aliases": ["db", "database"]}
+    # networks are joined by priority, then name: backend at create, default connected after
+    assert [(s.target, s.network) for s in connect] == [("shop-db-1", "shop_default")]
+    assert connect[0].container is not None
+    assert endpoint_config(connect[0].container, "shop_default") == {
+        "Aliases": ["db", "database"]}
 
 
 def test_containers_of_an_inactive_profile_are_left_alone(tmp_path: Path) -> None:
@@ -146,7 +149,7 @@ def test_containers_of_an_inactive_profile_are_left_alone(tmp_path: Path) -> Non
                                "profiles: [debug]}\n")
     assert state.inactive_services == {"debug"}
     context = DiffContext(state.project, frozenset(state.services), state.secrets, digests(),
-                          state.inactive_services)
+                          inactive=state.inactive_services)
     findings = diff_host(state.containers[HOST], snapshot(running), context)
     assert [(f.service, f.kind) for f in findings] == [("web", Kind.MISSING)]
 

@@ -20,7 +20,7 @@ def error(tmp_path: Path, service_body: str) -> tuple[int, int, str, str]:
 
 def spec(tmp_path: Path, service_body: str) -> dict[str, object]:
     body = "web:\n" + "".join(f"  {line}\n" for line in service_body.strip("\n").splitlines())
-    header = "project: shop\nnetworks: {front: {}, back: {}, n: {}}\n"
+    header = "project: shop\nnetworks: {front: {}, back: {}, n: {}}\nvolumes: {cache: {}}\n"
     state = load(tmp_path, playbook(tmp_path, body, header=header))
     return dict(state.containers["web1"][0].options)
 
@@ -91,7 +91,7 @@ def test_volumes_short_and_long(tmp_path: Path) -> None:
                     )["volumes"]
     assert [(v["type"], v["source"], v["target"], v["read_only"])  # type: ignore[attr-defined]
             for v in volumes] == [  # type: ignore[attr-defined]
-        ("bind", "/srv/data", "/data", True), ("volume", "cache", "/cache", False),
+        ("bind", "/srv/data", "/data", True), ("volume", "shop_cache", "/cache", False),
         ("volume", None, "/tmp", False), ("tmpfs", None, "/run", False),
         ("bind", "/etc/x", "/x", True)]
 
@@ -172,7 +172,7 @@ def test_bad_healthcheck(tmp_path: Path, body: str, key: str, words: str) -> Non
     ("stop_signal", "TERM", "is not allowed here"),
     ("privileged", "maybe", "expected true or false"),
     ("user", "[a]", "expected a string, got a list"),
-    ("networks", "{front: {aliases: [x]}}", "per-network options"),
+    ("networks", "front", "networks must be a list of names or a mapping"),
     ("tmpfs", "relative", "tmpfs path 'relative' must be absolute"),
     ("extra_hosts", "[nohost]", "expected HOST:IP"),
     ("command", "'echo \"unclosed'", "bad command"),
@@ -214,7 +214,9 @@ def test_sizes_durations_and_maps_normalize(tmp_path: Path) -> None:
     assert options["sysctls"] == {"net.core.somaxconn": "1024"}
     assert options["command"] == ["echo", "hello world"]
     assert options["ulimits"] == {"nofile": {"soft": 1024, "hard": 1024}}
-    assert options["networks"] == ["shop_back", "shop_front"]  # named on hosts as Compose does
+    # Named on hosts as Compose does; null and {} are the same settings.
+    assert list(options["networks"]) == ["shop_back", "shop_front"]  # type: ignore[call-overload]
+    assert options["networks"]["shop_back"] == options["networks"]["shop_front"]  # type: ignore[index]
     assert options["extra_hosts"] == ["db:10.0.0.9"]
 
 
@@ -290,8 +292,10 @@ def test_networks_must_be_declared_and_external_ones_keep_their_name(tmp_path: P
     body = "web:\n  image: nginx\n  networks: [back, edge]\n"
     header = "project: shop\nnetworks: {back: {}, edge: {external: true}}\n"
     state = load(tmp_path, playbook(tmp_path, body, header=header))
-    assert state.containers["web1"][0].options["networks"] == ["shop_back", "edge"]
-    assert state.networks == {"shop_back": "bridge"}
+    assert list(state.containers["web1"][0].options["networks"]) == ["shop_back", "edge"]
+    assert {name: (n.key, n.external) for name, n in state.networks.items()} == {
+        "shop_back": ("back", False), "edge": ("edge", True),
+        "shop_default": ("default", False)}
     undeclared = problems(tmp_path, playbook(tmp_path, "web:\n  image: nginx\n  networks: [x]\n"))
     assert any("network 'x' is not declared" in p.message and p.path[-2:] == ("networks", 0)
                for p in undeclared)

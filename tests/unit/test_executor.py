@@ -12,8 +12,9 @@ import httpx
 from docker_fixtures import body, load
 from planner_support import DIGEST_MOVED, WEB_V1, plan_of, project, recorded, snapshot
 
-from fleet.core.desired import DesiredState
-from fleet.core.plan import Action, network_action, pull_action
+from fleet.config.project import ProjectFiles, read_project
+from fleet.core.desired import DesiredState, desired_state
+from fleet.core.plan import Action, network_action, pull_action, volume_action
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.executor import ExecutionResult, Executor
@@ -92,7 +93,7 @@ def test_a_stop_first_replacement_sends_its_steps_in_order(tmp_path: Path) -> No
         f"POST /containers/{OLD_ID}/rename?name=shop-web-1--r1-old",
         f"POST /containers/{OLD_ID}/stop",
         "POST /containers/create?name=shop-web-1",
-        "POST /networks/shop_backend/connect",
+        "POST /networks/shop_default/connect",
         f"POST /containers/{NEW_ID}/start",  # by the id its create returned, not the name
         f"GET /containers/{NEW_ID}/json",
         f"DELETE /containers/{OLD_ID}",
@@ -139,8 +140,65 @@ def test_a_taken_name_fails_with_dockers_reason_and_undoes_nothing_it_did_not_do
 def test_a_network_created_meanwhile_is_fine(tmp_path: Path) -> None:
     state = project(tmp_path, "web")
     engine = Engine({"POST /networks/create": lambda: answer("error_409_network_duplicate")})
-    result = run(state, engine, [network_action("h1", "shop_default", "bridge")])
+    result = run(state, engine, [network_action("h1", state.networks["shop_default"])])
     assert result.ok and engine.calls == ["POST /networks/create"]
+
+
+def _with_volume(tmp_path: Path) -> DesiredState:
+    (tmp_path / "inv.yml").write_text("hosts:\n  h1: {address: 198.18.9.1}\n")
+    (tmp_path / "pb.yml").write_text(
+        "project: shop\ninventory: inv.yml\nvolumes:\n  data: {labels: "
+        "{com.example.backup: daily}}\nnetworks:\n  edge:\n    internal: true\n"
+        "    enable_ipv6: false\n    driver_opts: {com.docker.network.bridge.enable_icc: "
+        "'true'}\n    labels: {com.example.tier: edge}\n    ipam:\n      config:\n"
+        "        - {subnet: 172.28.0.0/16, ip_range: 172.28.5.0/24, gateway: 172.28.5.254, "
+        "aux_addresses: {host1: 172.28.1.5}}\nservices:\n  web: {image: busybox, "
+        "volumes: ['data:/d'], networks: [edge]}\n")
+    return desired_state(read_project(ProjectFiles([str(tmp_path / "pb.yml")]), environ={}))
+
+
+def test_networks_and_volumes_are_created_with_the_bodies_dockerd_was_recorded_with(
+        tmp_path: Path) -> None:
+    state = _with_volume(tmp_path)
+    sent: list[object] = []
+
+    engine = Engine({"POST /networks/create": lambda: answer("network_create_ipam"),
+                     "POST /volumes/create": lambda: answer("volume_create")})
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return engine(request)
+
+    actions = [network_action("h1", state.networks["shop_edge"]),
+               volume_action("h1", state.volumes["shop_data"])]
+    result = asyncio.run(_run_with(state, recording, actions))
+    assert result.ok, result.error
+    assert sent == [load("network_create_ipam")["request_body"],
+                    load("volume_create")["request_body"]]
+
+
+def test_a_volume_name_taken_by_another_project_fails_its_creation(tmp_path: Path) -> None:
+    """The Engine answers a taken name with the volume that has it (recorded): if that one
+    is not the project's, fleet must not mount it as its own."""
+    state = _with_volume(tmp_path)
+    taken = load("volume_create_name_taken")
+    taken["body"]["Labels"] = {"fleet.project": "blog"}
+    engine = Engine({"POST /volumes/create": lambda: httpx.Response(201, json=taken["body"])})
+    result = run(state, engine, [volume_action("h1", state.volumes["shop_data"])])
+    assert result.error == ("volume shop_data: h1: volume shop_data exists on the host and is "
+                            "not project shop's; fleet won't use it as its own")
+    ours = Engine({"POST /volumes/create": lambda: answer("volume_create_name_taken")})
+    assert run(state, ours, [volume_action("h1", state.volumes["shop_data"])]).ok
+
+
+async def _run_with(state: DesiredState, handler: Route, actions: list[Action]
+                    ) -> ExecutionResult:
+    docker = DockerClient("h1", httpx.MockTransport(handler), api_version="1.41")
+    executor = Executor(docker, state.secrets, RegistryAuth({}, state.secrets), "shop")
+    try:
+        return await executor.run("h1", actions)
+    finally:
+        await docker.aclose()
 
 
 def test_a_pull_that_fails_in_its_stream_fails_the_action(tmp_path: Path) -> None:

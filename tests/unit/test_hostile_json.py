@@ -22,6 +22,8 @@ from fleet.core.answers import (
     DistributionAnswer,
     PullEvent,
     VersionAnswer,
+    VolumeList,
+    VolumeSummary,
     validated,
 )
 from fleet.core.journal import MAX_LINE, JournalEntry, decode_journal, encode_entries, read_entries
@@ -35,6 +37,7 @@ from fleet.core.observed import (
     label_number,
     networks_from_list,
     recorded_spec,
+    volumes_from_list,
 )
 from fleet.core.untrusted import UntrustedJSONError, parse_json
 
@@ -124,12 +127,40 @@ def test_inspect_of_the_wrong_shape_is_refused(change: dict[str, Any]) -> None:
 
 def test_images_and_networks_are_typed() -> None:
     assert images_from_list([{"RepoTags": ["a:1"], "RepoDigests": None}]) == {"a:1"}
-    assert networks_from_list([{"Name": "n"}]) == {"n"}
+    assert list(networks_from_list([{"Name": "n"}])) == ["n"]
     for bad in ({}, [{"RepoTags": "a:1"}], [{"RepoTags": [1]}]):
         with pytest.raises(AnswerShapeError):
             images_from_list(bad)
     with pytest.raises(AnswerShapeError):
         networks_from_list([{"Name": ["n"]}])
+
+
+@pytest.mark.parametrize("bad", [
+    [{"Name": "n", "IPAM": {"Config": "172.20.0.0/16"}}],
+    [{"Name": "n", "IPAM": {"Config": [{"Subnet": 17}]}}],
+    [{"Name": "n", "Internal": "yes"}],
+    [{"Name": "n", "Options": {"mtu": 1500}}],
+    [{"Name": "n", "IPAM": {"Config": [{}] * 257}}],
+])
+def test_networks_of_the_wrong_shape_are_refused(bad: Any) -> None:
+    with pytest.raises(AnswerShapeError):
+        networks_from_list(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    [], {"Volumes": {"Name": "v"}}, {"Volumes": [{"Driver": "local"}]},
+    {"Volumes": [{"Name": "v", "Labels": ["fleet.project=shop"]}]},
+    {"Volumes": [{"Name": "v" * (2 * 1024 * 1024)}]},
+])
+def test_volumes_of_the_wrong_shape_are_refused(bad: Any) -> None:
+    with pytest.raises(AnswerShapeError):
+        volumes_from_list(bad)
+
+
+def test_volumes_are_typed() -> None:
+    assert volumes_from_list({"Volumes": None, "Warnings": None}) == {}
+    found = volumes_from_list({"Volumes": [{"Name": "v", "Options": None}]})["v"]
+    assert (found.driver, dict(found.options), dict(found.labels)) == ("", {}, {})
 
 
 def test_list_item_of_the_wrong_shape() -> None:
@@ -261,6 +292,9 @@ FIXTURE_MODELS = {
     "distribution_web_v1": DistributionAnswer, "images_list": IMAGE_LIST,
     "list_all": CONTAINER_LIST, "list_project": CONTAINER_LIST,
     "networks_list": NETWORK_LIST, "version": VersionAnswer,
+    "network_create_ipam": CreatedAnswer, "networks_list_ipam": NETWORK_LIST,
+    "volume_create": VolumeSummary, "volume_create_name_taken": VolumeSummary,
+    "volumes_list": VolumeList,
     **{name: ContainerInspect for name in docker_fixtures.names()
        if name.startswith("inspect_")},
 }

@@ -62,7 +62,7 @@ def test_an_empty_host_gets_networks_pulls_then_creates(tmp_path: Path) -> None:
             3. wait-ready shop-job-1 (up to 120s): {READY} [commit]
           create shop-web-1: missing
             1. create shop-web-1 from {REGISTRY}/demo/web@sha256:70636840d081, revision 1: the new container [undo: remove shop-web-1]
-            2. connect shop-web-1 to shop_backend: one network at create; the others now
+            2. connect shop-web-1 to shop_default: one network at create; the others now
             3. start shop-web-1: start the new container
             4. wait-ready shop-web-1 (up to 120s): {READY} [commit]
         """)  # noqa: E501
@@ -99,7 +99,7 @@ def test_a_moved_tag_replaces_a_fixed_port_container_stop_first(tmp_path: Path) 
             1. rename shop-web-1 [{WEB_ID}] -> shop-web-1--r1-old: set aside, so it can come back [undo: rename shop-web-1--r1-old [{WEB_ID}] -> shop-web-1]
             2. stop shop-web-1--r1-old [{WEB_ID}] (grace 10s): free its host port(s) and name [undo: start shop-web-1--r1-old [{WEB_ID}]]
             3. create shop-web-1 from {REGISTRY}/demo/web@sha256:222222222222, revision 2: the new container [undo: remove shop-web-1]
-            4. connect shop-web-1 to shop_backend: one network at create; the others now
+            4. connect shop-web-1 to shop_default: one network at create; the others now
             5. start shop-web-1: start the new container
             6. wait-ready shop-web-1 (up to 120s): {READY} [commit]
             7. remove shop-web-1--r1-old [{WEB_ID}]: replaced by the new container
@@ -119,7 +119,7 @@ def test_a_stop_first_replacement_interrupted_after_the_rename_goes_on(tmp_path:
           recreate shop-web-1 (stop-first): image_changed: {WEB_V1} now resolves to sha256:222222222222 (running sha256:70636840d081)
             1. stop shop-web-1--r1-old [{WEB_ID}] (grace 10s): free its host port(s) and name [undo: start shop-web-1--r1-old [{WEB_ID}]; rename shop-web-1--r1-old [{WEB_ID}] -> shop-web-1]
             2. create shop-web-1 from {REGISTRY}/demo/web@sha256:222222222222, revision 2: the new container [undo: remove shop-web-1]
-            3. connect shop-web-1 to shop_backend: one network at create; the others now
+            3. connect shop-web-1 to shop_default: one network at create; the others now
             4. start shop-web-1: start the new container
             5. wait-ready shop-web-1 (up to 120s): {READY} [commit]
             6. remove shop-web-1--r1-old [{WEB_ID}]: replaced by the new container
@@ -136,7 +136,7 @@ def _stale_job(state: DesiredState) -> ObservedContainer:
 
 def test_a_container_without_a_fixed_port_is_replaced_start_first(tmp_path: Path) -> None:
     state = project(tmp_path, "job")
-    plan = plan_of(state, snapshot(_stale_job(state)))
+    plan = plan_of(state, snapshot(_stale_job(state), networks=NETWORKS))
     assert plan.text() == expect(f"""
         h1:
           pull {REGISTRY}/demo/web@sha256:70636840d081: needed by shop-job-1

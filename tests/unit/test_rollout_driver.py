@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import httpx
 from docker_fixtures import body
-from planner_support import DIGEST_MOVED, WEB_V1, digests, playbook, recorded
+from planner_support import DIGEST_MOVED, WEB_V1, digests, playbook, project_network, recorded
 
 from fleet.config.project import ProjectFiles, read_project
 from fleet.core.desired import DesiredState, desired_state
@@ -117,7 +117,7 @@ def plan_for(state: DesiredState) -> Plan:
     for host in ("h1", "h2"):
         running = recorded("inspect_running_healthy", state, "web")
         observed = HostSnapshot(host, (running,), frozenset(),
-                                frozenset({"shop_default", "shop_backend"}))
+                                {n: project_network(n) for n in ("shop_default", "shop_backend")})
         hosts.append(plan_host(diff_host(state.containers[host], observed, context), observed,
                                "shop", pins, policies={"web": state.services["web"].update},
                                networks=state.networks))
@@ -152,7 +152,7 @@ def test_a_failed_batch_rolls_back_the_hosts_already_changed(tmp_path: Path) -> 
         f"POST /containers/{OLD_ID}/rename?name=shop-web-1--r1-old",
         f"POST /containers/{OLD_ID}/stop",
         "POST /containers/create?name=shop-web-1",
-        "POST /networks/shop_backend/connect",
+        "POST /networks/shop_default/connect",
         f"POST /containers/{new}/start",
         f"GET /containers/{new}/json",
         f"DELETE /containers/{OLD_ID}",
@@ -161,7 +161,7 @@ def test_a_failed_batch_rolls_back_the_hosts_already_changed(tmp_path: Path) -> 
         f"POST /containers/{new}/rename?name=shop-web-1--r2-old",
         f"POST /containers/{new}/stop",
         "POST /containers/create?name=shop-web-1",
-        "POST /networks/shop_backend/connect",
+        "POST /networks/shop_default/connect",
         f"POST /containers/{back}/start",
         f"GET /containers/{back}/json",
         f"DELETE /containers/{new}",
