@@ -25,6 +25,7 @@ from fleet.cli.session import (
 )
 from fleet.cli.terminal import echo
 from fleet.core.desired import DesiredState
+from fleet.core.files import delivered_names
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import ActionKind, HostPlan, Plan
@@ -44,8 +45,11 @@ def only_service(plan: Plan, service: str) -> Plan:
         kept = [a for a in host_plan.actions
                 if a.kind not in PREPARATIONS and a.service == service]
         images = {a.image for a in kept}
+        files = {n for a in kept if a.desired is not None
+                 for n in delivered_names(a.desired.options)}
         pulls = [a for a in host_plan.actions if a.kind in (ActionKind.NETWORK, ActionKind.VOLUME)
-                 or (a.kind == ActionKind.PULL and a.image in images)]
+                 or (a.kind == ActionKind.PULL and a.image in images)
+                 or (a.kind == ActionKind.DELIVER and a.target in files)]
         findings = tuple(f for f in host_plan.findings if f.service == service)
         hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))
     return Plan(plan.project, tuple(hosts), plan.unreachable)

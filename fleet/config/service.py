@@ -251,11 +251,16 @@ class Mount(Extensible):
     def _check_bind(self) -> None:
         if not self.source:
             raise ValueError("a bind mount needs a source")
-        if not self.source.startswith("/"):
+        if self.source.startswith("~"):
             raise ValueError(
-                f"bind source {self.source!r} must be an absolute path on the host "
-                "(there is no project directory on a remote host)"
-            )
+                f"bind source {self.source!r}: '~' is the home directory of the machine "
+                "running Compose, and fleet reads files only inside the project: write a path "
+                "relative to the compose file (delivered to the hosts) or an absolute path "
+                "on the hosts")
+        if "\0" in self.source:
+            raise ValueError("a bind source cannot hold a NUL character")
+        # A relative source is a file or directory next to the compose file (delivered to
+        # the hosts) or a data directory of the project on them: fleet.core.service_files.
         bind = self.bind or BindOptions()
         # A source that may be created needs the Engine's Binds; Binds can't say more than
         # mode, propagation and SELinux label. The Mounts API can, but never creates a source.

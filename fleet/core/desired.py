@@ -25,6 +25,7 @@ from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_nam
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
+from fleet.core.files import Delivered
 from fleet.core.host_resources import (
     NetworkSpec,
     VolumeSpec,
@@ -39,6 +40,7 @@ from fleet.core.refs import (
     resolve_shared,
     shared_services,
 )
+from fleet.core.service_files import ServiceFiles, attach_files, file_context
 from fleet.core.service_resources import attach_resources
 
 SPEC_HASH_VERSION = "1"
@@ -107,6 +109,9 @@ class DesiredState:
     declared_secrets: dict[str, frozenset[str]] = field(default_factory=dict)
     # Services whose profiles are not active: their containers are left as they are.
     inactive_services: frozenset[str] = frozenset()
+    # host -> the files next to the compose file its containers mount (fleet.core.files),
+    # by name: delivered before any container there changes.
+    files: dict[str, dict[str, Delivered]] = field(default_factory=dict)
 
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
@@ -252,7 +257,9 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     known = dict(playbooks.services())
     problems.extend(reference_problems(refs, known, playbooks.inactive))
     aliases = link_aliases(refs)
-    made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any]]]] = {}
+    made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any],
+                               ServiceFiles]]] = {}
+    files = file_context(playbooks, source.local_files, source.variables, secrets, hidden)
     for name, pb, placement in placed:
         raw = pb.raw_service(name)
         base: KeyPath = ("services", name)
@@ -291,6 +298,11 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 for path, message in found:
                     per_host.add(pb.doc.problem((*base, *path), message), name, host.name)
                 continue
+            attached = attach_files(options, service, pb, name, files)
+            if attached.problems:
+                for path, message in attached.problems:
+                    per_host.add(pb.doc.problem((*base, *path), message), name, host.name)
+                continue
             if name in aliases:
                 options["link_aliases"] = aliases[name]
             if secret_names(options["labels"]):
@@ -299,12 +311,14 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                     "by anyone who can list containers; pass secrets in 'environment'"),
                     name, host.name)
                 continue
-            made.setdefault(host.name, []).append((name, pb, service, options))
+            made.setdefault(host.name, []).append((name, pb, service, options, attached))
+    delivered: dict[str, dict[str, Delivered]] = {}
+    given_files: dict[str, set[str]] = {}  # host -> the secrets its files carry
     for host_name, items in made.items():
         # Replica 1 of each service here: what `service:NAME` (volumes_from, ipc, pid) names.
         first = {name: DesiredContainer(host_name, project, name, 1, options, "").name
-                 for name, _, service, options in items if service.replicas}
-        for name, pb, service, options in items:
+                 for name, _, service, options, _ in items if service.replicas}
+        for name, pb, service, options, attached in items:
             unresolved = resolve_shared(options, first)
             if unresolved is not None:
                 field, target, why = unresolved
@@ -313,6 +327,10 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                                  host_name)
                 continue
             digest = spec_hash(options, secrets)
+            if service.replicas:
+                for unit in attached.units:
+                    delivered.setdefault(host_name, {}).setdefault(unit.name, unit)
+                given_files.setdefault(host_name, set()).update(attached.secrets)
             for replica in range(1, service.replicas + 1):
                 containers[host_name].append(
                     DesiredContainer(host_name, project, name, replica, options, digest))
@@ -322,12 +340,15 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))
     registries = _render_registries(playbooks, context, problems)
-    given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers))
+    given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers),
+                                     given_files.get(host, set()))
              for host, host_containers in containers.items()}
     return DesiredState(project, inventory, list(targeted), containers, services, secrets,
                         problems, registries, {n.name: n for n in networks.values()},
                         {v.name: v for v in volumes.values()}, given,
-                        frozenset(playbooks.inactive - set(services)))
+                        frozenset(playbooks.inactive - set(services)),
+                        {host: dict(sorted(units.items(), key=lambda u: (u[1].what, u[0])))
+                         for host, units in delivered.items()})
 
 
 def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedPlaybook],

@@ -1,7 +1,8 @@
 """Diff: desired containers against a host's observed snapshot, per service and replica.
 
 Pure and deterministic. Kinds (a contract of `fleet check --json`):
-in_sync, missing, stopped, unhealthy, config_changed, image_changed, extra, orphan, conflict.
+in_sync, missing, stopped, unhealthy, config_changed, image_changed, file_missing, extra,
+orphan, conflict.
 Only containers labelled with the project are ever ours; anything else in the way is a
 conflict, never a target.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore, digest_secrets, reveal
 from fleet.core.desired import DesiredContainer
+from fleet.core.files import Delivered, delivered_names
 from fleet.core.observed import HostSnapshot, ObservedContainer
 from fleet.core.resource_drift import HostResources
 from fleet.core.resources import UPDATABLE_FIELDS, update_body
@@ -29,6 +31,9 @@ class Kind(StrEnum):
     UNHEALTHY = "unhealthy"
     CONFIG_CHANGED = "config_changed"
     IMAGE_CHANGED = "image_changed"
+    # A file next to the compose file that a container mounts is gone from the host (its
+    # container still holds it): delivered again, nothing else changes.
+    FILE_MISSING = "file_missing"
     EXTRA = "extra"
     ORPHAN = "orphan"
     CONFLICT = "conflict"
@@ -67,6 +72,7 @@ class DiffContext:
     secrets: SecretStore
     digests: Mapping[str, str | None] = field(default_factory=dict)  # image ref -> digest
     resources: HostResources | None = None  # the project's networks and volumes
+    files: Mapping[str, Delivered] = field(default_factory=dict)  # the host's, by name
     # Services whose profiles are not active: their containers are neither desired nor extra.
     inactive: frozenset[str] = frozenset()
 
@@ -192,6 +198,20 @@ def _without_its_resources(finding: Finding, snapshot: HostSnapshot,
     return replace(finding, kind=Kind.CONFIG_CHANGED, detail=detail, changes=changes)
 
 
+def _without_its_files(finding: Finding, snapshot: HostSnapshot, ctx: DiffContext) -> Finding:
+    """A container in sync whose delivered file is gone from the host: drift (it could not
+    start again), healed by delivering the file again."""
+    if finding.kind != Kind.IN_SYNC or finding.desired is None or snapshot.files is None:
+        return finding
+    absent = sorted(delivered_names(finding.desired.options) - snapshot.files.names)
+    if not absent:
+        return finding
+    shown = [ctx.files[name].what if name in ctx.files else f"fleet-file:{name[:12]}…"
+             for name in absent]
+    return replace(finding, kind=Kind.FILE_MISSING,
+                   detail=f"not on the host: {', '.join(sorted(shown))}")
+
+
 def only_updatable(finding: Finding) -> bool:
     """True when every change can be applied in place (resource limits, restart policy)."""
     return bool(finding.changes) and all(
@@ -245,7 +265,8 @@ def diff_host(desired: Sequence[DesiredContainer], snapshot: HostSnapshot,
             continue
         chosen = _pick(candidates, want)
         kept.add(chosen.id)
-        findings.append(_without_its_resources(_compare(want, chosen, ctx), snapshot, ctx))
+        findings.append(_without_its_files(
+            _without_its_resources(_compare(want, chosen, ctx), snapshot, ctx), snapshot, ctx))
     desired_slots = {(d.service, d.replica) for d in desired}
     for container in sorted(ours, key=lambda c: (c.service or "", c.replica or 0, c.name)):
         if container.id in kept:

@@ -30,6 +30,7 @@ from fleet.core.answers import (
     VolumeSummary,
     validated,
 )
+from fleet.core.files import FilesOnHost
 from fleet.core.resources import resources_from_host_config
 from fleet.core.untrusted import KiB, UntrustedJSONError, parse_json
 
@@ -189,6 +190,8 @@ class HostSnapshot:
     last_revisions: Mapping[str, int] = field(default_factory=dict)  # from the host's journal
     volumes: Mapping[str, ObservedVolume] | None = None
     api_version: str = ""  # the Engine API version fleet speaks with the host ("" unknown)
+    # The project's delivered files there (fleet.core.files); None when not looked at.
+    files: FilesOnHost | None = None
 
     def of_project(self, project: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.project == project]

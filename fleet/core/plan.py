@@ -7,8 +7,8 @@ an undo (the calls that put the previous state back if a later step of the actio
 may be the action's commit (once done, the new revision stands and nothing is undone). The
 executor performs the steps and decides nothing; see fleet.engine.executor.
 
-Order on a host: removals first (they free names and host ports), then networks, volumes
-and pulls, then the rest in desired order. Replacement is start-first unless the container
+Order on a host: removals first (they free names and host ports), then networks, volumes,
+the files next to the compose file the host lacks, and pulls, then the rest in desired order. Replacement is start-first unless the container
 publishes a fixed host port or has a fixed address (then the old one must let go of it first).
 """
 
@@ -23,6 +23,7 @@ from fleet.config.references import pinned_image
 from fleet.config.service import UpdatePolicy
 from fleet.core.desired import DesiredContainer
 from fleet.core.diff import Finding, Kind, only_updatable
+from fleet.core.files import Delivered, delivered_names
 from fleet.core.host_resources import (
     NetworkSpec,
     VolumeSpec,
@@ -49,12 +50,14 @@ class ActionKind(StrEnum):
     REMOVE = "remove"  # stop and remove
     NETWORK = "network"  # create a network of the project
     VOLUME = "volume"  # create a named volume of the project
+    DELIVER = "deliver"  # write a file next to the compose file to the host (fleet.core.files)
 
 
 class StepKind(StrEnum):
     PULL = "pull"
     NETWORK_CREATE = "network-create"
     VOLUME_CREATE = "volume-create"
+    DELIVER = "deliver"  # over SFTP, not the Engine API: a file or tree written whole
     CREATE = "create"
     CONNECT = "connect"
     START = "start"
@@ -94,6 +97,7 @@ class Step:
     network: str = ""  # connect: the network
     network_spec: NetworkSpec | None = None  # network-create
     volume_spec: VolumeSpec | None = None  # volume-create
+    delivered: Delivered | None = None  # deliver
     platform: str = ""  # pull, create: Compose's `platform` (os/arch), when set
     timeout: float | None = None  # stop: grace seconds; wait-ready: seconds
     tolerate: frozenset[int] = frozenset()  # statuses that mean "already so"
@@ -114,6 +118,9 @@ class Step:
             case StepKind.VOLUME_CREATE:
                 assert self.volume_spec is not None
                 return f"volume-create {self.target} ({self.volume_spec.summary()})"
+            case StepKind.DELIVER:
+                assert self.delivered is not None
+                return f"deliver {self.delivered.summary()}"
             case StepKind.CREATE:
                 return (f"create {self.target} from {short_image(self.image)}, "
                         f"revision {self.revision}")
@@ -157,6 +164,9 @@ class Action:
     def heading(self) -> str:
         order = f" ({self.order})" if self.order else ""
         target = short_image(self.target) if self.kind == ActionKind.PULL else self.target
+        delivered = self.steps[0].delivered if self.steps else None
+        if delivered is not None:  # its name is a digest: say what it is
+            target = delivered.summary()
         return one_line(f"{self.kind} {target}{order}: {self.cause}")
 
     def text(self) -> str:
@@ -273,6 +283,14 @@ def volume_action(host: str, spec: VolumeSpec) -> Action:
     another driver holds the name, which must not be mounted as this one."""
     step = Step(StepKind.VOLUME_CREATE, spec.name, "a volume of the project", volume_spec=spec)
     return Action(host, ActionKind.VOLUME, spec.name, spec.summary(), steps=(step,))
+
+
+def deliver_action(host: str, unit: Delivered, needed_by: Sequence[str]) -> Action:
+    shown = ", ".join(needed_by[:3]) + (f" and {len(needed_by) - 3} more"
+                                        if len(needed_by) > 3 else "")
+    cause = f"needed by {shown}"
+    return Action(host, ActionKind.DELIVER, unit.name, cause,
+                  steps=(Step(StepKind.DELIVER, unit.name, cause, delivered=unit),))
 
 
 def create_action(host: str, want: DesiredContainer, image: str, digest: str | None,
@@ -399,6 +417,32 @@ def _resources_to_create(creates: Sequence[Action], snapshot: HostSnapshot,
             + [volume_action(snapshot.host, volumes[name]) for name in new_volumes])
 
 
+def _deliveries(findings: Sequence[Finding], snapshot: HostSnapshot,
+                files: Mapping[str, Delivered]) -> tuple[list[Action], dict[int, Finding]]:
+    """The units the host's desired containers mount and the host lacks (unknown when its
+    files were not looked at: all of them); and, by index in `findings`, the findings blocked
+    by a unit that is neither on the host nor in the playbook (a rollback to a revision whose
+    file is gone)."""
+    present = snapshot.files.names if snapshot.files is not None else frozenset()
+    needed: dict[str, list[str]] = {}
+    blocked: dict[int, Finding] = {}
+    for number, finding in enumerate(findings):
+        want = finding.desired
+        if want is None or finding.kind == Kind.CONFLICT:
+            continue
+        missing = sorted(delivered_names(want.options) - present)
+        gone = [name for name in missing if name not in files]
+        if gone:
+            blocked[number] = replace(finding, kind=Kind.CONFLICT, detail=(
+                f"it mounts a delivered file that is no longer on this host, and the "
+                f"playbook does not have it (fleet-file:{gone[0][:12]}…)"))
+            continue
+        for name in missing:
+            needed.setdefault(name, []).append(want.name)
+    return ([deliver_action(snapshot.host, files[name], needed[name])
+             for name in sorted(needed, key=lambda n: (files[n].what, n))], blocked)
+
+
 def free_name(name: str, taken: frozenset[str]) -> str:
     """`name`, or `name-2`, `name-3`... if a container on the host holds it (one left by
     an interrupted run, say: it is removed as extra, unless --no-prune keeps it)."""
@@ -414,17 +458,20 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
               policies: Mapping[str, UpdatePolicy] | None = None,
               networks: Mapping[str, NetworkSpec] | None = None,
               volumes: Mapping[str, VolumeSpec] | None = None,
-              pull_policies: Mapping[str, str] | None = None) -> HostPlan:
+              pull_policies: Mapping[str, str] | None = None,
+              files: Mapping[str, Delivered] | None = None) -> HostPlan:
     """`policies`: each service's update policy (order, timeout); `networks` and `volumes`:
     the project's, by their names on the hosts; `pull_policies`: each service's `pull_policy`
-    (fleet.core.pulls; default always)."""
+    (fleet.core.pulls; default always); `files`: the units the playbook gives this host, by
+    name (DesiredState.files)."""
     policies = policies or {}
     pull_policies = pull_policies or {}
     host = snapshot.host
     images = ImageIndex(snapshot.images)
     pulls: dict[tuple[str, str], Action] = {}
     actions: list[Action] = []
-    held: dict[int, Finding] = {}  # index in findings -> the finding as blocked
+    deliveries, held = _deliveries(findings, snapshot, files or {})
+    # held: index in findings -> the finding as blocked
     removed = {f.observed.id for f in findings if prune and f.observed is not None
                and f.kind in (Kind.EXTRA, Kind.ORPHAN)}
     taken = frozenset(c.name for c in snapshot.containers if c.id not in removed)
@@ -432,6 +479,8 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
         want, have = finding.desired, finding.observed
         if have is not None and have.project != project:
             continue  # never touch what the project doesn't own (defence in depth)
+        if number in held:
+            continue
         policy = policies.get(want.service if want else finding.service) or UpdatePolicy()
         if finding.kind in (Kind.MISSING, Kind.IMAGE_CHANGED) or (
             finding.kind == Kind.CONFIG_CHANGED and not only_updatable(finding)
@@ -479,6 +528,7 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
     others = [a for a in actions if a.kind != ActionKind.REMOVE]
     creates = [a for a in others if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
     ordered = (removals + _resources_to_create(creates, snapshot, networks or {}, volumes or {})
+               + deliveries
                + sorted(pulls.values(), key=lambda a: (a.target, a.steps[0].platform)) + others)
     shown = tuple(held.get(number, finding) for number, finding in enumerate(findings))
     return HostPlan(host, shown, tuple(ordered))

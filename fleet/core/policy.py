@@ -13,6 +13,7 @@ from fleet.config.secrets import SecretStore
 from fleet.config.service import UpdatePolicy
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer, spec_hash
+from fleet.core.files import delivered_names
 from fleet.core.host_resources import named_volumes
 from fleet.core.observed import ObservedContainer
 from fleet.core.plan import (
@@ -29,7 +30,7 @@ from fleet.core.revisions import recorded_container
 from fleet.core.schedule import Batch, failure_budget
 
 # Done everywhere before any change.
-PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK, ActionKind.VOLUME)
+PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK, ActionKind.VOLUME, ActionKind.DELIVER)
 
 
 class HostOutcome(StrEnum):
@@ -94,11 +95,12 @@ def steps_for(actions: Mapping[str, Sequence[Action]], batches: list[Batch],
 
 
 def unprepared_reason(actions: Sequence[Action], unprepared: Mapping[str, str]) -> str:
-    """Why a host can't start this service's change: an image, network or volume it needs
-    failed to prepare (image, network or volume -> why)."""
+    """Why a host can't start this service's change: an image, network, volume or delivered
+    file it needs failed to prepare (image, network, volume or file name -> why)."""
     needed = {a.image for a in actions if a.image} | {
         n for a in actions if a.desired is not None
-        for n in [*a.desired.options["networks"], *named_volumes(a.desired.options)]}
+        for n in [*a.desired.options["networks"], *named_volumes(a.desired.options),
+                  *delivered_names(a.desired.options)]}
     return "; ".join(reason for target, reason in unprepared.items() if target in needed)
 
 

@@ -12,6 +12,7 @@ from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore, reveal
 from fleet.core import labels
 from fleet.core.desired import DesiredContainer
+from fleet.core.files import host_source, is_delivered, is_on_host_files
 from fleet.core.host_resources import NetworkSpec, VolumeSpec, network_order
 from fleet.core.labels import fleet_labels
 from fleet.core.resources import NS, update_body
@@ -71,24 +72,36 @@ def _volume_options(volume: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _mounts(volumes: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+def _mounts(volumes: list[Mapping[str, Any]], files_root: str | None
+            ) -> tuple[list[str], list[dict[str, Any]]]:
     """Binds for bind mounts that may create their source (like `docker run -v`), else Mounts.
 
     Binds are the only way the Engine creates a missing bind source and relabels one for
-    SELinux (z, Z): the Mounts API does neither. `consistency` is not sent (Linux ignores it)."""
+    SELinux (z, Z): the Mounts API does neither. `consistency` is not sent (Linux ignores it).
+    A delivered file (fleet.core.files) is mounted from the host's files directory
+    (`files_root`) through Mounts, which never create a missing source (a directory made
+    in its place would pass for the file), unless it must be relabelled."""
     binds: list[str] = []
     mounts: list[dict[str, Any]] = []
     for volume in volumes:
         bind = volume.get("bind") or {}
-        if volume["type"] == "bind" and bind.get("create_host_path", True):
+        source = volume.get("source")
+        if volume["type"] == "bind" and is_on_host_files(source):
+            if files_root is None:
+                raise ValueError(f"{source} is mounted, and the host's files directory is "
+                                 "not known")
+            source = host_source(str(source), files_root)
+        creates = bind.get("create_host_path", True) and not (
+            is_delivered(volume.get("source")) and not bind.get("selinux"))
+        if volume["type"] == "bind" and creates:
             modes = ["ro" if volume.get("read_only") else "rw"]
             modes += [bind[key] for key in ("propagation", "selinux") if bind.get(key)]
-            binds.append(f"{volume['source']}:{volume['target']}:{','.join(modes)}")
+            binds.append(f"{source}:{volume['target']}:{','.join(modes)}")
             continue
         mount: dict[str, Any] = {"Type": volume["type"], "Target": volume["target"],
                                  "ReadOnly": bool(volume.get("read_only"))}
-        if volume.get("source"):
-            mount["Source"] = volume["source"]
+        if source:
+            mount["Source"] = source
         if volume["type"] == "bind" and _bind_options(bind):
             mount["BindOptions"] = _bind_options(bind)
         if volume["type"] == "volume" and _volume_options(volume.get("volume") or {}):
@@ -172,11 +185,12 @@ def volume_body(spec: VolumeSpec, project: str) -> dict[str, Any]:
 
 
 def create_body(container: DesiredContainer, secrets: SecretStore, image_digest: str | None,
-                revision: int) -> dict[str, Any]:
-    """The body of POST /containers/create. Secrets are revealed here and only here."""
+                revision: int, files_root: str | None = None) -> dict[str, Any]:
+    """The body of POST /containers/create. Secrets are revealed here and only here.
+    `files_root`: the host's directory of delivered files (fleet.core.files), absolute."""
     options: dict[str, Any] = reveal(dict(container.options), secrets)
     exposed, bindings = _ports(options["ports"])
-    binds, mounts = _mounts(options["volumes"])
+    binds, mounts = _mounts(options["volumes"], files_root)
     host_config: dict[str, Any] = {
         "PortBindings": bindings,
         "Binds": binds,

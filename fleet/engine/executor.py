@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from fleet.config.secrets import SecretStore
 from fleet.core import labels
+from fleet.core.files import revealed
 from fleet.core.observed import volume_from_answer
 from fleet.core.plan import Action, Step, StepKind
 from fleet.core.reporting import Reporter, silent
@@ -21,6 +22,7 @@ from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.health import wait_ready
 from fleet.errors import DockerError, FleetError
+from fleet.hoststate.files import FileStore
 
 
 class StepFailed(FleetError):
@@ -48,6 +50,8 @@ class Executor:
     auth: RegistryAuth
     project: str
     report: Reporter = silent
+    files: FileStore | None = None  # the host's delivered files (deliver steps)
+    files_root: str | None = None  # their directory, absolute, as the host's dockerd sees it
 
     async def run(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
         result = ExecutionResult(host)
@@ -110,9 +114,21 @@ class Executor:
             case StepKind.VOLUME_CREATE:
                 assert step.volume_spec is not None
                 await self._create_volume(step)
+            case StepKind.DELIVER:
+                assert step.delivered is not None
+                if self.files is None:
+                    raise StepFailed(f"cannot deliver {step.delivered.what}: no file store "
+                                     "for this host")
+                # Only now, and from this host's store, does a secret's value appear.
+                await self.files.deliver([revealed(step.delivered, self.secrets.data)],
+                                         frozenset())
             case StepKind.CREATE:
                 assert step.container is not None
-                body = create_body(step.container, self.secrets, step.digest, step.revision)
+                try:
+                    body = create_body(step.container, self.secrets, step.digest,
+                                       step.revision, self.files_root)
+                except ValueError as exc:  # a delivered file, and no files directory known
+                    raise StepFailed(f"create {step.target}: {exc}") from None
                 body["Image"] = step.image
                 made = await docker.create_container(
                     step.target, body, platform=str(step.container.options.get("platform") or ""))

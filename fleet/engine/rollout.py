@@ -63,7 +63,8 @@ class Rollout:
 
     async def _execute(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
         executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
-                            self.run.auth, self.run.state.project, self.report)
+                            self.run.auth, self.run.state.project, self.report,
+                            self.run.file_store(host), self.run.file_root(host))
         async with self.run.forks:
             result = await executor.run(host, actions)
         if result.failed is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from fleet.core.desired import DesiredState
 from fleet.core.diff import DiffContext, Finding, diff_host
+from fleet.core.files import FilesOnHost, needs_files
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
 from fleet.core.plan import Plan, plan_host
@@ -23,6 +24,7 @@ from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.observe import observe_host, resolve_digests
 from fleet.errors import FleetError, HostError
+from fleet.hoststate.files import FileStore
 from fleet.hoststate.journal import Journal
 from fleet.hoststate.multi import FleetLock
 from fleet.transport import ConnectionPool
@@ -72,12 +74,47 @@ class Run:
                                    handshakes=options.handshakes, on_result=self._connected)
         self.forks = asyncio.Semaphore(max(1, options.forks))
         self._docker: dict[str, DockerClient] = {}
+        # host -> its delivered files, looked at where containers mount them (observe)
+        self.files: dict[str, FilesOnHost] = {}
 
     def docker(self, host: str) -> DockerClient:
         """The host's Docker Engine API over its connection (one client, reused)."""
         if host not in self._docker:
             self._docker[host] = DockerClient.over_ssh(self.pool.connected[host])
         return self._docker[host]
+
+    def file_store(self, host: str) -> FileStore:
+        """The project's delivered files on the host, over its connection (SFTP)."""
+        return FileStore(self.pool.connected[host], self.state.project,
+                         self.hosts[host].state_dir)
+
+    def file_root(self, host: str) -> str | None:
+        """The host's delivered files directory, once looked at (absolute)."""
+        found = self.files.get(host)
+        return found.root if found is not None else None
+
+    def needs_files(self, host: str) -> bool:
+        """Whether the host's desired containers mount files of the project's directory."""
+        return bool(self.state.files.get(host)) or any(
+            needs_files(c.options) for c in self.state.containers.get(host, []))
+
+    async def look_at_files(self, observation: Observation) -> None:
+        """The delivered files of every observed host whose containers mount some (and that
+        were not looked at yet), into its snapshot; a host whose files can't be listed is
+        unreachable (SFTP is needed: its containers' mounts can't be checked without)."""
+        async def one(host: str) -> None:
+            async with self.forks:
+                try:
+                    self.files[host] = await self.file_store(host).look()
+                except (FleetError, OSError) as exc:
+                    observation.unreachable[host] = str(exc)
+                    del observation.snapshots[host]
+                    return
+            observation.snapshots[host] = replace(observation.snapshots[host],
+                                                  files=self.files[host])
+
+        await asyncio.gather(*(one(host) for host, snapshot in list(
+            observation.snapshots.items()) if snapshot.files is None and self.needs_files(host)))
 
     def _connected(self, host: str, result: object) -> None:
         self.report(host, "connected" if not isinstance(result, HostError) else str(result))
@@ -122,6 +159,7 @@ class Run:
                                                 "report this as a bug")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
+        await self.look_at_files(result)
         policies = {name: s.pull_policy for name, s in self.state.services.items()}
         images: dict[str, set[str]] = {}
         for host, snapshot in result.snapshots.items():
@@ -158,7 +196,8 @@ class Run:
                                 DiffContext(self.state.project, services,
                                             self.state.secrets_for(host),
                                             self._digests(observation, host),
-                                            resources, self.state.inactive_services))
+                                            resources, self.state.files.get(host, {}),
+                                            self.state.inactive_services))
                 for host, snapshot in observation.snapshots.items()}
 
     def plan(self, observation: Observation) -> Plan:
@@ -169,6 +208,7 @@ class Run:
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
                       policies=policies, networks=self.state.networks,
-                      volumes=self.state.volumes, pull_policies=pulls)
+                      volumes=self.state.volumes, pull_policies=pulls,
+                      files=self.state.files.get(h.name, {}))
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         return Plan(self.state.project, hosts, dict(observation.unreachable))

@@ -82,6 +82,12 @@ class FakeRun:
     def docker(self, host: str) -> DockerClient:
         return self.clients[host]
 
+    def file_store(self, host: str) -> None:
+        return None  # no delivered files in these plans
+
+    def file_root(self, host: str) -> None:
+        return None
+
 
 class Notes(JournalBook):
     """The journal, kept in memory."""
