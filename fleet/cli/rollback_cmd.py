@@ -117,6 +117,27 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
                    digests, problems, release)
 
 
+def files_gone(state: DesiredState, snapshots: dict[str, HostSnapshot], service: str
+               ) -> list[str]:
+    """The delivered files the target revisions mount that are neither on their hosts any
+    more nor in the playbook (which could deliver them again)."""
+    gone = []
+    for host, snapshot in snapshots.items():
+        present = snapshot.files.names if snapshot.files is not None else frozenset()
+        deliverable = state.files.get(host, {})
+        for container in state.containers.get(host, []):
+            if container.service != service:
+                continue
+            missing = sorted(n for n in delivered_names(container.options)
+                             if n not in present and n not in deliverable)
+            if missing:
+                gone.append(one_line(
+                    f"{host}: {container.name}'s earlier revision mounts a file delivered then "
+                    f"(fleet-file:{missing[0][:12]}…) that is no longer on the host; apply the "
+                    "playbook of that revision instead"))
+    return gone
+
+
 def _announce(service: str, release: ReleaseChoice | None) -> None:
     if release is None:
         echo(f"{service}: each host returns to the revision before the one it runs")
@@ -159,6 +180,11 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
                 raise FleetError("cannot roll back; nothing was changed:\n  "
                                  + "\n  ".join(targets.problems))
             run.state = targets.state
+            await run.look_at_files(observation)  # the files the earlier revisions mount
+            gone = files_gone(targets.state, observation.snapshots, service)
+            if gone:
+                raise FleetError("cannot roll back; nothing was changed:\n  "
+                                 + "\n  ".join(gone))
             chosen[0] = targets.release
             pinned = dataclasses.replace(observation, host_digests=targets.digests)
             plan_ = only_service(run.plan(pinned), service)

@@ -26,7 +26,10 @@ MiB = 1024 * 1024
 MAX_FILE_BYTES = 64 * MiB  # one file delivered to hosts
 MAX_TREE_ENTRIES = 10_000  # files and directories in one delivered directory
 MAX_PROJECT_BYTES = 256 * MiB  # everything a project delivers, together
-READ_ONLY_BITS = 0o555  # a delivered file keeps the controller's read and execute bits
+# A delivered file is read-only: 0555 if its owner may execute it on the controller, else
+# 0444. Only that bit counts (as in git), so every controller of a checkout makes the same
+# file, whatever its umask.
+EXECUTABLE_MODE, PLAIN_MODE = 0o555, 0o444
 
 
 class LocalFileError(ValueError):
@@ -37,7 +40,7 @@ class LocalFileError(ValueError):
 @dataclass(frozen=True)
 class LocalFile:
     data: bytes
-    mode: int  # the controller's permission bits, without the write bits
+    mode: int  # EXECUTABLE_MODE or PLAIN_MODE
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class LocalFiles:
     """Reads relative sources of one project, each once, counting what they hold together."""
 
     project_dir: Path
-    _cache: dict[tuple[Path, str], LocalSource | LocalFileError] = field(default_factory=dict)
+    _cache: dict[tuple[Path, str, Path | None], LocalSource | LocalFileError] = field(
+        default_factory=dict)
     _counted: dict[Path, int] = field(default_factory=dict)  # resolved file -> bytes
 
     def __post_init__(self) -> None:
@@ -86,7 +90,7 @@ class LocalFiles:
         """`relative` (as written, relative to `base`, the naming compose file's directory);
         `written_in`: the file it was written in, when not the naming one. Raises
         LocalFileError."""
-        key = (base, relative)
+        key = (base, relative, written_in)
         if key not in self._cache:
             try:
                 self._cache[key] = self._read(base, relative, written_in)
@@ -162,7 +166,7 @@ class LocalFiles:
             if self.total > MAX_PROJECT_BYTES:
                 raise LocalFileError(f"with {shown}, the files the project delivers come to "
                                      f"more than {MAX_PROJECT_BYTES // MiB} MiB")
-        return LocalFile(data, stat.S_IMODE(info.st_mode) & READ_ONLY_BITS)
+        return LocalFile(data, EXECUTABLE_MODE if info.st_mode & stat.S_IXUSR else PLAIN_MODE)
 
     def _tree(self, directory: Path, prefix: str, shown: str, roots: Sequence[Path],
               chain: tuple[Path, ...], files: dict[str, LocalFile], empty: list[str],

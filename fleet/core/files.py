@@ -165,7 +165,7 @@ def host_source(source: str, files_root: str) -> str:
 def mount_sources(options: Mapping[str, Any]) -> list[str]:
     """The bind sources of a spec's volumes (a recorded spec's too: checked for type)."""
     volumes = options.get("volumes")
-    return [v["source"] for v in volumes if isinstance(v, Mapping)
+    return [v["source"] for v in volumes if isinstance(v, Mapping) and v.get("type") == "bind"
             and isinstance(v.get("source"), str)] if isinstance(volumes, list) else []
 
 

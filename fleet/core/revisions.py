@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fleet.config.secrets import SecretStore, recorded_secret_names, tokens_from_digests
 from fleet.config.service import ContainerOptions
 from fleet.core.desired import DesiredContainer, spec_hash
+from fleet.core.files import host_source, is_on_host_files, mount_sources
 from fleet.core.journal import IN_PLACE, JournalEntry
 
 
@@ -93,8 +94,26 @@ def recorded_container(spec: Any, host: str, project: str, service: str, replica
         where = ".".join(str(part) for part in first["loc"]) or "spec"
         return f"its recorded spec is invalid at {where}: {first['msg']}"
     options = tokens_from_digests(checked.model_dump(mode="json", exclude={"env_file"}))
+    unplaced = _unplaced_source(options)
+    if unplaced:
+        return f"its recorded spec mounts {unplaced!r}, which is not a path on the host"
     return DesiredContainer(host, project, service, replica, options,
                             spec_hash(options, secrets))
+
+
+def _unplaced_source(options: Mapping[str, Any]) -> str | None:
+    """A bind source a recorded spec can't have: a relative path (playbooks' relative
+    sources are recorded as delivered files or data directories) or a malformed reference."""
+    for source in mount_sources(options):
+        if source.startswith("/"):
+            continue
+        try:
+            host_source(source, "/files")
+        except ValueError:
+            return source
+        if not is_on_host_files(source):
+            return source
+    return None
 
 
 def desired_from_entry(entry: JournalEntry, host: str, project: str,

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from fleet.config.secrets import SecretStore
+from fleet.core.files import FilesOnHost
 from fleet.core.observed import (
     HostSnapshot,
     ObservedContainer,
@@ -20,6 +21,7 @@ from fleet.core.resources import update_body
 from fleet.docker.bodies import create_body, network_body, volume_body
 
 _ids = itertools.count(1)
+FILES_ROOT = "/home/fleet/.fleet/shop/files"
 
 
 def inspect_json(container_id: str, name: str, body: dict[str, Any],
@@ -64,6 +66,8 @@ class SimulatedEngine:
         self.volumes = dict(snapshot.volumes or {})
         self.secrets = secrets
         self.created: dict[str, str] = {}  # name -> id, as the executor keeps it
+        # The project's delivered files (the SFTP side of a host): names in its directory.
+        self.files = snapshot.files or FilesOnHost(FILES_ROOT, frozenset())
 
     def _find(self, ref: str) -> ObservedContainer:
         ref = self.created.get(ref, ref)
@@ -90,10 +94,15 @@ class SimulatedEngine:
                 self.volumes.update(volumes_from_list({"Volumes": [
                     {"Name": sent["Name"], "Driver": sent["Driver"], "Labels": sent["Labels"],
                      "Options": sent["DriverOpts"]}]}))
+            case StepKind.DELIVER:
+                assert step.delivered is not None
+                self.files = FilesOnHost(self.files.root,
+                                         self.files.names | {step.delivered.name})
             case StepKind.CREATE:
                 assert step.container is not None
                 assert not self._taken(step.target), f"409: name {step.target} is taken"
-                body = create_body(step.container, self.secrets, step.digest, step.revision)
+                body = create_body(step.container, self.secrets, step.digest, step.revision,
+                                   self.files.root)
                 body["Image"] = step.image
                 made = make_container(step.target, body, "created")
                 self.containers[made.id] = made
@@ -123,7 +132,7 @@ class SimulatedEngine:
 
     def snapshot(self, host: str) -> HostSnapshot:
         return HostSnapshot(host, tuple(self.containers.values()), frozenset(self.images),
-                            self.networks, volumes=self.volumes)
+                            self.networks, volumes=self.volumes, files=self.files)
 
 
 def apply_plan(snapshot: HostSnapshot, plan: HostPlan, secrets: SecretStore) -> HostSnapshot:

@@ -18,13 +18,28 @@ from fleet.docker.bodies import create_body, endpoint_config
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "compose"
 FIELDS = CORPUS / "fields"
+FILES = CORPUS / "files"  # a directory per case: the files beside its compose.yaml
+FILES_ROOT = "/home/fleet/.fleet/{project}/files"  # a host's delivered files, for the bodies
 REGENERATE = os.environ.get("FLEET_REGEN_CORPUS") == "1"
 PROFILES = re.compile(r"^# profiles: (.+)$", re.MULTILINE)
 
 
 def _cases() -> list[Path]:
     found = sorted(FIELDS.glob("*.yml")) + sorted(FIELDS.glob("*/compose.yaml"))
-    return [p for p in found if p.parent.name != "shared"]
+    return [p for p in found if p.parent.name != "shared"] + sorted(FILES.glob("*/compose.yaml"))
+
+
+def _units(state: DesiredState) -> dict[str, Any]:
+    """Per host, the files delivered there: what, and each file's permissions and digest (a
+    secret's name in the secret store instead: its digest is keyed)."""
+    return {host: [{"name": name, "summary": unit.summary(),
+                    "directories": list(unit.directories),
+                    "files": {path: {"mode": f"{c.mode:04o}", "uid": c.uid, "gid": c.gid,
+                                     **({"secret": c.secret} if c.secret else
+                                        {"sha256": c.digest, "size": len(c.data)})}
+                              for path, c in sorted(unit.files.items())}}
+                   for name, unit in units.items()]
+            for host, units in sorted(state.files.items())}
 
 
 def _placement(placement: ServicePlacement) -> dict[str, Any]:
@@ -52,7 +67,8 @@ def rendered(path: Path) -> dict[str, Any]:
         secrets = state.secrets_for(host)
         hosts[host] = {}
         for container in containers:
-            body = create_body(container, secrets, None, 1)
+            body = create_body(container, secrets, None, 1,
+                               FILES_ROOT.format(project=state.project))
             body["Labels"] = {k: v for k, v in body["Labels"].items()
                               if not k.startswith("fleet.")}
             hosts[host][container.name] = {"spec": container.redacted_options(),
@@ -61,6 +77,7 @@ def rendered(path: Path) -> dict[str, Any]:
                                                network: endpoint_config(container, network)
                                                for network in container.options["networks"]}}
     return {
+        **({"files": _units(state)} if state.files else {}),
         "project": state.project,
         "services": {name: _placement(p) for name, p in sorted(state.services.items())},
         "inactive": sorted(state.inactive_services),
@@ -70,7 +87,7 @@ def rendered(path: Path) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("path", _cases(), ids=lambda p: str(p.relative_to(FIELDS)))
+@pytest.mark.parametrize("path", _cases(), ids=lambda p: str(p.relative_to(CORPUS)))
 def test_compose_file_renders_exactly(path: Path) -> None:
     expected_path = path.with_suffix(".json")
     got = rendered(path)
@@ -84,13 +101,13 @@ def test_corpus_covers_every_supported_field() -> None:
     """Each field fleet takes from Compose appears in some corpus file."""
     from fleet.config.service import Service
 
-    text = "\n".join(p.read_text() for p in FIELDS.rglob("*.y*ml"))
+    text = "\n".join(p.read_text() for p in [*FIELDS.rglob("*.y*ml"), *FILES.rglob("*.y*ml")])
     fleet_only = {"hosts", "replicas", "update", "rollback", "link_aliases",
                   "device_requests", "proxy", "image_source"}
     refused = {name for name, info in Service.model_fields.items()
                if info.description and info.description.startswith("Not supported")}
     missing = [name for name in Service.model_fields
-               if name not in fleet_only | refused | {"configs", "secrets"}
+               if name not in fleet_only | refused
                and not re.search(rf"^\s*(- )?{name}:", text, re.MULTILINE)]
     # The fields the first playbooks had are covered by tests/unit/test_render.py and
     # test_config_service.py; the Compose ones added since are here.
@@ -134,7 +151,7 @@ def test_every_field_of_the_service_reference_is_handled_and_documented() -> Non
     assert [f for f in SPEC_FIELDS if f not in listed] == []
 
 
-@pytest.mark.parametrize("path", _cases(), ids=lambda p: str(p.relative_to(FIELDS)))
+@pytest.mark.parametrize("path", _cases(), ids=lambda p: str(p.relative_to(CORPUS)))
 def test_a_recorded_spec_makes_the_same_container_again(path: Path) -> None:
     """What a host records (the fleet.spec label, the journal) is read back by a rollback into
     the same container: every Compose field round-trips with its hash."""
