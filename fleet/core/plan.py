@@ -8,8 +8,9 @@ may be the action's commit (once done, the new revision stands and nothing is un
 executor performs the steps and decides nothing; see fleet.engine.executor.
 
 Order on a host: removals first (they free names and host ports), then networks, volumes,
-the files next to the compose file the host lacks, and pulls, then the rest in desired order. Replacement is start-first unless the container
-publishes a fixed host port or has a fixed address (then the old one must let go of it first).
+the files next to the compose file the host lacks, and pulls, then the rest in desired
+order. Replacement is start-first unless the container publishes a fixed host port or has a
+fixed address (then the old one must let go of it first).
 """
 
 from __future__ import annotations
