@@ -62,6 +62,9 @@ def render_json(state: DesiredState) -> dict[str, object]:
                      "spec_hash": c.spec_hash, "spec": c.redacted_options()}
                     for c in state.containers[host.name]
                 ],
+                # The files next to the compose file the host gets (never a secret's value)
+                "files": [{"name": name, "what": unit.what, "summary": unit.summary()}
+                          for name, unit in state.files.get(host.name, {}).items()],
             }
             for host in state.targeted_hosts
         ],
@@ -90,6 +93,8 @@ def render(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
             text = yaml.safe_dump(_compact(container["spec"]), sort_keys=True,
                                   default_flow_style=False, allow_unicode=True)
             echo("".join(f"  {line}\n" for line in text.splitlines()), nl=False)
+        for unit in host["files"]:
+            echo(one_line(f"# delivers fleet-file:{unit['name'][:12]}…: {unit['summary']}"))
         echo("")
 
 

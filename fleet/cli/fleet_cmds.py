@@ -148,7 +148,8 @@ def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
     async def go() -> Observation:
-        async with session(state, options, "reading", as_json) as (_, observation):
+        async with session(state, options, "reading", as_json,
+                           with_files=False) as (_, observation):
             return observation
 
     observation = run_async(go())

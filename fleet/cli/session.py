@@ -79,9 +79,11 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 @contextlib.asynccontextmanager
 async def session(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
                    for_changes: bool = False, lock: str | None = None,
-                   lock_wait: float | None = None) -> AsyncIterator[tuple[Run, Observation]]:
+                   lock_wait: float | None = None, with_files: bool = True
+                   ) -> AsyncIterator[tuple[Run, Observation]]:
     """Connect to the targeted hosts, take the project's lock on them when `lock` names the
-    command (before anything is read, so the plan can't go stale), and observe."""
+    command (before anything is read, so the plan can't go stale), and observe (the
+    delivered files too, unless not `with_files`)."""
     run = Run(state, options)
     async with contextlib.AsyncExitStack() as stack:
         with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
@@ -102,7 +104,8 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
                     state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
             # Only the commands that change hosts (and so hold the lock) may pull.
             observation = await run.observe(for_changes=for_changes,
-                                            about_to_pull=lock is not None)
+                                            about_to_pull=lock is not None,
+                                            with_files=with_files)
             warn_hosts(observation.warnings)
         yield run, observation
 

@@ -129,11 +129,12 @@ class Run:
         await self.pool.close()
 
     async def observe(self, *, for_changes: bool = False,
-                      about_to_pull: bool = False) -> Observation:
+                      about_to_pull: bool = False, with_files: bool = True) -> Observation:
         """Snapshots of every connected host. `for_changes` adds what a change needs: the
         images present (to skip needless pulls) and the revisions recorded in each host's
         journal (so a new revision never reuses a number). Only a command `about_to_pull`
-        may send registry credentials to resolve a tag (see resolve_digests)."""
+        may send registry credentials to resolve a tag (see resolve_digests). `with_files`:
+        the delivered files of the hosts whose containers mount some, too (SFTP)."""
         result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
         async def one(host: str) -> None:
             async with self.forks:
@@ -159,7 +160,8 @@ class Run:
                                                 "report this as a bug")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
-        await self.look_at_files(result)
+        if with_files:
+            await self.look_at_files(result)
         policies = {name: s.pull_policy for name, s in self.state.services.items()}
         images: dict[str, set[str]] = {}
         for host, snapshot in result.snapshots.items():
