@@ -22,6 +22,7 @@ from fleet.hoststate.sftp import SESSION_DEADLINE, Sftp, ensure_dir, sftp_sessio
 from fleet.transport.ssh import HostConnection
 
 MAX_LISTED = 100_000  # names read from a host's files directory
+MAX_ROOT = 4096  # characters of the directory's absolute path, as the host answers it
 TEMPORARY = ".partial-"
 TREE_DIR_MODE = 0o755
 # A delivery may take longer than a state file: its deadline grows with what it writes, at
@@ -46,7 +47,7 @@ class FileStore:
         """The absolute files directory and what it holds (created if missing)."""
         async with sftp_session(self.connection, f"cannot list {self.directory}") as sftp:
             await ensure_dir(sftp, self.directory)
-            root = await sftp.realpath(self.directory)
+            root = _checked_root(self.connection.name, await sftp.realpath(self.directory))
             names: set[str] = set()
             async for entry in sftp.scandir(self.directory):
                 name = str(entry.filename)
@@ -74,6 +75,19 @@ class FileStore:
                 if await _write(sftp, self.directory, item):
                     written += item.size
         return written
+
+
+def _checked_root(host: str, root: object) -> str:
+    """The host's answer for the files directory: it becomes a bind source of every container
+    that mounts a delivered file (and, in Binds, `SOURCE:TARGET:MODES`), so it must be a
+    plain absolute path."""
+    text = root if isinstance(root, str) else ""
+    if not text.startswith("/") or len(text) > MAX_ROOT or any(c in text for c in ":,") or \
+            not text.isprintable():
+        raise HostStateError(host, f"the host gave {text[:100]!r} as the absolute path of the "
+                                   "project's files directory: not a plain absolute path "
+                                   "(fleet needs one without ':' or ',' to mount its files)")
+    return text
 
 
 async def _write(sftp: Sftp, directory: str, item: Delivered) -> bool:

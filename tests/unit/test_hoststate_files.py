@@ -3,13 +3,17 @@ their digest names, with their modes, once; partial writes never listed."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import stat
 from pathlib import Path
 
+import asyncssh
 import pytest
-from test_hoststate_sftp import run
+from test_hoststate_sftp import host, run
 
 from fleet.core.files import Delivered, FileContent, host_source, tree_problem
+from fleet.errors import HostStateError
 from fleet.hoststate.files import FileStore
 from fleet.transport import HostConnection
 
@@ -74,3 +78,37 @@ def test_host_source_places_a_reference_under_the_files_root() -> None:
 def test_tree_paths_must_be_plain(path: str) -> None:
     assert tree_problem(path)
     assert tree_problem("a/b.conf") is None
+
+
+class LyingRealpath(asyncssh.SFTPServer):
+    """A host whose SFTP server names the files directory with a path Binds would misread."""
+
+    def realpath(self, path: bytes) -> bytes:
+        return b"/srv/x:/etc:rw"
+
+
+def test_a_files_directory_the_host_names_oddly_is_refused(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with host(tmp_path / "home", server_class=LyingRealpath) as connection:
+            with pytest.raises(HostStateError, match="not a plain absolute path"):
+                await FileStore(connection, "shop", "~/.fleet").look()
+
+    asyncio.run(body())
+
+
+def test_a_tree_keeps_its_empty_directories_and_a_secret_its_owner(tmp_path: Path) -> None:
+    tree = Delivered({"a/b.txt": FileContent(b"b")}, "./t", ("a/empty", "c/d"))
+    secret = Delivered({"": FileContent(b"s", mode=0o400, uid=os.getuid(), gid=os.getgid(),
+                                        secret="compose_secret.s", fingerprint="f" * 16)},
+                       "secret 's'")
+
+    async def body(connection: HostConnection) -> None:
+        store = FileStore(connection, "shop", "~/.fleet")
+        assert await store.deliver([tree, secret, tree], frozenset()) == 2
+
+    run(tmp_path, body)
+    files = tmp_path / "home" / ".fleet" / "shop" / "files"
+    assert (files / tree.name / "a" / "empty").is_dir()
+    assert (files / tree.name / "c" / "d").is_dir()
+    assert (files / secret.name).read_bytes() == b"s"
+    assert stat.S_IMODE((files / secret.name).stat().st_mode) == 0o400
