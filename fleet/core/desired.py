@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -123,6 +123,16 @@ def definition_hash(raw_service: Any, playbook_vars: Any) -> str:
     the image, what names a release across the fleet (fleet.core.releases)."""
     payload = json.dumps({"service": raw_service, "vars": playbook_vars}, sort_keys=True,
                          separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def with_files(definition: str, units: set[str]) -> str:
+    """A service's definition hash with the files next to the compose file it mounts (their
+    names are digests of what they hold): the same text in the playbook with another file is
+    another release."""
+    if not units:
+        return definition
+    payload = "\0".join([definition, "files", *sorted(units)])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -314,6 +324,7 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
             made.setdefault(host.name, []).append((name, pb, service, options, attached))
     delivered: dict[str, dict[str, Delivered]] = {}
     given_files: dict[str, set[str]] = {}  # host -> the secrets its files carry
+    mounted: dict[str, set[str]] = {}  # service -> the delivered files it mounts, anywhere
     for host_name, items in made.items():
         # Replica 1 of each service here: what `service:NAME` (volumes_from, ipc, pid) names.
         first = {name: DesiredContainer(host_name, project, name, 1, options, "").name
@@ -331,11 +342,15 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 for unit in attached.units:
                     delivered.setdefault(host_name, {}).setdefault(unit.name, unit)
                 given_files.setdefault(host_name, set()).update(attached.secrets)
+                mounted.setdefault(name, set()).update(u.name for u in attached.units)
             for replica in range(1, service.replicas + 1):
                 containers[host_name].append(
                     DesiredContainer(host_name, project, name, replica, options, digest))
         _name_clashes(containers[host_name], known, per_host)
     problems.extend(per_host.problems())
+    for name, units in mounted.items():  # a changed file is a new release of its service
+        services[name] = replace(services[name], definition=with_files(
+            services[name].definition, units))
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))

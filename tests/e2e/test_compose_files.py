@@ -1,7 +1,8 @@
 """Files next to the compose file reach the hosts: a config file bind-mounted from beside the
 compose file, a `configs:` entry with `content:` and a secret file are delivered to each host
 over its SSH connection and seen by the container with the exact bytes, at the right paths,
-with the right modes. A changed config file is drift (`check` exits 2) that `apply` rolls.
+with the right modes. A changed config file is drift (`check` exits 2) that `apply` rolls,
+and `fleet rollback` returns to the file before.
 The secret's value appears in no output of fleet, no label and no journal: only in the
 secret's file on the hosts. One deployment serves every assertion."""
 
@@ -109,10 +110,17 @@ def test_files_reach_the_containers_drift_rolls_and_the_secret_stays_a_file(
         assert in_web(lab, host, "cat", "/etc/app/site.conf") == "site v2\n"
 
     # The value is in the secret's file on each host, and nowhere else fleet writes or says
-    # (the check below is also the one that finds the fleet in sync after the roll).
-    for args in (("plan",), ("render",), ("status",), ("history",), ("check",)):
-        for json_flag in ((), ("--json",)):
-            run(*args, *json_flag, compose, rc=0)
+    # (plain `plan` and `check` ran above; `check --json` here also finds the roll done)
+    for args in (("plan", "--json"), ("render",), ("render", "--json"), ("status",),
+                 ("status", "--json"), ("history",), ("history", "--json"),
+                 ("check", "--json")):
+        run(*args, compose, rc=0)
+
+    # A rollback returns to the release before: its file is still on every host.
+    run("rollback", "--service", "web", "--yes", compose, rc=0)
+    for host in hosts:
+        assert in_web(lab, host, "cat", "/etc/app/site.conf") == "site v1\n"
+        assert in_web(lab, host, "cat", "/run/secrets/db_password") == SECRET
     assert not [text for text in said if SECRET in text]
     for host in hosts:
         inspect = docker(lab, host, "inspect", WEB)

@@ -72,10 +72,14 @@ def test_relative_binds_are_delivered_files_trees_and_data_directories(tmp_path:
 
 def test_a_changed_file_is_a_changed_spec(tmp_path: Path) -> None:
     path = files_for_binds(tmp_path)
-    before = container(load(tmp_path, path), "web")
+    first = load(tmp_path, path)
+    before = container(first, "web")
     (tmp_path / "nginx.conf").write_text("listen 81;\n")
-    after = container(load(tmp_path, path), "web")
+    second = load(tmp_path, path)
+    after = container(second, "web")
     assert after.spec_hash != before.spec_hash
+    # The playbook's text is the same, the release is not (what `fleet rollback` returns to).
+    assert second.services["web"].definition != first.services["web"].definition
     assert after.options["volumes"][0]["source"] != before.options["volumes"][0]["source"]
     (tmp_path / "nginx.conf").chmod(0o755)  # executable: delivered 0555, another file
     assert container(load(tmp_path, path), "web").spec_hash != after.spec_hash
