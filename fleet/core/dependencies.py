@@ -14,6 +14,12 @@ Compose runs one host; fleet applies the same rules on every host:
   with its dependent is a warning: it still rolls out first).
 - A service some dependent waits for with `service_completed_successfully` is a job: its
   container runs once to exit code 0 and stays exited, which is its desired state.
+- `restart: true`: when a dependency is replaced or restarted on a host, the dependent's
+  running containers there are restarted after it (planned in fleet.core.plan).
+
+The rollout driver (fleet.engine.rollout) follows the order; fleet.core.policy decides what a
+dependency's outcome on a host means for its dependents, fleet.core.health judges the
+conditions.
 """
 
 from __future__ import annotations

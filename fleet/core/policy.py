@@ -116,6 +116,12 @@ def gated_names(done: Sequence[Action]) -> list[str]:
 
 # -- dependencies (fleet.core.dependencies) --------------------------------------------------
 
+# What a dependency's outcome on a host means for its dependents there.
+_HAPPENED = {HostOutcome.FAILED: "it failed", HostOutcome.ROLLED_BACK: "it was rolled back",
+             HostOutcome.ROLLBACK_FAILED: "its rollback failed",
+             HostOutcome.BLOCKED: "it is blocked", HostOutcome.UNTOUCHED: "it was not reached"}
+
+
 @dataclass(frozen=True)
 class DependencyWait:
     """A dependency whose containers on a host must meet a condition first."""
@@ -161,11 +167,11 @@ def dependency_check(host: str, actions: Sequence[Action], waits: Mapping[str, D
         outcome = next((r for r in reversed(reports)
                         if r.host == host and r.service == target), None)
         if outcome is not None and outcome.outcome != HostOutcome.CHANGED:
-            why = f"{outcome.outcome} on this host" + (
+            why = f"{_HAPPENED[outcome.outcome]} on this host" + (
                 f" ({outcome.detail})" if outcome.detail else "")
             if dep.required:
-                return DependencyCheck(f"by dependency {label}: it {why}")
-            notes.append(f"optional dependency {label} {why}: going on")
+                return DependencyCheck(f"by dependency {label}: {why}")
+            notes.append(f"optional dependency {label}: {why}; going on")
             continue
         policy = policies.get(target) or UpdatePolicy()
         found.append(DependencyWait(target, dep.condition, tuple(c.name for c in containers),

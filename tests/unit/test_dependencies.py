@@ -385,6 +385,9 @@ def test_a_dependency_that_failed_on_the_host_blocks_the_dependent_there(tmp_pat
     assert policy.dependency_check("h1", web_actions, own, failed, here, policies).refusal == (
         "by dependency migrate (service_completed_successfully): it failed on this host "
         "(create shop-migrate-1: did not complete successfully)")
+    undone = [*done, HostReport("h1", "db", HostOutcome.ROLLED_BACK)]
+    assert policy.dependency_check("h1", web_actions, own, undone, here, policies).refusal == (
+        "by dependency db (service_healthy): it was rolled back on this host")
     # Where the dependency does not run, there is nothing to wait for.
     elsewhere = {"web": here["web"]}
     assert policy.dependency_check("h1", web_actions, own, failed, elsewhere,
@@ -394,8 +397,8 @@ def test_a_dependency_that_failed_on_the_host_blocks_the_dependent_there(tmp_pat
     check = policy.dependency_check("h1", web_actions, optional, failed, here, policies)
     assert check.refusal == "" and [w.service for w in check.waits] == ["db"]
     assert check.notes == (
-        "optional dependency migrate (service_completed_successfully) failed on this host "
-        "(create shop-migrate-1: did not complete successfully): going on",)
+        "optional dependency migrate (service_completed_successfully): it failed on this "
+        "host (create shop-migrate-1: did not complete successfully); going on",)
     # A change that brings no container up (an in-place update) waits for nothing.
     assert policy.dependency_check("h1", [], own, failed, here,
                                    policies) == policy.DependencyCheck()
