@@ -100,7 +100,7 @@ def _targets(state: DesiredState, service: str, snapshots: dict[str, HostSnapsho
             if isinstance(made, str):
                 problems.append(one_line(f"{host}: {made}"))
                 continue
-            kept.append(made)
+            kept.append(dataclasses.replace(made, job=service in state.jobs))
             if target.entry.digest:
                 digests.setdefault(host, {})[target.entry.image] = target.entry.digest
         containers[host] = sorted(kept, key=lambda c: (c.service, c.replica))

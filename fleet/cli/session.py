@@ -139,6 +139,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "project": plan.project,
         "changes": plan.has_changes,
         "hosts_checked": len(plan.hosts),
+        "order": list(plan.order),
         "hosts": [{"host": h.host, "actions": [action_json(a) for a in h.actions],
                    "findings": [{**f.as_json(), "changes": [
                        {"field": c.field, "observed": c.observed, "desired": c.desired}

@@ -824,7 +824,8 @@ class Service(ContainerOptions):
     # Compose's keys that are not container options:
     depends_on: Annotated[dict[str, fields.Dependency], _before(
         fields.parse_depends_on, list[str] | dict[str, Any])] = Field(
-        default={}, description="Kept for ordering starts (ordering is not applied yet).")
+        default={}, description="Services this one starts and rolls out after, on each "
+                                "host where both run, once they meet the condition.")
     links: Annotated[list[str], _before(fields.parse_links, list[str])] = Field(
         default=[], description="SERVICE[:ALIAS]: the alias resolves to SERVICE on the "
                                 "networks they share.")

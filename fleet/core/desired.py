@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleet.config.compose_fields import Dependency
 from fleet.config.compose_syntax import parse_short_port
 from fleet.config.inventory import Host, Inventory
 from fleet.config.loaded import EnvFileReader, ProjectInput
@@ -25,6 +26,7 @@ from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_nam
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
+from fleet.core.dependencies import dependency_problems, job_services, project_waits
 from fleet.core.files import Delivered
 from fleet.core.host_resources import (
     NetworkSpec,
@@ -62,6 +64,10 @@ class DesiredContainer:
     replica: int
     options: Mapping[str, Any]  # normalized Compose fields; secrets as tokens
     spec_hash: str
+    # A one-shot job (a dependent waits for it with service_completed_successfully): it is
+    # ready, and in sync, once exited with code 0. Not part of the spec: what waits for a
+    # service does not change its containers.
+    job: bool = False
 
     @property
     def name(self) -> str:
@@ -84,8 +90,8 @@ class ServicePlacement:
     # `fleet rollback`'s policy (Compose's deploy.rollback_config); None: `update`
     rollback: UpdatePolicy | None = None
     pull_policy: str = "always"  # always | missing | never
-    # What it refers to: depends_on (kept for ordering starts), links, shared volumes and
-    # namespaces (fleet.core.refs).
+    # What it refers to: depends_on, links, shared volumes and namespaces (fleet.core.refs;
+    # what they mean for starts and rollouts: fleet.core.dependencies).
     refs: ServiceRefs = field(default_factory=ServiceRefs)
     definition: str = ""  # definition_hash: with the image, names the service's release
 
@@ -116,6 +122,15 @@ class DesiredState:
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
         return self.secrets.only(self.declared_secrets.get(host, frozenset()))
+
+    def waits(self) -> dict[str, dict[str, Dependency]]:
+        """Per service, the services it waits for (fleet.core.dependencies)."""
+        return project_waits({name: s.refs for name, s in self.services.items()})
+
+    @property
+    def jobs(self) -> frozenset[str]:
+        """The services that are one-shot jobs (fleet.core.dependencies)."""
+        return job_services(self.waits())
 
 
 def definition_hash(raw_service: Any, playbook_vars: Any) -> str:
@@ -267,6 +282,10 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     known = dict(playbooks.services())
     problems.extend(reference_problems(refs, known, playbooks.inactive))
     aliases = link_aliases(refs)
+    # What some dependent waits for to complete runs once (fleet.core.dependencies).
+    written = {name: {t: d for t, d in own.depends_on.items() if t in refs}
+               for name, own in refs.items()}
+    jobs = job_services(written)
     made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any],
                                ServiceFiles]]] = {}
     files = file_context(playbooks, source.local_files, source.variables, secrets, hidden)
@@ -344,8 +363,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 given_files.setdefault(host_name, set()).update(attached.secrets)
                 mounted.setdefault(name, set()).update(u.name for u in attached.units)
             for replica in range(1, service.replicas + 1):
-                containers[host_name].append(
-                    DesiredContainer(host_name, project, name, replica, options, digest))
+                containers[host_name].append(DesiredContainer(
+                    host_name, project, name, replica, options, digest, job=name in jobs))
         _name_clashes(containers[host_name], known, per_host)
     problems.extend(per_host.problems())
     for name, units in mounted.items():  # a changed file is a new release of its service
@@ -354,6 +373,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     for host_containers in containers.values():
         host_containers.sort(key=lambda c: (c.service, c.replica))
     problems.extend(_port_conflicts(containers, playbooks))
+    problems.extend(dependency_problems(
+        containers, {name: s.hosts for name, s in services.items()}, written, known))
     registries = _render_registries(playbooks, context, problems)
     given = {host: frozenset().union(*(secret_names(c.options) for c in host_containers),
                                      given_files.get(host, set()))

@@ -172,6 +172,13 @@ def _compare(desired: DesiredContainer, container: ObservedContainer,
         detail = "; ".join(str(c) for c in changes[:4]) + (
             f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
         return finding(Kind.CONFIG_CHANGED, detail, changes)
+    if desired.job:
+        # A one-shot job runs to exit code 0 and stays exited: that is its desired state.
+        if (container.state == "exited" and container.exit_code == 0) or container.running:
+            return finding(Kind.IN_SYNC)
+        if container.state == "exited":
+            return finding(Kind.STOPPED, f"job exited with code {container.exit_code}")
+        return finding(Kind.STOPPED, f"job container is {container.state}")
     if not container.running:
         return finding(Kind.STOPPED, f"container is {container.state}")
     if container.health == "unhealthy":

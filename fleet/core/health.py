@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.core.dependencies import COMPLETED, HEALTHY, STARTED
+
 SETTLE_SECONDS = 1.0
 
 
@@ -110,3 +112,71 @@ class MonitorWatch:
 
     def over(self, now: float) -> bool:
         return now >= self.until
+
+
+NOT_DONE = "did not complete successfully"  # the container's state and logs follow
+
+
+def _completed(state: Mapping[str, Any]) -> Verdict:
+    """A one-shot job's run: exited with code 0 passes, another exit code or a dead
+    container fails; anything else is still to come."""
+    if state.get("Status") == "exited":
+        return PASSED if state.get("ExitCode") == 0 else failed(NOT_DONE)
+    return failed(NOT_DONE) if state.get("Status") == "dead" else PENDING
+
+
+@dataclass
+class ExitWatch:
+    """Until a one-shot job is done: exited with code 0 within the timeout."""
+
+    started: float
+    timeout: float
+
+    def observe(self, now: float, data: Mapping[str, Any]) -> Verdict:
+        verdict = _completed(data.get("State") or {})
+        if not verdict.done and now - self.started > self.timeout:
+            return failed(f"still running after {self.timeout:g}s")
+        return verdict
+
+
+def condition_met(condition: str, state: Mapping[str, Any], *, job: bool = False) -> Verdict:
+    """Whether a dependency's container meets a dependent's condition now: service_started
+    running (for a job, also exited with code 0: it ran), service_healthy healthy,
+    service_completed_successfully exited with code 0. A state that can't turn into the
+    condition by waiting fails at once (exited, dead, unhealthy, no healthcheck)."""
+    status = state.get("Status")
+    health = (state.get("Health") or {}).get("Status")
+    if condition == COMPLETED or (job and condition == STARTED and status == "exited"):
+        return _completed(state)
+    if status in ("exited", "dead"):
+        return failed("is not running")
+    if condition == HEALTHY:
+        if health == "healthy":
+            return PASSED
+        if health == "unhealthy":
+            return failed("is not healthy")
+        if status == "running" and health in (None, "none"):
+            return failed("has no healthcheck, so it can never be healthy")
+        return PENDING
+    return PASSED if status == "running" else PENDING
+
+
+@dataclass
+class ConditionWatch:
+    """Until a dependency's containers on a host meet a condition, within the dependency's
+    update timeout."""
+
+    started: float
+    timeout: float
+    condition: str
+    job: bool = False
+
+    def observe(self, now: float, data: Mapping[str, Any]) -> Verdict:
+        verdict = condition_met(self.condition, data.get("State") or {}, job=self.job)
+        if verdict.done:
+            return verdict
+        if now - self.started > self.timeout:
+            word = {STARTED: "running", HEALTHY: "healthy",
+                    COMPLETED: "done"}.get(self.condition, self.condition)
+            return failed(f"is not {word} after {self.timeout:g}s")
+        return PENDING

@@ -105,6 +105,7 @@ class ObservedContainer:
     resources: Mapping[str, Any] = field(default_factory=dict)
     started_at: str = ""
     created: str = ""
+    exit_code: int | None = None  # of its last run, once it has exited
 
     @property
     def project(self) -> str | None:
@@ -259,6 +260,7 @@ def container_from_inspect(data: Any) -> ObservedContainer:
         resources=resources_from_host_config(raw_host_config or {}),
         started_at=(state.StartedAt if state else None) or "",
         created=answer.Created or "",
+        exit_code=state.ExitCode if state else None,
     )
 
 

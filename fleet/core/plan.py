@@ -20,8 +20,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from fleet.config.compose_fields import Dependency
 from fleet.config.references import pinned_image
 from fleet.config.service import UpdatePolicy
+from fleet.core.dependencies import after_note, restarted_by
 from fleet.core.desired import DesiredContainer
 from fleet.core.diff import Finding, Kind, only_updatable
 from fleet.core.files import Delivered, delivered_names
@@ -38,6 +40,7 @@ from fleet.text import one_line
 
 DEFAULT_STOP_GRACE = 10  # seconds; Docker's own default
 READY = "running, and healthy if it has a healthcheck"
+DONE = "a one-shot job: exited with code 0"
 
 
 class ActionKind(StrEnum):
@@ -62,7 +65,8 @@ class StepKind(StrEnum):
     CREATE = "create"
     CONNECT = "connect"
     START = "start"
-    WAIT_READY = "wait-ready"  # polls the container's state: the one step that is not one call
+    WAIT_READY = "wait-ready"  # polls the container's state: not one call
+    WAIT_EXIT = "wait-exit"  # a job's readiness: polls until it exited with code 0
     STOP = "stop"
     RENAME = "rename"
     REMOVE = "remove"
@@ -127,8 +131,8 @@ class Step:
                         f"revision {self.revision}")
             case StepKind.CONNECT:
                 return f"connect {container} to {self.network}"
-            case StepKind.WAIT_READY:
-                return f"wait-ready {container} (up to {self.timeout:g}s)"
+            case StepKind.WAIT_READY | StepKind.WAIT_EXIT:
+                return f"{self.kind} {container} (up to {self.timeout:g}s)"
             case StepKind.STOP:
                 return f"stop {container} (grace {self.timeout:g}s)"
             case StepKind.RENAME:
@@ -209,6 +213,9 @@ class Plan:
     project: str
     hosts: tuple[HostPlan, ...]
     unreachable: Mapping[str, str] = field(default_factory=dict)
+    # The services in the order they roll out, when some wait for others (depends_on...);
+    # empty otherwise (playbook order).
+    order: tuple[str, ...] = ()
 
     @property
     def actions(self) -> list[Action]:
@@ -219,7 +226,10 @@ class Plan:
         return bool(self.actions) or any(h.blocked for h in self.hosts)
 
     def text(self) -> str:
-        return "\n".join(h.text() for h in self.hosts if h.actions or h.blocked)
+        hosts = [h.text() for h in self.hosts if h.actions or h.blocked]
+        if hosts and self.order:
+            hosts.insert(0, one_line(f"rollout order: {', '.join(self.order)}"))
+        return "\n".join(hosts)
 
 
 # -- the steps of each kind of action --------------------------------------------------------
@@ -248,6 +258,12 @@ def _remove(container: ObservedContainer, cause: str) -> Step:
     return _on(StepKind.REMOVE, container, cause)
 
 
+def _readiness(want: DesiredContainer | None) -> tuple[StepKind, str]:
+    """How a container counts as up: ready (running, healthy), or, for a job, done."""
+    return (StepKind.WAIT_EXIT, DONE) if want is not None and want.job else (
+        StepKind.WAIT_READY, READY)
+
+
 def _bring_up(want: DesiredContainer, name: str, image: str, digest: str | None,
               revision: int, timeout: float, *, commit: bool) -> list[Step]:
     """Create `name`, attach its other networks, start it, wait until it is ready. If a later
@@ -256,11 +272,12 @@ def _bring_up(want: DesiredContainer, name: str, image: str, digest: str | None,
                    container=want, image=image, digest=digest, revision=revision,
                    undo=(Step(StepKind.REMOVE, name, "discard the new container"),))
     networks = network_order(want.options["networks"])[1:]
+    wait, ready = _readiness(want)
     return [created,
             *(Step(StepKind.CONNECT, name, "one network at create; the others now",
                    container=want, network=network) for network in networks),
             Step(StepKind.START, name, "start the new container"),
-            Step(StepKind.WAIT_READY, name, READY, timeout=timeout, commit=commit)]
+            Step(wait, name, ready, timeout=timeout, commit=commit)]
 
 
 def pull_action(host: str, image: str, digest: str | None, needed_by: str,
@@ -351,16 +368,17 @@ def _what_it_frees(want: DesiredContainer) -> str:
 
 def start_action(host: str, have: ObservedContainer, want: DesiredContainer | None,
                  cause: str, timeout: float) -> Action:
-    steps = (_on(StepKind.START, have, cause),
-             _on(StepKind.WAIT_READY, have, READY, timeout=timeout))
+    wait, ready = _readiness(want)
+    steps = (_on(StepKind.START, have, cause), _on(wait, have, ready, timeout=timeout))
     return Action(host, ActionKind.START, have.name, cause, want, have, steps=steps)
 
 
 def restart_action(host: str, have: ObservedContainer, want: DesiredContainer | None,
                    cause: str, timeout: float) -> Action:
+    wait, ready = _readiness(want)
     steps = (_stop(have, cause, want),
              _on(StepKind.START, have, cause),
-             _on(StepKind.WAIT_READY, have, READY, timeout=timeout))
+             _on(wait, have, ready, timeout=timeout))
     return Action(host, ActionKind.RESTART, have.name, cause, want, have, steps=steps)
 
 
@@ -454,17 +472,61 @@ def free_name(name: str, taken: frozenset[str]) -> str:
     return candidate
 
 
+BRINGS_UP = (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START, ActionKind.RESTART)
+
+
+def _with_dependencies(actions: list[Action], findings: Sequence[Finding], host: str,
+                       waits: Mapping[str, Mapping[str, Dependency]],
+                       policies: Mapping[str, UpdatePolicy]) -> list[Action]:
+    """What depends_on adds on a host (fleet.core.dependencies): a restart of the running
+    containers of a service whose dependency with `restart: true` is replaced or restarted
+    here, and, in the cause of what brings a container up, what it waits for first."""
+    if not any(waits.values()):
+        return actions
+    here = {f.desired.service for f in findings if f.desired is not None}
+    replaced = {a.service for a in actions if a.kind in (ActionKind.RECREATE,
+                                                         ActionKind.RESTART)}
+    coming_up = {(a.desired.service, a.desired.replica) for a in actions
+                 if a.kind in BRINGS_UP and a.desired is not None}
+    triggers: dict[int, list[str]] = {}  # index in findings -> the dependencies replaced
+    for dependency, dependents in restarted_by(waits).items():
+        if dependency not in replaced:
+            continue
+        for number, finding in enumerate(findings):
+            want, have = finding.desired, finding.observed
+            if (want is not None and have is not None and want.service in dependents
+                    and have.running and finding.kind != Kind.CONFLICT
+                    and (want.service, want.replica) not in coming_up):
+                triggers.setdefault(number, []).append(dependency)
+    restarts = []
+    for number, dependencies in sorted(triggers.items()):
+        want, have = findings[number].desired, findings[number].observed
+        assert want is not None and have is not None
+        policy = policies.get(want.service) or UpdatePolicy()
+        cause = (f"{', '.join(dependencies)} {'is' if len(dependencies) == 1 else 'are'} "
+                 "replaced on this host (depends_on with restart: true)")
+        restarts.append(restart_action(host, have, want, cause, policy.timeout))
+    noted = []
+    for action in [*actions, *restarts]:
+        note = after_note(action.desired.service, waits, here) if (
+            action.kind in BRINGS_UP and action.desired is not None) else ""
+        noted.append(replace(action, cause=f"{action.cause}; {note}") if note else action)
+    return noted
+
+
 def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
               digests: Mapping[str, str | None], *, prune: bool = True,
               policies: Mapping[str, UpdatePolicy] | None = None,
               networks: Mapping[str, NetworkSpec] | None = None,
               volumes: Mapping[str, VolumeSpec] | None = None,
               pull_policies: Mapping[str, str] | None = None,
-              files: Mapping[str, Delivered] | None = None) -> HostPlan:
+              files: Mapping[str, Delivered] | None = None,
+              waits: Mapping[str, Mapping[str, Dependency]] | None = None) -> HostPlan:
     """`policies`: each service's update policy (order, timeout); `networks` and `volumes`:
     the project's, by their names on the hosts; `pull_policies`: each service's `pull_policy`
     (fleet.core.pulls; default always); `files`: the units the playbook gives this host, by
-    name (DesiredState.files)."""
+    name (DesiredState.files); `waits`: per service, what it waits for
+    (fleet.core.dependencies)."""
     policies = policies or {}
     pull_policies = pull_policies or {}
     host = snapshot.host
@@ -531,5 +593,6 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
     ordered = (removals + _resources_to_create(creates, snapshot, networks or {}, volumes or {})
                + deliveries
                + sorted(pulls.values(), key=lambda a: (a.target, a.steps[0].platform)) + others)
+    ordered = _with_dependencies(ordered, findings, host, waits or {}, policies)
     shown = tuple(held.get(number, finding) for number, finding in enumerate(findings))
     return HostPlan(host, shown, tuple(ordered))

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from fleet.config.compose_fields import Dependency
 from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore
 from fleet.config.service import UpdatePolicy
@@ -17,6 +18,7 @@ from fleet.core.files import delivered_names
 from fleet.core.host_resources import named_volumes
 from fleet.core.observed import ObservedContainer
 from fleet.core.plan import (
+    BRINGS_UP,
     Action,
     ActionKind,
     Order,
@@ -109,10 +111,78 @@ def monitor_seconds(policy: UpdatePolicy, canary: bool) -> float:
 
 
 def gated_names(done: Sequence[Action]) -> list[str]:
-    """The containers a health gate watches after these actions."""
+    """The containers a health gate watches after these actions. Not a one-shot job's: it
+    was done when it exited with code 0 (its wait-exit step), and is not meant to stay up."""
     return sorted({a.desired.name for a in done if a.desired is not None
+                   and not a.desired.job
                    and a.kind in (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START,
                                   ActionKind.RESTART, ActionKind.RENAME)})
+
+
+# -- dependencies (fleet.core.dependencies) --------------------------------------------------
+
+# What a dependency's outcome on a host means for its dependents there.
+_HAPPENED = {HostOutcome.FAILED: "it failed", HostOutcome.ROLLED_BACK: "it was rolled back",
+             HostOutcome.ROLLBACK_FAILED: "its rollback failed",
+             HostOutcome.BLOCKED: "it is blocked", HostOutcome.UNTOUCHED: "it was not reached"}
+
+
+@dataclass(frozen=True)
+class DependencyWait:
+    """A dependency whose containers on a host must meet a condition first."""
+
+    service: str
+    condition: str
+    containers: tuple[str, ...]  # its container names on the host
+    timeout: float  # the dependency's update timeout
+    required: bool = True
+    job: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} ({self.condition})"
+
+
+@dataclass(frozen=True)
+class DependencyCheck:
+    refusal: str = ""  # why the service can't change on this host (nothing to wait for then)
+    waits: tuple[DependencyWait, ...] = ()
+    notes: tuple[str, ...] = ()  # optional dependencies skipped
+
+
+def dependency_check(host: str, actions: Sequence[Action], waits: Mapping[str, Dependency],
+                     reports: Sequence[HostReport],
+                     here: Mapping[str, Sequence[DesiredContainer]],
+                     policies: Mapping[str, UpdatePolicy]) -> DependencyCheck:
+    """Before a service's containers come up on a host: a dependency whose own change did
+    not succeed there blocks it; the others that run there are waited for. `waits`: what
+    the service waits for; `reports`: the earlier services' outcomes (they rolled out
+    first); `here`: the host's desired containers per service. A dependency that does not
+    run on the host has nothing to wait for; an optional one (required: false) never
+    blocks, and is noted instead."""
+    if not any(a.kind in BRINGS_UP for a in actions):
+        return DependencyCheck()
+    found: list[DependencyWait] = []
+    notes: list[str] = []
+    for target, dep in sorted(waits.items()):
+        containers = here.get(target, ())
+        if not containers:
+            continue
+        label = f"{target} ({dep.condition})"
+        outcome = next((r for r in reversed(reports)
+                        if r.host == host and r.service == target), None)
+        if outcome is not None and outcome.outcome != HostOutcome.CHANGED:
+            why = f"{_HAPPENED[outcome.outcome]} on this host" + (
+                f" ({outcome.detail})" if outcome.detail else "")
+            if dep.required:
+                return DependencyCheck(f"by dependency {label}: {why}")
+            notes.append(f"optional dependency {label}: {why}; going on")
+            continue
+        policy = policies.get(target) or UpdatePolicy()
+        found.append(DependencyWait(target, dep.condition, tuple(c.name for c in containers),
+                                    policy.timeout, dep.required,
+                                    any(c.job for c in containers)))
+    return DependencyCheck("", tuple(found), tuple(notes))
 
 
 # -- rollback -------------------------------------------------------------------------------
@@ -125,14 +195,16 @@ def with_live_resources(container: DesiredContainer, resources: Mapping[str, obj
         return container
     options = {**container.options, **options_from_resources(resources)}
     return DesiredContainer(container.host, container.project, container.service,
-                            container.replica, options, container.spec_hash)
+                            container.replica, options, container.spec_hash, container.job)
 
 
 def previous_container(observed: ObservedContainer, host: str, project: str,
-                       secrets: SecretStore) -> tuple[DesiredContainer, str, str | None] | str:
+                       secrets: SecretStore, *, job: bool = False
+                       ) -> tuple[DesiredContainer, str, str | None] | str:
     """The desired container `observed` was made from (its recorded spec, with the limits
     it has live, since `docker update` changes those without labels), its pinned image and
-    digest; or why there is none. `secrets` is the host's store (DesiredState.secrets_for)."""
+    digest; or why there is none. `secrets` is the host's store (DesiredState.secrets_for);
+    `job`: the service is a one-shot job."""
     spec = observed.spec
     if spec is None:
         return "it has no recorded spec to return to"
@@ -142,7 +214,7 @@ def previous_container(observed: ObservedContainer, host: str, project: str,
         return recorded
     options = dict(with_live_resources(recorded, observed.resources).options)
     previous = DesiredContainer(host, project, recorded.service, recorded.replica, options,
-                                spec_hash(options, secrets))
+                                spec_hash(options, secrets), job)
     digest = observed.image_digest or None
     return previous, pinned_image(observed.image_ref, digest), digest
 
@@ -167,7 +239,8 @@ def undo_action(report: HostReport, action: Action, project: str, secrets: Secre
         return remove_action(host, made, "rollback") if made is not None else None
     if action.kind in (ActionKind.RECREATE, ActionKind.REMOVE):
         assert action.observed is not None
-        found = previous_container(action.observed, host, project, secrets)
+        found = previous_container(action.observed, host, project, secrets,
+                                   job=action.desired is not None and action.desired.job)
         if isinstance(found, str):
             return f"{action.target}: {found}"
         previous, image, digest = found

@@ -47,7 +47,7 @@ def shared_services(options: Mapping[str, Any]) -> tuple[tuple[str, int | None, 
     return tuple(found)
 
 
-def _where(pb: LoadedPlaybook, service: str, key: str, target: str) -> tuple[KeyPath, bool]:
+def entry_path(pb: LoadedPlaybook, service: str, key: str, target: str) -> tuple[KeyPath, bool]:
     """The path of the entry naming `target` in the service's `key` as written (a list item,
     or a mapping key)."""
     base: KeyPath = ("services", service, key)
@@ -77,7 +77,7 @@ def reference_problems(refs: Mapping[str, ServiceRefs], docs: Mapping[str, Loade
             why = _missing(target, service, docs, inactive)
             if why is None:
                 continue
-            path, at_key = _where(pb, service, key, target)
+            path, at_key = entry_path(pb, service, key, target)
             if key in ("ipc", "pid"):
                 path, at_key = ("services", service, key), False
             problems.append(pb.doc.problem(
@@ -126,7 +126,7 @@ def _cycles(refs: Mapping[str, ServiceRefs], docs: Mapping[str, LoadedPlaybook]
         key = ("depends_on" if second in own.depends_on else
                "links" if any(link.partition(":")[0] == second for link in own.links) else
                next(k for k, _, t in own.shares if t == second))
-        path, at_key = _where(docs[first], first, key, second)
+        path, at_key = entry_path(docs[first], first, key, second)
         problems.append(docs[first].doc.problem(
             path, f"dependency cycle: {' -> '.join(cycle)}", at_key=at_key))
     return problems

@@ -20,7 +20,7 @@ from fleet.core.resources import update_body
 from fleet.docker.bodies import create_body, endpoint_config, network_body, volume_body
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
-from fleet.engine.health import wait_ready
+from fleet.engine.health import wait_exit, wait_ready
 from fleet.errors import DockerError, FleetError
 from fleet.hoststate.files import FileStore
 
@@ -143,8 +143,9 @@ class Executor:
                                              endpoint_config(step.container, step.network))
             case StepKind.START:
                 await docker.start_container(target)
-            case StepKind.WAIT_READY:
-                failure = await wait_ready(docker, target, step.timeout or 0.0)
+            case StepKind.WAIT_READY | StepKind.WAIT_EXIT:
+                wait = wait_ready if step.kind == StepKind.WAIT_READY else wait_exit
+                failure = await wait(docker, target, step.timeout or 0.0)
                 if failure:
                     raise StepFailed(failure)
             case StepKind.STOP:

@@ -17,9 +17,9 @@ import httpx
 
 from fleet.config.service import Probe
 from fleet.core import health
-from fleet.core.health import MonitorWatch, ReadyWatch, Verdict
+from fleet.core.health import ConditionWatch, ExitWatch, MonitorWatch, ReadyWatch, Verdict
 from fleet.docker.client import DockerClient
-from fleet.errors import DockerError
+from fleet.errors import DockerError, DockerNotFoundError
 from fleet.transport.host_probe import (
     HostProbeUnavailable,
     http_status_from_host,
@@ -69,6 +69,41 @@ async def wait_ready(docker: DockerClient, container_id: str, timeout: float, *,
         if verdict.done:
             return await _settle(docker, container_id, verdict, data)
         await sleep(POLL_SECONDS)
+
+
+async def wait_exit(docker: DockerClient, container_id: str, timeout: float, *,
+                    clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
+    """None once a one-shot job exited with code 0; else why not."""
+    watch = ExitWatch(clock(), timeout)
+    while True:
+        data = await docker.inspect_container(container_id)
+        verdict = watch.observe(clock(), data)
+        if verdict.done:
+            return await _settle(docker, container_id, verdict, data)
+        await sleep(POLL_SECONDS)
+
+
+async def wait_condition(docker: DockerClient, names: Sequence[str], condition: str,
+                         timeout: float, *, job: bool = False, clock: Clock = time.monotonic,
+                         sleep: Sleep = asyncio.sleep) -> str | None:
+    """None once every one of a dependency's containers meets a dependent's condition
+    (fleet.core.health.condition_met), within `timeout`; else why not, naming the
+    container."""
+    watch = ConditionWatch(clock(), timeout, condition, job)
+    for name in names:
+        while True:
+            try:
+                data = await docker.inspect_container(name)
+            except DockerNotFoundError:
+                return f"{name} does not exist on this host"
+            verdict = watch.observe(clock(), data)
+            if verdict.done:
+                why = await _settle(docker, name, verdict, data)
+                if why is not None:
+                    return f"{name} {why}"
+                break
+            await sleep(POLL_SECONDS)
+    return None
 
 
 def _why(exc: BaseException, timeout: float) -> str:

@@ -4,8 +4,10 @@ gated on health, with automatic rollback when failures exceed the budget. Every 
 
 Order of work: images are pulled on every host first (no container changes yet); then
 containers of services no longer in the playbook are removed; then each service of the
-playbook rolls out with its own `update:` policy. Ctrl-C starts no new batch: the batch in
-flight settles (finishes, or is reverted), and every host's state is reported.
+playbook rolls out with its own `update:` policy, after the services it depends on
+(fleet.core.dependencies); on each host, its containers come up only once the dependencies
+there meet their conditions. Ctrl-C starts no new batch: the batch in flight settles
+(finishes, or is reverted), and every host's state is reported.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fleet.config.compose_fields import Dependency
 from fleet.config.service import UpdatePolicy
 from fleet.core import policy as decide
+from fleet.core.dependencies import rollout_order
+from fleet.core.desired import DesiredContainer
 from fleet.core.plan import Action, ActionKind, HostPlan, Plan
 from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
 from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
 from fleet.engine.executor import ExecutionResult, Executor
-from fleet.engine.health import health_gate
+from fleet.engine.health import health_gate, wait_condition
 from fleet.engine.journaling import JournalBook
 from fleet.engine.run import Run
 from fleet.errors import DockerError, FleetError, LockLost
@@ -54,6 +59,7 @@ class Rollout:
         self.only = list(services) if services is not None else None
         self.result = RolloutResult()
         self.journal = journal or JournalBook(run, command, self.report)
+        self.waits: dict[str, dict[str, Dependency]] = {}
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -94,9 +100,10 @@ class Rollout:
     # -- phases ---------------------------------------------------------------------------
 
     async def _prepare_everywhere(self) -> dict[str, dict[str, str]]:
-        """Pull images and create networks on every host before any container changes.
-        Per host, what failed to prepare (image or network -> why); each preparation is
-        tried, so one bad image blocks only the services that need it."""
+        """Pull images, create networks and volumes, deliver the files next to the compose
+        file, on every host before any container changes. Per host, what failed to prepare
+        (image, network, volume or file name -> why); each preparation is tried, so one bad
+        image blocks only the services that need it."""
         failures: dict[str, dict[str, str]] = {}
 
         async def prepare(host_plan: HostPlan) -> None:
@@ -110,7 +117,9 @@ class Rollout:
 
     async def execute(self) -> RolloutResult:
         unprepared = await self._prepare_everywhere()
-        services = self.only if self.only is not None else list(self.run.state.services)
+        self.waits = self.run.state.waits()
+        services = self.only if self.only is not None else rollout_order(
+            list(self.run.state.services), self.waits)
         try:
             # Containers of services gone from the playbook go first: they may hold names
             # or host ports a renamed service needs.
@@ -187,6 +196,10 @@ class Rollout:
             # Known before any change (a foreign container in the way, an image that would
             # not pull): reported, but not a failure of the new version, so not counted.
             return HostReport(host, service, HostOutcome.BLOCKED, refusal)
+        waiting = await self._wait_dependencies(service, host, actions)
+        if waiting:
+            # A dependency failed here: nothing of this service changes on this host.
+            return HostReport(host, service, HostOutcome.BLOCKED, waiting)
         unrecorded = await self.journal.start(host, actions)
         if unrecorded:
             return HostReport(host, service, HostOutcome.BLOCKED, unrecorded)
@@ -206,6 +219,34 @@ class Rollout:
         else:
             self.report(host, f"{service}: done")
         return report
+
+    async def _wait_dependencies(self, service: str, host: str, actions: list[Action]) -> str:
+        """Wait until the dependencies that run on this host meet their conditions; or why
+        the service can't change here ("" when it can)."""
+        state = self.run.state
+        here: dict[str, list[DesiredContainer]] = {}
+        for container in state.containers.get(host, []):
+            here.setdefault(container.service, []).append(container)
+        check = decide.dependency_check(
+            host, actions, self.waits.get(service, {}), self.result.reports, here,
+            {name: placement.update for name, placement in state.services.items()})
+        for note in check.notes:
+            self.report(host, f"{service}: {note}")
+        if check.refusal:
+            return check.refusal
+        for wait in check.waits:
+            self.report(host, f"{service}: waiting for {wait.label}")
+            try:
+                why = await wait_condition(self.run.docker(host), wait.containers,
+                                           wait.condition, wait.timeout, job=wait.job)
+            except DockerError as exc:
+                why = exc.reason
+            if why and wait.required:
+                return f"by dependency {wait.label}: {why}"
+            if why:
+                self.report(host, f"{service}: optional dependency {wait.label}: {why}; "
+                                  "going on")
+        return ""
 
     # -- rollback -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 
+from fleet.core.dependencies import rollout_order
 from fleet.core.desired import DesiredState
 from fleet.core.diff import DiffContext, Finding, diff_host
 from fleet.core.files import FilesOnHost, needs_files
@@ -206,11 +207,14 @@ class Run:
         policies = {name: s.update for name, s in self.state.services.items()}
         pulls = {name: s.pull_policy for name, s in self.state.services.items()}
         findings = self.diff(observation)
+        waits = self.state.waits()
         hosts = tuple(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
                       policies=policies, networks=self.state.networks,
                       volumes=self.state.volumes, pull_policies=pulls,
-                      files=self.state.files.get(h.name, {}))
+                      files=self.state.files.get(h.name, {}), waits=waits)
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
-        return Plan(self.state.project, hosts, dict(observation.unreachable))
+        order = rollout_order(list(self.state.services), waits) if any(
+            waits.values()) else []
+        return Plan(self.state.project, hosts, dict(observation.unreachable), tuple(order))
