@@ -35,9 +35,10 @@ def _reason(exc: BaseException, host: str) -> str:
             exc.code == asyncssh.OPEN_REQUEST_SESSION_FAILED:
         # The session opened but its "subsystem sftp" request was refused: no Subsystem line.
         return (f"sshd on {host} offers no SFTP subsystem, which fleet needs for the project's "
-                "journal and lock (hardened sshd_config files often drop it); add "
-                "`Subsystem sftp internal-sftp` to its sshd_config and reload sshd "
-                "(`fleet check` and `fleet status` work without it)")
+                "journal and lock and the files it delivers (hardened sshd_config files often "
+                "drop it); add `Subsystem sftp internal-sftp` to its sshd_config and reload sshd "
+                "(`fleet check` and `fleet status` work without it, unless the project "
+                "delivers files next to its compose file)")
     if isinstance(exc, asyncssh.SFTPError):
         return exc.reason or type(exc).__name__
     return str(exc) or type(exc).__name__

@@ -30,9 +30,10 @@ from fleet.transport import HostConnection
 LOOPBACK = "127.0.0.1"
 SETTINGS = "AllowStreamLocalForwarding no, AllowTcpForwarding no or DisableForwarding yes"
 NO_SFTP = ("sshd on hardened offers no SFTP subsystem, which fleet needs for the project's "
-           "journal and lock (hardened sshd_config files often drop it); add "
-           "`Subsystem sftp internal-sftp` to its sshd_config and reload sshd "
-           "(`fleet check` and `fleet status` work without it)")
+           "journal and lock and the files it delivers (hardened sshd_config files often "
+           "drop it); add `Subsystem sftp internal-sftp` to its sshd_config and reload sshd "
+           "(`fleet check` and `fleet status` work without it, unless the project "
+           "delivers files next to its compose file)")
 
 
 @dataclass
