@@ -16,6 +16,8 @@ A relative source that does not exist on the controller is Compose's data direct
 (`./data:/var/lib/mysql`): `fleet-data:<path in the project>`, a directory of the project on
 each host (`<state_dir>/<project>/binds/<path>`) that Docker creates when missing and fleet
 never empties.
+
+The files are read on the controller, within the limits of fleet.config.local_files.
 """
 
 from __future__ import annotations
@@ -26,14 +28,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fleet.config.local_files import MAX_FILE_BYTES, MAX_PROJECT_BYTES, MAX_TREE_ENTRIES
-
 SOURCE_PREFIX = "fleet-file:"
 DATA_PREFIX = "fleet-data:"
 FILES_DIR = "files"
 DATA_DIR = "binds"
-
-__all__ = ["MAX_FILE_BYTES", "MAX_PROJECT_BYTES", "MAX_TREE_ENTRIES"]
 
 
 @dataclass(frozen=True)
