@@ -117,25 +117,27 @@ def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 
 async def _connect_retrying(target: Host, *, handshakes: asyncio.Semaphore,
-                            attempts: int = CONNECT_ATTEMPTS,
+                            connect_timeout: float, attempts: int = CONNECT_ATTEMPTS,
                             **options: Any) -> asyncssh.SSHClientConnection:
     """_connect, holding a handshake slot only while shaking hands, and trying a transient
-    failure again after a jittered pause; a timeout is tried once more at most (a dead host
-    costs two timeouts, not `attempts`)."""
-    timeouts = 0
+    failure again after a jittered pause. The whole of it, retries included, stays within
+    `connect_timeout` (time waiting for a slot aside): a dead host costs one timeout."""
+    deadline = asyncio.get_running_loop().time() + connect_timeout
     for attempt in range(1, attempts + 1):
-        try:
-            async with handshakes:
-                return await _connect(target, **options)
-        except ConnectError as exc:
-            timed_out = isinstance(exc.__cause__, TimeoutError)
-            timeouts += timed_out
-            if not exc.transient or attempt == attempts or timeouts > 1:
-                if attempt > 1:
-                    raise ConnectError(target.name, f"{exc.reason} (after {attempt} tries)",
-                                       transient=exc.transient) from exc
-                raise
-        await asyncio.sleep(retry_delay(attempt))
+        async with handshakes:
+            remaining = (connect_timeout if attempt == 1
+                         else max(deadline - asyncio.get_running_loop().time(), 0.001))
+            try:
+                return await _connect(target, connect_timeout=remaining, **options)
+            except ConnectError as exc:
+                pause = retry_delay(attempt)
+                left = deadline - asyncio.get_running_loop().time() - pause
+                if not exc.transient or attempt == attempts or left <= 0:
+                    if attempt > 1:
+                        raise ConnectError(target.name, f"{exc.reason} (after {attempt} tries)",
+                                           transient=exc.transient) from exc
+                    raise
+        await asyncio.sleep(pause)
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
