@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 ruff check fleet tests benchmarks
 mypy
 lint-imports --no-cache >/dev/null || lint-imports --no-cache
-python -m pytest "$@"
+# Two workers, each with its own lab (tests/e2e/conftest.py): e2e tests mostly wait on
+# containers, so two labs halve the wall time. FLEET_TEST_WORKERS=0 runs in one process.
+python -m pytest -n "${FLEET_TEST_WORKERS:-2}" --dist loadfile "$@"

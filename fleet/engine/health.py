@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 import httpx
@@ -59,28 +59,31 @@ async def _settle(docker: DockerClient, container_id: str, verdict: Verdict,
     return f"{verdict.failure}: {why}" if verdict.failure else why
 
 
-async def wait_ready(docker: DockerClient, container_id: str, timeout: float, *,
-                     clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
-    """None once running (and healthy, if it has a healthcheck); else why not."""
-    watch = ReadyWatch(clock(), timeout, SETTLE_SECONDS)
+class _Watch(Protocol):
+    def observe(self, now: float, data: Mapping[str, Any]) -> Verdict: ...
+
+
+async def _poll(docker: DockerClient, container_id: str, watch: _Watch, clock: Clock,
+                sleep: Sleep) -> str | None:
     while True:
         data = await docker.inspect_container(container_id)
         verdict = watch.observe(clock(), data)
         if verdict.done:
             return await _settle(docker, container_id, verdict, data)
         await sleep(POLL_SECONDS)
+
+
+async def wait_ready(docker: DockerClient, container_id: str, timeout: float, *,
+                     clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
+    """None once running (and healthy, if it has a healthcheck); else why not."""
+    return await _poll(docker, container_id, ReadyWatch(clock(), timeout, SETTLE_SECONDS),
+                       clock, sleep)
 
 
 async def wait_exit(docker: DockerClient, container_id: str, timeout: float, *,
                     clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
     """None once a one-shot job exited with code 0; else why not."""
-    watch = ExitWatch(clock(), timeout)
-    while True:
-        data = await docker.inspect_container(container_id)
-        verdict = watch.observe(clock(), data)
-        if verdict.done:
-            return await _settle(docker, container_id, verdict, data)
-        await sleep(POLL_SECONDS)
+    return await _poll(docker, container_id, ExitWatch(clock(), timeout), clock, sleep)
 
 
 async def wait_condition(docker: DockerClient, names: Sequence[str], condition: str,

@@ -6,6 +6,7 @@ Every test in tests/e2e is marked `lab` and skipped when not run as root.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import os
 import signal
 from collections.abc import Iterator
@@ -16,13 +17,40 @@ import pytest
 
 from fleet.lab import Lab, lab_down, lab_up
 
-TEST_LAB_DIR = Path(os.environ.get("FLEET_TEST_LAB_DIR", "/var/lib/fleet-lab-test"))
-TEST_LAB_SUBNET = os.environ.get("FLEET_TEST_LAB_SUBNET", "198.18.1.0/24")
-TEST_LAB_HOSTS = int(os.environ.get("FLEET_TEST_LAB_HOSTS", "6"))
 E2E_DIR = Path(__file__).parent
+# Modules by how long they take, the longest first: pytest-xdist hands whole modules to its
+# workers in this order, so the last one to start is a short one.
+SLOWEST_FIRST = ("test_faults", "test_rollout", "test_converge", "test_compose_app",
+                 "test_hostile_hosts", "test_hardened_hosts")
+
+
+def _worker_lab(base_dir: Path, base_subnet: str) -> tuple[Path, str]:
+    """Each pytest-xdist worker runs its own lab: gw0 the configured one, gwN beside it in
+    DIR-gwN and the subnet 10*N /24s further on (still in 198.18.0.0/15)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    if index == 0:
+        return base_dir, base_subnet
+    network = ipaddress.ip_network(base_subnet)
+    moved = ipaddress.ip_network((int(network.network_address) + index * 10 * network.num_addresses,
+                                  network.prefixlen))
+    if not moved.subnet_of(ipaddress.ip_network("198.18.0.0/15")):
+        raise pytest.UsageError(f"worker {worker}'s lab subnet {moved} leaves 198.18.0.0/15")
+    return base_dir.with_name(f"{base_dir.name}-{worker}"), str(moved)
+
+
+TEST_LAB_DIR, TEST_LAB_SUBNET = _worker_lab(
+    Path(os.environ.get("FLEET_TEST_LAB_DIR", "/var/lib/fleet-lab-test")),
+    os.environ.get("FLEET_TEST_LAB_SUBNET", "198.18.1.0/24"))
+TEST_LAB_HOSTS = int(os.environ.get("FLEET_TEST_LAB_HOSTS", "6"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        name = Path(item.path).stem
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=weight)  # stable: within a module, the file's order
     skip = pytest.mark.skip(reason="lab tests need root (network namespaces, sshd, dockerd)")
     for item in items:
         if E2E_DIR in Path(item.path).parents:

@@ -175,10 +175,13 @@ def assert_still_serving(lab: Lab, except_hosts: set[str]) -> None:
 def test_a_host_cut_off_mid_rollout_fails_alone(lab: Lab, playbook: Path) -> None:
     # One host at a time, so the cut host is not mid-swap (then it could be left with its
     # old container stopped and no way for fleet to reach it: the re-run heals that).
-    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2", batch=1))
+    # The waves pin the order: the victim is the last host and cannot have started.
+    first, victim = lab.hosts[0].name, lab.hosts[-1].name
+    spec = web(lab, "v2", batch=1)
+    spec["web"]["update"]["waves"] = [h.name for h in lab.hosts]
+    write_playbook(playbook, PROJECT, lab.inventory_path, spec)
     process = start_apply(playbook)
-    first = wait_for(first_with(lab, "v2"))
-    victim = next(h.name for h in reversed(lab.hosts) if h.name != first)
+    wait_for(lambda: first if page(lab, first) == "v2" else None)
     subprocess.run(["ip", "link", "set", host_state(lab, victim).veth, "down"], check=True)
     code, result, _ = finish(process)
     assert code == 1
