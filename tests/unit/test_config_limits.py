@@ -637,18 +637,20 @@ def test_transforming_a_secret_is_a_validation_error(template: str) -> None:
         "No filter named" in message, message
 
 
+# The token's key is made per process, so the expected text is built in the test
+# (parameter ids must be the same in every pytest-xdist worker): T stands for the token.
 @pytest.mark.parametrize(("template", "result"), [
-    ("{{ secret('P') }}", token("P")),
-    ("{{ secret('P') ~ 'x' }}", token("P") + "x"),
-    ("db://u:{{ secret('P') }}@h/{{ project }}", f"db://u:{token('P')}@h/shop"),
-    ("{{ secret('P') + '!' }}", token("P") + "!"),
-    ("{{ secret('P') if flag else 'none' }}", token("P")),
-    ("{% set t = secret('P') %}{{ t }}{{ t }}", token("P") * 2),
-    ("{% for i in range(2) %}{{ secret('P') }}{% endfor %}", token("P") * 2),
-    ("{% with t = secret('P') %}{{ t }}{% endwith %}", token("P")),
+    ("{{ secret('P') }}", "T"),
+    ("{{ secret('P') ~ 'x' }}", "Tx"),
+    ("db://u:{{ secret('P') }}@h/{{ project }}", "db://u:T@h/shop"),
+    ("{{ secret('P') + '!' }}", "T!"),
+    ("{{ secret('P') if flag else 'none' }}", "T"),
+    ("{% set t = secret('P') %}{{ t }}{{ t }}", "TT"),
+    ("{% for i in range(2) %}{{ secret('P') }}{% endfor %}", "TT"),
+    ("{% with t = secret('P') %}{{ t }}{% endwith %}", "T"),
 ])
 def test_secrets_used_whole_still_render(template: str, result: str) -> None:
-    assert render(template, flag=True) == result
+    assert render(template, flag=True) == result.replace("T", token("P"))
 
 
 def test_template_limits_are_problems_at_their_key(tmp_path: Path) -> None:
