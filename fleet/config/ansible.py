@@ -353,8 +353,10 @@ def json_problem(text: str, path: str) -> Problem | None:
     return None
 
 
-def from_ansible_data(doc: SourceDoc, vault: VaultSecrets, *, is_json: bool = False
-                      ) -> AnsibleRead:
+def from_ansible_data(doc: SourceDoc, vault: VaultSecrets, *, is_json: bool = False,
+                      vars_dir: Path | None = None) -> AnsibleRead:
+    """`vars_dir` holds group_vars/ and host_vars/: the directory given as the inventory
+    source, else the file's own."""
     builder = _Builder(doc, vault)
     data: dict[str, Any] = doc.data
     if isinstance(data.get("plugin"), str):
@@ -367,7 +369,7 @@ def from_ansible_data(doc: SourceDoc, vault: VaultSecrets, *, is_json: bool = Fa
     else:
         for name, body in data.items():
             _walk_yaml_group(builder, str(name), body, (str(name),))
-    builder.load_var_dirs(Path(doc.path).parent)
+    builder.load_var_dirs(vars_dir or Path(doc.path).parent)
     return builder.build(), doc, builder.problems, builder.layers
 
 
@@ -384,7 +386,8 @@ def _ini_value(text: str) -> Any:
 _SECTION = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?")
 
 
-def read_ini(path: str, text: str, vault: VaultSecrets) -> AnsibleRead:
+def read_ini(path: str, text: str, vault: VaultSecrets, vars_dir: Path | None = None
+             ) -> AnsibleRead:
     doc = SourceDoc(path=path, data=None)
     builder = _Builder(doc, vault)
     unprintable = unprintable_problem(text, path)
@@ -428,7 +431,7 @@ def read_ini(path: str, text: str, vault: VaultSecrets) -> AnsibleRead:
             builder.group(words[0])
         else:
             _ini_hosts(builder, doc, section, words, number)
-    builder.load_var_dirs(Path(path).parent)
+    builder.load_var_dirs(vars_dir or Path(path).parent)
     return builder.build(), doc, builder.problems, builder.layers
 
 

@@ -34,6 +34,11 @@ DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_STATE_DIR = ".fleet"  # relative: under the SSH user's home, writable without root
 NATIVE_SECTIONS = frozenset({"defaults", "hosts", "groups"})
+# Ansible's default INVENTORY_IGNORE_EXTS: files a directory source leaves out.
+IGNORED_EXTENSIONS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
+                      ".orig", ".ini", ".cfg", ".retry")
+MAX_DIRECTORY_FILES = 1000  # files and directories one inventory directory may hold
+MAX_DIRECTORY_DEPTH = 16  # folders inside an inventory directory (a symlink loop ends here)
 
 
 @dataclass(frozen=True)
@@ -88,16 +93,18 @@ def _is_native(data: Any, path: str) -> bool:
     return bool(set(data) & NATIVE_SECTIONS)
 
 
-def read_inventory_file(path: str, vault: VaultSecrets | None = None) -> ansible.AnsibleRead:
+def read_inventory_file(path: str, vault: VaultSecrets | None = None,
+                        vars_dir: Path | None = None) -> ansible.AnsibleRead:
     """Parse one file in any supported format into the native model (and, for Ansible's,
-    the layers of variables it keeps apart)."""
+    the layers of variables it keeps apart, from group_vars/ and host_vars/ in `vars_dir`,
+    by default the file's directory)."""
     vault = vault or VaultSecrets()
     layers = ansible.AnsibleLayers(secrets=vault.values)
     text, problem = read_source(path)
     if text is None:
         return None, SourceDoc(path, None), [problem] if problem else [], layers
     if ansible.looks_like_ini(path, text):
-        return ansible.read_ini(path, text, vault)
+        return ansible.read_ini(path, text, vault, vars_dir)
     if path.endswith(".json"):
         problem = ansible.json_problem(text, path)
         if problem is not None:
@@ -117,7 +124,8 @@ def read_inventory_file(path: str, vault: VaultSecrets | None = None) -> ansible
     if _is_native(doc.data, path):
         model, problems = validate_model(InventoryFile, doc.data, doc)
         return model, doc, doc.problems + problems, layers
-    model, doc, problems, layers = ansible.from_ansible_data(doc, vault, is_json=is_json)
+    model, doc, problems, layers = ansible.from_ansible_data(doc, vault, is_json=is_json,
+                                                             vars_dir=vars_dir)
     return model, doc, doc.problems + problems, layers
 
 
@@ -208,9 +216,10 @@ class _Groups:
     defs: dict[str, tuple[GroupEntry, _Loaded]]
     members: dict[str, frozenset[str]]
     depths: dict[str, int]
+    priorities: dict[str, int]  # ansible_group_priority, the last file's that sets it
 
     def priority(self, name: str) -> int:
-        return self.defs[name][1].layers.priorities.get(name, 1)
+        return self.priorities.get(name, 1)
 
     def of(self, host: str) -> list[str]:
         """A host's groups in Ansible's order of precedence: by depth (parents first), then
@@ -219,20 +228,38 @@ class _Groups:
                       key=lambda g: (self.depths.get(g, 0), self.priority(g), g))
 
 
+def _merged_group(first: GroupEntry, second: GroupEntry) -> GroupEntry:
+    """A group two Ansible inventory files define, as Ansible merges it: every member and
+    child of both, the later file's vars over the earlier's."""
+    return GroupEntry(hosts=list(dict.fromkeys([*first.hosts, *second.hosts])),
+                      children=list(dict.fromkeys([*first.children, *second.children])),
+                      vars={**first.vars, **second.vars})
+
+
 def _resolve_groups(loaded: Sequence[_Loaded], entries: Mapping[str, Any],
                     base_hosts: Sequence[Host], problems: list[Problem]) -> _Groups:
     """Groups: direct hosts, pattern matches, then children (transitively)."""
     group_defs: dict[str, tuple[GroupEntry, _Loaded]] = {}
+    every_def: list[tuple[str, GroupEntry, _Loaded]] = []
+    priorities: dict[str, int] = {}
     for item in loaded:
         for gname, group in item.model.groups.items():
             if gname in group_defs:
-                problems.append(item.doc.problem(("groups", gname),
-                                                 f"group '{gname}' is defined twice", at_key=True))
-                continue
-            group_defs[gname] = (group, item)
+                earlier, first_item = group_defs[gname]
+                if item.native or first_item.native:
+                    problems.append(item.doc.problem(
+                        ("groups", gname), f"group '{gname}' is defined twice (also in "
+                        f"{first_item.doc.path})", at_key=True))
+                    continue
+                group_defs[gname] = (_merged_group(earlier, group), first_item)
+            else:
+                group_defs[gname] = (group, item)
+            every_def.append((gname, group, item))
+            if gname in item.layers.priorities:
+                priorities[gname] = item.layers.priorities[gname]
     direct: dict[str, set[str]] = {}
-    for gname, (group, item) in group_defs.items():
-        members = set()
+    for gname, group, item in every_def:
+        members = direct.setdefault(gname, set())
         for index, hname in enumerate(group.hosts):
             if hname not in entries:
                 problems.append(item.doc.problem(("groups", gname, "hosts", index),
@@ -252,7 +279,7 @@ def _resolve_groups(loaded: Sequence[_Loaded], entries: Mapping[str, Any],
             if child not in group_defs:
                 problems.append(item.doc.problem(("groups", gname, "children", index),
                                                  f"unknown group '{child}'"))
-        direct[gname] = members & set(entries)
+    direct = {gname: members & set(entries) for gname, members in direct.items()}
     children = {g: [c for c in d.children if c in group_defs] for g, (d, _) in group_defs.items()}
     cycle = _find_cycle(children)
     if cycle:
@@ -269,7 +296,7 @@ def _resolve_groups(loaded: Sequence[_Loaded], entries: Mapping[str, Any],
         return result
 
     return _Groups(group_defs, {g: frozenset(members_of(g)) for g in group_defs},
-                   _group_depths(children))
+                   _group_depths(children), priorities)
 
 
 def merged_vars(name: str, entry: HostEntry, host_groups: Sequence[str], groups: _Groups,
@@ -327,10 +354,16 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
     for item in loaded:
         for name, entry in item.model.hosts.items():
             if name in entries:
-                problems.append(item.doc.problem(
-                    ("hosts", name),
-                    f"duplicate host name '{name}' (also in {entries[name][1].doc.path})",
-                    at_key=True))
+                earlier, first_item = entries[name]
+                if item.native or first_item.native:
+                    problems.append(item.doc.problem(
+                        ("hosts", name),
+                        f"duplicate host name '{name}' (also in {first_item.doc.path})",
+                        at_key=True))
+                    continue
+                # Ansible merges a host several files name: the later file's vars win.
+                merged = {**earlier.vars, **(entry.vars if entry else {})}
+                entries[name] = (earlier.model_copy(update={"vars": merged}), first_item)
                 continue
             entries[name] = (entry or HostEntry(), item)
     base_hosts = [_base_host(name, entry, item) for name, (entry, item) in entries.items()]
@@ -378,15 +411,57 @@ def resolve(loaded: Sequence[_Loaded]) -> tuple[Inventory, list[Problem]]:
                      secrets), problems
 
 
+def inventory_files(path: str) -> tuple[list[str], list[Problem]]:
+    """The files of one inventory source: a file itself, or a directory's files as Ansible
+    reads them, in name order and into subdirectories, leaving out hidden files,
+    group_vars/ and host_vars/ (vars of the files beside them) and Ansible's default
+    INVENTORY_IGNORE_EXTS."""
+    if not os.path.isdir(path):
+        return [path], []
+    found: list[str] = []
+    pending = [(Path(path), 0)]
+    while pending:
+        directory, depth = pending.pop(0)
+        if depth > MAX_DIRECTORY_DEPTH:
+            return [], [Problem(str(directory), 0, 0, (), "inventory directory nests more "
+                                f"than {MAX_DIRECTORY_DEPTH} levels of folders")]
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            return [], [Problem(str(directory), 0, 0, (),
+                                f"cannot read inventory directory: {exc.strerror}")]
+        nested: list[tuple[Path, int]] = []
+        for name in names:
+            entry = directory / name
+            if name.startswith(".") or name.endswith(IGNORED_EXTENSIONS):
+                continue
+            if entry.is_dir():
+                if name not in ("group_vars", "host_vars"):
+                    nested.append((entry, depth + 1))
+            elif entry.is_file():
+                found.append(str(entry))
+            if len(found) + len(nested) + len(pending) > MAX_DIRECTORY_FILES:
+                return [], [Problem(path, 0, 0, (), "inventory directory holds more than "
+                                    f"{MAX_DIRECTORY_FILES} files and directories")]
+        pending[:0] = nested  # depth first, as Ansible walks a directory source
+    return found, []
+
+
 def load_inventory_with_problems(paths: Sequence[str], vault: VaultDecrypt | None = None
                                  ) -> tuple[Inventory, list[Problem]]:
-    """Every inventory file, with the problems found; `vault` decrypts Ansible Vault values
-    (without it, each is a problem)."""
+    """Every inventory file (a directory: its files), with the problems found; `vault`
+    decrypts Ansible Vault values (without it, each is a problem)."""
     problems: list[Problem] = []
     loaded: list[_Loaded] = []
     secrets = VaultSecrets(vault) if vault else VaultSecrets()
-    for path in paths:
-        model, doc, found, layers = read_inventory_file(path, secrets)
+    files: list[tuple[str, Path | None]] = []
+    for source in paths:
+        in_source, trouble = inventory_files(source)
+        vars_dir = Path(source) if os.path.isdir(source) else None
+        files += [(path, vars_dir) for path in in_source]
+        problems += trouble
+    for path, vars_dir in files:
+        model, doc, found, layers = read_inventory_file(path, secrets, vars_dir)
         problems.extend(found)
         if model is not None:
             loaded.append(_Loaded(model, doc, Path(path).resolve().parent, layers))

@@ -38,6 +38,7 @@ INVENTORIES = {  # name -> the inventory file in its folder
     "precedence": "hosts.ini",
     "ungrouped": "hosts.yml",
     "kube": "inventory.ini",
+    "split": ".",  # the directory itself
 }
 SCRIPTED = {"list_json": "inventory.json"}  # JSON that Ansible reads through a script
 EXPORTED = ("yaml_tree", "priority", "precedence")  # where --export's grouping matters

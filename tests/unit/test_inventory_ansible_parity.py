@@ -313,3 +313,73 @@ def test_ini_section_headers_as_ansible_reads_them(tmp_path: Path) -> None:
     assert names(inventory) == ["w1", "2001:db8::1"] and inventory.host("2001:db8::1").port == 2222
     assert [(p.line, p.message) for p in errors_in(found)] == [
         (4, "invalid section '[bad section]': write [name] or [name:vars|children], no spaces")]
+
+
+# --- several files, directories ---------------------------------------------------------
+
+
+def test_groups_and_hosts_in_several_ansible_files_are_merged(tmp_path: Path) -> None:
+    one = write(tmp_path, "one.ini", "[web]\nw1 ansible_host=198.18.41.1 tier=one\n"
+                                     "[web:vars]\ncolor=blue\n")
+    two = write(tmp_path, "two.yml", """\
+        all:
+          children:
+            web:
+              hosts:
+                w2: {ansible_host: 198.18.41.2}
+                w1: {tier: two}
+              vars: {color: green}
+        """)
+    inventory = load_inventory([str(one), str(two)])
+    assert names(inventory) == ["w1", "w2"]
+    assert inventory.groups["web"] == frozenset({"w1", "w2"})
+    w1 = inventory.host("w1")
+    assert (w1.address, w1.vars) == ("198.18.41.1", {"tier": "two", "color": "green"})
+
+
+def test_a_native_group_defined_again_is_an_error_naming_both_files(tmp_path: Path) -> None:
+    native = write(tmp_path, "hosts.yml", """\
+        hosts:
+          w1: {address: 198.18.41.1}
+        groups:
+          web: {hosts: [w1]}
+        """)
+    other = write(tmp_path, "more.ini", "[web]\nw1\n")
+    _, found = load_inventory_with_problems([str(native), str(other)])
+    messages = [p.message for p in errors_in(found)]
+    assert f"group 'web' is defined twice (also in {native})" in messages
+    assert f"duplicate host name 'w1' (also in {native})" in messages
+
+
+def test_a_directory_is_read_as_ansible_reads_a_directory_source(tmp_path: Path) -> None:
+    write(tmp_path / "inv", "b-late", "[web]\nw2 ansible_host=198.18.41.2\n")
+    write(tmp_path / "inv", "a-first.yml", "all:\n  hosts:\n    w1: {ansible_host: 198.18.41.1}\n")
+    write(tmp_path / "inv", "old.ini", "[web]\nignored ansible_host=198.18.41.9\n")
+    write(tmp_path / "inv", "README.md", "# notes\n")
+    write(tmp_path / "inv", ".hidden", "[web]\nhidden ansible_host=198.18.41.8\n")
+    write(tmp_path / "inv" / "sub", "c", "[db]\nd1 ansible_host=198.18.41.3\n")
+    write(tmp_path / "inv" / "group_vars", "web.yml", "color: blue\n")
+    write(tmp_path / "inv" / "host_vars", "d1.yml", "role: primary\n")
+    inventory = load_inventory([str(tmp_path / "inv")])
+    assert names(inventory) == ["w1", "w2", "d1"]
+    assert inventory.host("w2").vars == {"color": "blue"}
+    assert inventory.host("d1").vars == {"role": "primary"}  # the source's host_vars/
+
+
+def test_a_directory_with_too_many_files_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "inv"
+    folder.mkdir()
+    for index in range(1001):
+        (folder / f"h{index:04}").write_text("")
+    _, found = load_inventory_with_problems([str(folder)])
+    assert [p.message for p in errors_in(found)] == [
+        "inventory directory holds more than 1000 files and directories"]
+
+
+def test_a_directory_that_links_to_itself_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "inv"
+    write(folder, "hosts", "[web]\nw1 ansible_host=198.18.41.1\n")
+    (folder / "loop").symlink_to(folder)
+    _, found = load_inventory_with_problems([str(folder)])
+    assert [p.message for p in errors_in(found)] == [
+        "inventory directory nests more than 16 levels of folders"]
