@@ -98,11 +98,22 @@ def render(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
         echo("")
 
 
+# A service's settings on each of its networks that are zero unless configured.
+_NETWORK_ZEROS = {"priority": 0, "gw_priority": 0}
+
+
 def _compact(value: object) -> object:
     """Leave out unset and empty fields so the text shows what was configured."""
     if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items()
-                if not (v is None or v is False or v == [] or v == {})}
+        compact = {k: _compact(v) for k, v in value.items()
+                   if not (v is None or v is False or v == [] or v == {})}
+        networks = compact.get("networks")
+        if isinstance(networks, dict):
+            compact["networks"] = {
+                name: {k: v for k, v in settings.items() if _NETWORK_ZEROS.get(k, ...) != v}
+                if isinstance(settings, dict) else settings
+                for name, settings in networks.items()}
+        return compact
     if isinstance(value, list):
         return [_compact(v) for v in value]
     return value
