@@ -291,7 +291,8 @@ def test_a_failing_migration_blocks_web_and_says_why(lab: Lab, app: App) -> None
         # The previous run of the job stays: exited 0, in sync with the file as it was.
         assert (found["migrate"]["Status"], found["migrate"]["ExitCode"]) == ("exited", 0)
     history = app.json("history", "--service", "migrate", app.compose, rc=0)
-    for row in history["hosts"]:
+    rows = {row["host"]: row for row in history["hosts"]}
+    for row in (rows[host] for host in app.hosts):
         # each run of the job is a revision, the failed one too
         assert [e["outcome"] for e in row["entries"]][-2:] == ["ok", "failed"]
     app.run("check", app.compose, rc=0)
