@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import threading
@@ -40,12 +41,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
+_HOST_TIMEOUT = "fleet.host_timeout"
+
+
 def run_options(func: F) -> F:
     func = click.option("--forks", type=FORKS, default=DEFAULT_FORKS,
                         show_default=True, help="Hosts worked on at once.")(func)
     func = click.option("--connect-timeout", type=CONNECT_TIMEOUT, default=10.0,
                         show_default=True,
                         help="Seconds to wait for a host's SSH connection.")(func)
+    # Reaches session() through the context, as --env-file reaches the project.
+    func = click.option("--host-timeout", metavar="DURATION", default="60s",
+                        show_default=True, expose_value=False, callback=_remember_host_timeout,
+                        help="Longest one host may take to be read (its containers, "
+                             "journal, files); a slower host is reported unreachable.")(func)
     return func
 
 
@@ -56,6 +65,20 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _remember_host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    seconds = _duration(ctx, param, value)
+    if seconds is None or seconds <= 0:
+        raise click.BadParameter("must be a positive duration, e.g. 30s")
+    ctx.meta[_HOST_TIMEOUT] = seconds
+
+
+def with_host_timeout(options: RunOptions) -> RunOptions:
+    """`options` with the command line's --host-timeout, when the command has one."""
+    ctx = click.get_current_context(silent=True)
+    seconds = ctx.meta.get(_HOST_TIMEOUT) if ctx is not None else None
+    return dataclasses.replace(options, host_timeout=seconds) if seconds else options
 
 
 def lock_wait_option(func: F) -> F:
@@ -84,7 +107,7 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
     """Connect to the targeted hosts, take the project's lock on them when `lock` names the
     command (before anything is read, so the plan can't go stale), and observe (the
     delivered files too, unless not `with_files`)."""
-    run = Run(state, options)
+    run = Run(state, with_host_timeout(options))
     async with contextlib.AsyncExitStack() as stack:
         with HostProgress(title, len(state.targeted_hosts), quiet=quiet,
                           plain_lines=False) as progress:

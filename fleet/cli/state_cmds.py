@@ -18,12 +18,13 @@ from fleet.cli.common import (
     project_options,
 )
 from fleet.cli.progress import HostProgress
-from fleet.cli.session import load_state, run_options, warn_hosts
+from fleet.cli.session import load_state, run_options, warn_hosts, with_host_timeout
 from fleet.cli.terminal import cell, echo, one_line
 from fleet.config.inventory import Host
 from fleet.core.desired import DesiredState
 from fleet.core.journal import JournalEntry, settled
 from fleet.core.lease import LockInfo, iso, utc_now
+from fleet.engine.run import RunOptions
 from fleet.errors import HostError, LockHeld
 from fleet.hoststate import HostLock, Journal, current_operator
 from fleet.transport import ConnectionPool
@@ -49,6 +50,7 @@ def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quie
     """Connect to the targeted hosts and run `work` on each (at most `forks` at once)."""
     hosts = state.targeted_hosts
     outcome: PerHost[T] = PerHost()
+    host_timeout = with_host_timeout(RunOptions()).host_timeout
 
     async def go() -> None:
         with HostProgress("reading", len(hosts), quiet=quiet, plain_lines=False) as progress:
@@ -62,8 +64,11 @@ def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quie
                         if connection is None:
                             outcome.failed[host.name] = pool.failed[host.name].reason
                             return
-                        async with limit:
+                        async with limit, asyncio.timeout(host_timeout):
                             outcome.results[host.name] = await work(host, connection)
+                    except TimeoutError:
+                        outcome.failed[host.name] = (f"no answer within {host_timeout:g}s "
+                                                     "(--host-timeout)")
                     except HostError as exc:
                         outcome.failed[host.name] = exc.reason
                     finally:

@@ -38,6 +38,7 @@ class RunOptions:
     connect_timeout: float = 10.0
     handshakes: int = DEFAULT_HANDSHAKES
     prune: bool = True
+    host_timeout: float = 60.0  # seconds one host may take to be observed
 
 
 @dataclass
@@ -106,7 +107,12 @@ class Run:
         async def one(host: str) -> None:
             async with self.forks:
                 try:
-                    self.files[host] = await self.file_store(host).look()
+                    async with asyncio.timeout(self.options.host_timeout):
+                        self.files[host] = await self.file_store(host).look()
+                except TimeoutError:
+                    observation.unreachable[host] = self._too_slow("its delivered files")
+                    del observation.snapshots[host]
+                    return
                 except (FleetError, OSError) as exc:
                     observation.unreachable[host] = str(exc)
                     del observation.snapshots[host]
@@ -116,6 +122,10 @@ class Run:
 
         await asyncio.gather(*(one(host) for host, snapshot in list(
             observation.snapshots.items()) if snapshot.files is None and self.needs_files(host)))
+
+    def _too_slow(self, what: str) -> str:
+        return (f"{what} could not be read within {self.options.host_timeout:g}s "
+                "(--host-timeout)")
 
     def _connected(self, host: str, result: object) -> None:
         self.report(host, "connected" if not isinstance(result, HostError) else str(result))
@@ -140,15 +150,18 @@ class Run:
         async def one(host: str) -> None:
             async with self.forks:
                 try:
-                    snapshot = await observe_host(host, self.docker(host), self.state.project,
-                                                  with_images=for_changes,
-                                                  with_volumes=bool(self.state.volumes))
-                    if for_changes:
-                        revisions, notes = await self._revisions(host)
-                        snapshot = replace(snapshot, last_revisions=revisions)
-                        if notes:
-                            result.warnings[host] = notes
+                    async with asyncio.timeout(self.options.host_timeout):
+                        snapshot = await observe_host(
+                            host, self.docker(host), self.state.project,
+                            with_images=for_changes, with_volumes=bool(self.state.volumes))
+                        if for_changes:
+                            revisions, notes = await self._revisions(host)
+                            snapshot = replace(snapshot, last_revisions=revisions)
+                            if notes:
+                                result.warnings[host] = notes
                     result.snapshots[host] = snapshot
+                except TimeoutError:
+                    result.unreachable[host] = self._too_slow("its state")
                 except HostError as exc:
                     result.unreachable[host] = exc.reason
                 except (FleetError, OSError) as exc:

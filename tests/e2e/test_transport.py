@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,10 +19,12 @@ from typing import Any, TypeVar
 
 import asyncssh
 import pytest
+from e2e_helpers import write_playbook
 
 from fleet.config.inventory import Host, load_inventory
 from fleet.docker.client import DockerClient
 from fleet.errors import ConnectError, DockerError, DockerNotFoundError, HostKeyError
+from fleet.lab.state import read_state
 from fleet.transport import ConnectionPool, HostConnection
 
 pytestmark = pytest.mark.lab
@@ -234,3 +241,35 @@ def test_thirty_concurrent_calls_share_one_connection(targets: list[Host]) -> No
             assert all(isinstance(result, list | dict) for result in results)
 
     run(main())
+
+
+def test_a_host_whose_docker_hangs_is_cut_off_at_the_host_timeout(lab: Any,
+                                                                  tmp_path: Path) -> None:
+    """dockerd frozen (SIGSTOP): SSH still answers and the socket still accepts, but no
+    Engine API answer comes. `--host-timeout` bounds that host; the others are checked."""
+    hosts = lab.hosts[:2]
+    playbook = write_playbook(tmp_path / "hang.yml", "e2ehang", lab.inventory_path, {
+        "web": {"image": f"{lab.registry}/demo/web:v1",
+                "hosts": ",".join(h.name for h in hosts)}})
+    state = read_state(lab.dir)
+    netns = next(h.netns for h in state.hosts if h.name == hosts[0].name)
+    pids = [int(pid) for pid in subprocess.run(["ip", "netns", "pids", netns], check=True,
+                                               capture_output=True, text=True).stdout.split()
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"]
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "fleet", "check", "--json",
+                               "--host-timeout", "3s", str(playbook)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert elapsed < 3 + 10, elapsed  # the timeout, imports and the other host's check
+    report = json.loads(done.stdout)
+    assert {u["host"]: u["error"] for u in report["unreachable"]} == {
+        hosts[0].name: "its state could not be read within 3s (--host-timeout)"}
+    assert {f["host"] for f in report["findings"]} == {hosts[1].name}
