@@ -127,15 +127,35 @@ class Rollout:
                 self._check_lock()
                 if not self.result.stopped:
                     await self._remove_orphans()
-            for service in services:
-                if self.result.stopped or self.interrupted.is_set():
-                    break
-                await self._roll_service(service, unprepared)
+            await self._roll_side_by_side(services, unprepared)
         finally:
             await self.journal.flush()
         if self.interrupted.is_set():
             self.result.interrupted = True
         return self.result
+
+    async def _roll_side_by_side(self, services: list[str],
+                                 unprepared: dict[str, dict[str, str]]) -> None:
+        """Each service rolls out once the services it depends on have (Compose's order);
+        services that do not depend on each other roll side by side, each under its own
+        policy. A stop (a failure's decision, Ctrl-C) lets the batches in flight settle and
+        starts nothing more. Reports keep the rollout order."""
+        finished = {service: asyncio.Event() for service in services}
+        position = {service: index for index, service in enumerate(services)}
+
+        async def one(service: str) -> None:
+            try:
+                for before in self.waits.get(service, {}):
+                    # only what comes before in the order: a cycle left in can't deadlock
+                    if position.get(before, len(services)) < position[service]:
+                        await finished[before].wait()
+                if not (self.result.stopped or self.interrupted.is_set()):
+                    await self._roll_service(service, unprepared)
+            finally:
+                finished[service].set()
+
+        await asyncio.gather(*(one(service) for service in services))
+        self.result.reports.sort(key=lambda report: position.get(report.service, -1))
 
     def _actions_for(self, service: str) -> dict[str, list[Action]]:
         found: dict[str, list[Action]] = {}

@@ -194,3 +194,40 @@ def test_waiting_for_a_dependency_that_has_no_container_says_so() -> None:
     docker = DockerClient("h1", httpx.MockTransport(engine), api_version="1.41")
     why = asyncio.run(wait_condition(docker, ["shop-db-1"], "service_started", 5.0))
     assert why == "shop-db-1 does not exist on this host"
+
+
+SIDE_BY_SIDE = f"""
+project: shop
+inventory: inv.yml
+update: {{monitor: 300ms, timeout: 5s}}
+services:
+  api: {{image: {WEB_V1}, depends_on: [cache]}}
+  cache: {{image: {WEB_V1}}}
+  worker: {{image: {WEB_V1}}}
+"""
+
+
+def test_services_that_do_not_depend_on_each_other_roll_side_by_side(
+        tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text("hosts:\n  h1: {address: 198.18.9.1}\n"
+                                      "  h2: {address: 198.18.9.2}\n")
+    (tmp_path / "pb.yml").write_text(SIDE_BY_SIDE)
+    state = desired_state(read_project(ProjectFiles([str(tmp_path / "pb.yml")]), environ={}))
+    events: list[str] = []
+    said: list[str] = []
+    engines = {h: Engine(h, {}, events) for h in ("h1", "h2")}
+    run = cast(Run, FakeRun(state, engines))  # type: ignore[arg-type]
+
+    async def go() -> RolloutResult:
+        return await Rollout(run, first_deployment(state), journal=Notes(run),
+                             report=lambda host, message: said.append(
+                                 f"{host} {message}")).execute()
+    result = asyncio.run(go())
+    assert result.ok, outcomes(result)
+    h1 = [line.removeprefix("h1 ") for line in said if line.startswith("h1 ")]
+    # cache and worker start together; api only once cache is done (on every host)
+    assert h1.index("worker: wave all, batch 1/1") < h1.index("cache: done")
+    assert said.index("h1 api: wave all, batch 1/1") > max(
+        said.index("h1 cache: done"), said.index("h2 cache: done"))
+    # the report keeps the rollout order, whatever finished first
+    assert [r.service for r in result.reports] == ["cache"] * 2 + ["api"] * 2 + ["worker"] * 2
