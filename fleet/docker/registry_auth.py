@@ -10,15 +10,16 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-import docker.auth
-import docker.errors
-
 from fleet.config.references import parse_image_reference
 from fleet.config.secrets import SecretStore, reveal
 
 
 @cache
 def _docker_config() -> Any:
+    # The SDK (and requests, urllib3 under it) is imported only when a pull needs
+    # credentials: a check or plan never pays for it.
+    import docker.auth
+    import docker.errors
     try:
         return docker.auth.load_config()
     except (OSError, ValueError, docker.errors.DockerException):
@@ -36,6 +37,8 @@ class RegistryAuth:
             entry = reveal(dict(self._configured[registry]), self._secrets)
             return {"username": entry["username"], "password": entry["password"],
                     "serveraddress": registry}
+        import docker.auth
+        import docker.errors
         try:
             found = docker.auth.resolve_authconfig(_docker_config(), registry)
         except (OSError, docker.errors.DockerException):
