@@ -15,6 +15,7 @@ from rich.console import Console
 from fleet.cli.vault import ansible_vault_decrypter
 from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
+from fleet.config.shards import Shard, parse_shard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +62,28 @@ def _remember_profiles(ctx: click.Context, param: click.Parameter,
     return value
 
 
+_SHARD, _SHARD_BY = "fleet.shard", "fleet.shard_by"
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        ctx.meta[key] = value
+        return value
+    return remember
+
+
+def _shard(ctx: click.Context) -> Shard | None:
+    text, by = ctx.meta.get(_SHARD), ctx.meta.get(_SHARD_BY)
+    if text is None:
+        if by is not None:
+            raise click.UsageError("--shard-by needs --shard K/N", ctx)
+        return None
+    try:
+        return parse_shard(text, by)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="'--shard'") from None
+
+
 def project_options(func: F) -> F:
     """`-i INVENTORY`, `--limit PATTERN`, `--env-file PATH`, `--profile NAME` and one or more
     PLAYBOOK arguments (playbooks or compose files). `--env-file` and `--profile` reach
@@ -75,6 +98,14 @@ def project_options(func: F) -> F:
                         expose_value=False, callback=_remember_env_file,
                         help="Variables for ${VAR} interpolation from this file instead of "
                              "the .env beside the first playbook (the environment wins).")(func)
+    func = click.option("--shard-by", metavar="LABEL", expose_value=False,
+                        callback=_remember(_SHARD_BY),
+                        help="With --shard: hosts with the same value of this label (e.g. "
+                             "region) are in the same shard.")(func)
+    func = click.option("--shard", metavar="K/N", expose_value=False,
+                        callback=_remember(_SHARD),
+                        help="Only the K-th of N stable parts of the targeted hosts, for N "
+                             "runs side by side (e.g. a CI matrix).")(func)
     func = click.option("--limit", "-l", metavar="PATTERN",
                         help="Only hosts matching this pattern (e.g. 'web,&cloud=aws').")(func)
     func = click.option("-i", "--inventory", "inventories", multiple=True, metavar="INVENTORY",
@@ -92,8 +123,9 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
     ctx = click.get_current_context(silent=True)
     env_file = ctx.meta.get(_ENV_FILE) if ctx is not None else None
     profiles = ctx.meta.get(PROFILES, ()) if ctx is not None else ()
+    shard = _shard(ctx) if ctx is not None else None
     return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
-                        env_file=env_file, profiles=list(profiles),
+                        shard=shard, env_file=env_file, profiles=list(profiles),
                         vault=ansible_vault_decrypter())
 
 

@@ -118,7 +118,8 @@ def check(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     # Nothing targeted (a --limit that matches no host) is nothing checked, not "in sync".
     in_sync = not findings and not observation.unreachable and bool(state.targeted_hosts)
     if as_json:
-        print_json({"in_sync": in_sync, "hosts_checked": len(observation.snapshots),
+        print_json({"project": state.project, "in_sync": in_sync,
+                    "hosts_checked": len(observation.snapshots),
                     "findings": [f.as_json() for f in findings],
                     "unreachable": unreachable_json(observation.unreachable)})
     else:

@@ -26,6 +26,7 @@ COMMANDS = {
     "history": "fleet.cli.state_cmds:history",
     "lock": "fleet.cli.state_cmds:lock",
     "lab": "fleet.cli.lab_cmds:lab",
+    "combine": "fleet.cli.combine_cmd:combine_reports",
 }
 
 

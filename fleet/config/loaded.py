@@ -12,6 +12,7 @@ from fleet.config.local_files import LocalFileError, LocalSource
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import Problem
 from fleet.config.secrets import SecretStore
+from fleet.config.shards import Shard
 
 # The contents of a service's env_file, named relative to its playbook (raises OSError or
 # ValueError). A callback, not a mapping: env_file may be a template, so its path is known
@@ -37,6 +38,7 @@ class ProjectInput:
     environ: Mapping[str, str]  # the controller's environment (bare env keys, interpolation)
     env_files: EnvFileReader
     limit: str | None = None
+    shard: Shard | None = None  # --shard K/N: only this part of the targeted hosts
     problems: list[Problem] = field(default_factory=list)  # found while reading
     # Compose's project environment: the controller's over the .env file's (interpolation
     # and bare `KEY` entries of `environment` take their values from it)

@@ -17,6 +17,7 @@ from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, load_secrets_file
 from fleet.config.service import HOST_INDEPENDENT_KEYS
+from fleet.config.shards import Shard
 from fleet.config.source import SourceDoc, load_yaml, located, read_source
 from fleet.config.templating import keep_variables_literal
 from fleet.config.vault import VaultDecrypt
@@ -29,6 +30,7 @@ class ProjectFiles:
     playbooks: Sequence[str]
     inventories: Sequence[str] = ()
     limit: str | None = None
+    shard: Shard | None = None  # --shard K/N [--shard-by LABEL]
     env_file: str | None = None  # instead of the .env beside the first playbook
     profiles: Sequence[str] = ()  # --profile (else COMPOSE_PROFILES)
     vault: VaultDecrypt | None = None  # decrypts the inventory's Ansible Vault values
@@ -174,4 +176,5 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     read = problems + found + secret_problems  # env files add their warnings when read
     project_dir = Path(files.playbooks[0]).resolve().parent
     return ProjectInput(playbooks, inventory, secrets, environ, env_file_reader(variables, read),
-                        files.limit, read, variables, local_file_reader(project_dir))
+                        files.limit, files.shard, read, variables,
+                        local_file_reader(project_dir))

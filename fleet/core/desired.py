@@ -24,6 +24,7 @@ from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
 from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
+from fleet.config.shards import in_shard
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
 from fleet.core.dependencies import dependency_problems, job_services, project_waits
@@ -258,6 +259,11 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
         if not targeted:
             problems.append(Problem("--limit", 0, 0, (), f"'{limit}' matches no host",
                                     "warning"))
+    if source.shard is not None and targeted:
+        targeted = in_shard(targeted, source.shard)
+        if not targeted:
+            problems.append(Problem("--shard", 0, 0, (), f"shard {source.shard} holds none of "
+                                    "the targeted hosts", "warning"))
     targeted_names = {h.name for h in targeted}
     containers: dict[str, list[DesiredContainer]] = {h.name: [] for h in targeted}
     services: dict[str, ServicePlacement] = {}
