@@ -273,3 +273,32 @@ def test_a_host_whose_docker_hangs_is_cut_off_at_the_host_timeout(lab: Any,
     assert {u["host"]: u["error"] for u in report["unreachable"]} == {
         hosts[0].name: "its state could not be read within 3s (--host-timeout)"}
     assert {f["host"] for f in report["findings"]} == {hosts[1].name}
+
+
+def test_shards_check_the_fleet_in_parts_that_combine_into_the_whole(lab: Any,
+                                                                     tmp_path: Path) -> None:
+    playbook = write_playbook(tmp_path / "shards.yml", "e2eshard", lab.inventory_path, {
+        "web": {"image": f"{lab.registry}/demo/web:v1"}})
+
+    def check(*extra: str) -> tuple[int, str]:
+        done = subprocess.run([sys.executable, "-m", "fleet", "check", "--json", *extra,
+                               str(playbook)], capture_output=True, text=True, timeout=120,
+                              check=False)
+        return done.returncode, done.stdout
+
+    whole_code, whole = check()
+    parts = []
+    for index in (1, 2):
+        code, out = check("--shard", f"{index}/2", "--shard-by", "cloud")
+        assert code == 2, out
+        (tmp_path / f"part{index}.json").write_text(out)
+        parts.append({f["host"] for f in json.loads(out)["findings"]})
+    assert parts[0] and parts[1] and not parts[0] & parts[1]  # whole clouds, apart
+    combined = subprocess.run([sys.executable, "-m", "fleet", "combine",
+                               str(tmp_path / "part1.json"), str(tmp_path / "part2.json")],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert (combined.returncode, whole_code) == (2, 2)
+    merged, expected = json.loads(combined.stdout), json.loads(whole)
+    assert merged["hosts_checked"] == expected["hosts_checked"] == len(lab.hosts)
+    assert sorted(map(json.dumps, merged["findings"])) == sorted(
+        map(json.dumps, expected["findings"]))
