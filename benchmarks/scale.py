@@ -1,6 +1,7 @@
 """fleet at scale, as a user measures it: whole processes, alternating with their floor.
 
     python benchmarks/scale.py [--sizes 10,30] [--simulated-sizes 1000] [--runs 5]
+                               [--rollout 100]
                                [--forks 50] [--dir /var/lib/fleet-lab-scale]
                                [--subnet 198.18.5.0/24]
                                [--simulated-subnet 198.18.128.0/20]
@@ -17,7 +18,13 @@ run alternates, as separate processes, interpreter start-up and imports included
 - no-op apply: `python -m fleet apply --yes` (lock and journal included; exit 0).
 
 For each: the median wall seconds, CPU seconds (user + system) and peak RSS over the runs,
-and the ratio of wall time to the floor's. "RSS/host" is (check's peak RSS - `fleet validate`'s)
+and the ratio of wall time to the floor's.
+
+`--rollout N`: on N real hosts converged on v1, a v1 -> v2 rollout of `web` with `batch:
+10%, monitor: 2s` (stop-first: a fixed host port), timed as a process, against what its
+policy implies: batches x (swap + monitor), where swap is one host's v1 -> v2 change with no
+monitor (`apply --limit` of one host, minus a no-op `apply --limit` of it: the process's own
+cost) and the health gate inside it. "RSS/host" is (check's peak RSS - `fleet validate`'s)
 / hosts: what the controller holds per host above its baseline. The lab is torn down at the
 end, also on error or Ctrl-C.
 """
@@ -144,6 +151,40 @@ def bench(size: int, simulated: bool, lab_dir: Path, subnet: str, runs: int,
     return figures
 
 
+ROLLOUT_POLICY = 'update: {batch: "100%", monitor: 0s}'
+
+
+def rollout_bench(size: int, lab_dir: Path, subnet: str) -> None:
+    lab_down(lab_dir)
+    lab = bring_up(lab_dir, size, subnet, simulated=False)
+    try:
+        v1, _ = prepare(lab, lab_dir)
+        text = v1.read_text()
+        v2 = lab_dir / "v2-one.yml"
+        v2.write_text(text.replace("demo/web:v1", "demo/web:v2"))
+        rolling = lab_dir / "v2-rolling.yml"
+        rolling.write_text(text.replace("demo/web:v1", "demo/web:v2").replace(
+            ROLLOUT_POLICY, 'update: {batch: "10%", monitor: 2s}'))
+        measure(fleet("apply", "--yes", str(v1)))
+        first = lab.hosts[0].name
+        swaps = []
+        for _ in range(3):
+            noop = measure(fleet("apply", "--yes", "--limit", first, str(v1))).wall
+            one = measure(fleet("apply", "--yes", "--limit", first, str(v2))).wall
+            measure(fleet("apply", "--yes", "--limit", first, str(v1)))
+            swaps.append(one - noop)
+        swap = statistics.median(swaps)
+        batches = -(-size // max(1, size // 10))
+        implied = batches * (swap + 2.0)
+        took = measure(fleet("apply", "--yes", str(rolling)))
+        print(f"\nrollout v1 -> v2 on {size} real hosts (batch 10%, monitor 2s): "
+              f"{took.wall:.1f} s wall, {took.cpu:.1f} CPU-s, {took.rss_mib:.0f} MiB peak; "
+              f"implied by the policy: {batches} batches x ({swap:.2f} s swap + 2 s monitor) "
+              f"= {implied:.1f} s; ratio {took.wall / implied:.2f}x")
+    finally:
+        lab_down(lab_dir)
+
+
 def print_table(all_figures: list[Figures], runs: int) -> None:
     print(f"\nmedians of {runs} alternating runs; wall and CPU in seconds, RSS in MiB\n")
     print("| hosts | lab | cold apply | command | wall | CPU | peak RSS | wall/floor |")
@@ -170,6 +211,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,30")
     parser.add_argument("--simulated-sizes", default="")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rollout", type=int, default=0, help="hosts of the rollout run")
     parser.add_argument("--forks", type=int, default=50)
     parser.add_argument("--dir", type=Path, default=Path("/var/lib/fleet-lab-scale"))
     parser.add_argument("--subnet", default="198.18.5.0/24")
@@ -183,7 +225,10 @@ def main() -> int:
     results = [bench(size, simulated, args.dir,
                      args.simulated_subnet if simulated else args.subnet, args.runs, args.forks)
                for size, simulated in plan]
-    print_table(results, args.runs)
+    if results:
+        print_table(results, args.runs)
+    if args.rollout:
+        rollout_bench(args.rollout, args.dir, args.subnet)
     return 0
 
 
