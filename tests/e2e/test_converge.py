@@ -57,8 +57,8 @@ def test_apply_converges_then_is_a_no_op(lab: Lab, project: Path) -> None:
     plan = fleet_json("plan", str(project), check_rc=0)
     assert plan["changes"] is False
     check = fleet_json("check", str(project), check_rc=0)
-    assert check == {"in_sync": True, "hosts_checked": len(lab.hosts), "findings": [],
-                     "unreachable": []}
+    assert check == {"project": PROJECT, "in_sync": True, "hosts_checked": len(lab.hosts),
+                     "findings": [], "unreachable": []}
     # The service answers at each host's address, from the controller.
     import urllib.request
 
