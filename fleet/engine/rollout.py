@@ -151,10 +151,19 @@ class Rollout:
                         await finished[before].wait()
                 if not (self.result.stopped or self.interrupted.is_set()):
                     await self._roll_service(service, unprepared)
+            except Exception as exc:
+                # e.g. the lock lost: the other services start no new batch, and the
+                # error is raised once the batches in flight have settled
+                self.result.stopped = self.result.stopped or f"{service}: {exc}"
+                raise
             finally:
                 finished[service].set()
 
-        await asyncio.gather(*(one(service) for service in services))
+        outcomes = await asyncio.gather(*(one(service) for service in services),
+                                        return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
         self.result.reports.sort(key=lambda report: position.get(report.service, -1))
 
     def _actions_for(self, service: str) -> dict[str, list[Action]]:
