@@ -16,7 +16,15 @@ from rich.table import Table
 from fleet.cli.terminal import echo
 from fleet.lab.lifecycle import Progress as ProgressCallback
 from fleet.lab.lifecycle import lab_down, lab_status, lab_up, load_lab
-from fleet.lab.spec import DEFAULT_CLOUDS, DEFAULT_DIR, DEFAULT_HOSTS, DEFAULT_SUBNET
+from fleet.lab.simulator.engine import Latencies
+from fleet.lab.spec import (
+    DEFAULT_CLOUDS,
+    DEFAULT_DIR,
+    DEFAULT_HOSTS,
+    DEFAULT_SUBNET,
+    MAX_REAL_HOSTS,
+    MAX_SIMULATED_HOSTS,
+)
 
 dir_option = click.option(
     "--dir",
@@ -61,7 +69,9 @@ def _progress(total: int) -> Iterator[ProgressCallback]:
 
 
 @lab.command()
-@click.option("--hosts", type=click.IntRange(1, 200), default=DEFAULT_HOSTS, show_default=True)
+@click.option("--hosts", type=click.IntRange(1, MAX_SIMULATED_HOSTS), default=DEFAULT_HOSTS,
+              show_default=True, help=f"At most {MAX_REAL_HOSTS} real, {MAX_SIMULATED_HOSTS} "
+              "simulated.")
 @click.option(
     "--clouds",
     default=",".join(DEFAULT_CLOUDS),
@@ -74,13 +84,24 @@ def _progress(total: int) -> Iterator[ProgressCallback]:
     show_default=True,
     help="IPv4 subnet inside 198.18.0.0/15; .1 is the bridge and the registry.",
 )
+@click.option("--simulated", is_flag=True,
+              help="Hosts with a real sshd whose Docker is an Engine API simulator (one "
+              "process for all; see README, Simulated hosts).")
+@click.option("--sim-pull-seconds", type=click.FloatRange(0, 600), default=Latencies.pull,
+              show_default=True, help="Simulated: how long pulling a missing image takes.")
+@click.option("--sim-health-seconds", type=click.FloatRange(0, 600), default=Latencies.health,
+              show_default=True, help="Simulated: how long a health check stays `starting`.")
 @dir_option
-def up(hosts: int, clouds: str, subnet: str, lab_dir: Path) -> None:
+def up(hosts: int, clouds: str, subnet: str, simulated: bool, sim_pull_seconds: float,
+       sim_health_seconds: float, lab_dir: Path) -> None:
     """Bring the lab up (idempotent: reuses what runs, repairs the rest)."""
     cloud_names = tuple(name.strip() for name in clouds.split(",") if name.strip())
-    with _progress(hosts + 2) as progress:
-        result = lab_up(lab_dir, hosts=hosts, clouds=cloud_names, subnet=subnet, progress=progress)
-    echo(f"lab up: {len(result.hosts)} hosts, registry {result.registry}", err=True)
+    latencies = Latencies(pull=sim_pull_seconds, health=sim_health_seconds)
+    with _progress(hosts + 3 if simulated else hosts + 2) as progress:
+        result = lab_up(lab_dir, hosts=hosts, clouds=cloud_names, subnet=subnet,
+                        progress=progress, simulated=simulated, latencies=latencies)
+    kind = "simulated hosts" if result.simulated else "hosts"
+    echo(f"lab up: {len(result.hosts)} {kind}, registry {result.registry}", err=True)
     echo(str(result.inventory_path))
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -94,16 +95,22 @@ def in_host(host: HostState, argv: list[str]) -> list[str]:
     ]
 
 
-def _spawn(argv: list[str], log: Path) -> ProcessRecord:
+# Daemons outlive this process. A Popen dropped while its process runs joins subprocess's
+# list of children that every later Popen polls: with a thousand sshds that is O(n²) waitpids.
+_DAEMONS: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> ProcessRecord:
     with log.open("ab") as output:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=output,
-            env=daemon_env(),
+            env=env or daemon_env(),
             start_new_session=True,  # survives the CLI and its Ctrl-C
         )
+    _DAEMONS.append(process)
     record = process_record(process.pid)
     if record is None:
         raise LabError(f"{argv[0]} exited at once; see {log}")
@@ -152,6 +159,39 @@ def start_registry(lab_dir: Path, address: str) -> ProcessRecord:
     record = _spawn(["docker-registry", "serve", str(config)], log)
     _wait_until(lambda: registry_answers(address), record, "registry", log, 20)
     return record
+
+
+def simulator_dir(lab_dir: Path) -> Path:
+    return lab_dir / "simulator"
+
+
+def simulator_config(lab_dir: Path) -> Path:
+    return simulator_dir(lab_dir) / "config.json"
+
+
+def simulator_log(lab_dir: Path) -> Path:
+    return simulator_dir(lab_dir) / "simulator.log"
+
+
+def start_simulator(lab_dir: Path) -> ProcessRecord:
+    """The Engine API simulator serving every simulated host's socket (fleet.lab.simulator),
+    run by this interpreter with this fleet package."""
+    log = simulator_log(lab_dir)
+    package_root = str(Path(__file__).resolve().parents[2])
+    argv = [sys.executable, "-m", "fleet.lab.simulator", str(simulator_config(lab_dir))]
+    return _spawn(argv, log, {**daemon_env(), "PYTHONPATH": package_root})
+
+
+def wait_for_sockets(sockets: list[Path], record: ProcessRecord, log: Path,
+                     timeout: float = 60.0) -> None:
+    """Until every socket answers /_ping (the simulator binds them all at start or reload)."""
+    pending = list(sockets)
+
+    def ready() -> bool:
+        pending[:] = [path for path in pending if not dockerd_answers(path, timeout=1.0)]
+        return not pending
+
+    _wait_until(ready, record, "the Engine API simulator", log, timeout)
 
 
 def docker_socket(host_dir: Path) -> Path:

@@ -71,8 +71,10 @@ def orphan_state(lab_dir: Path, lab: str, netns: str) -> HostState:
 
 def observe(
     plan: LabHostSpec, recorded: HostState | None, lab_dir: Path, bridge: str,
-    links: dict[str, Link],
+    links: dict[str, Link], simulated: bool = False,
 ) -> HostHealth:
+    """What works of the host. A simulated host's Docker socket is the simulator's: it is
+    checked (and bound again if need be) for all hosts at once, after them."""
     wanted = desired_state(lab_dir, plan)
     current = recorded is not None and (
         (
@@ -100,17 +102,20 @@ def observe(
         mount_ns=network.ns_file_ok(Path(wanted.mount_ns))
         and network.ns_file_ok(Path(wanted.uts_ns)),
         sshd_running=recorded is not None and is_alive(recorded.sshd),
-        dockerd_running=recorded is not None and is_alive(recorded.dockerd),
+        dockerd_running=simulated or (recorded is not None and is_alive(recorded.dockerd)),
         sshd_answers=network_ok and sshd_answers(plan.address, timeout=1.0),
-        dockerd_answers=dockerd_answers(docker_socket(host_dir(lab_dir, plan.name))),
+        dockerd_answers=simulated or dockerd_answers(docker_socket(host_dir(lab_dir,
+                                                                            plan.name))),
         config_current=current,
     )
 
 
 def build(
-    plan: LabHostSpec, lab_dir: Path, bridge: str, subnet: str, registry: str, report: Report
+    plan: LabHostSpec, lab_dir: Path, bridge: str, subnet: str, registry: str, report: Report,
+    simulated: bool = False,
 ) -> HostState:
-    """Create the host from nothing (after `teardown`); its key and Docker data are kept."""
+    """Create the host from nothing (after `teardown`); its key and Docker data are kept.
+    A simulated host gets no dockerd: the simulator binds its socket afterwards."""
     state = desired_state(lab_dir, plan)
     directory = host_dir(lab_dir, plan.name)
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,8 +129,9 @@ def build(
     network.create_uts_ns(Path(state.uts_ns), plan.name)
     report("sshd")
     state.sshd = start_sshd(state, directory, lab_dir / "authorized_keys")
-    report("dockerd")
-    state.dockerd = start_dockerd(state, directory, registry)
+    if not simulated:
+        report("dockerd")
+        state.dockerd = start_dockerd(state, directory, registry)
     return state
 
 
@@ -166,11 +172,19 @@ def stop_processes(namespace_files: list[Path], directory: Path) -> None:
             terminate(pids, grace=20.0 if daemon_first else 3.0)
 
 
-def teardown(state: HostState, lab_dir: Path) -> None:
-    """Remove every kernel resource and process of the host; keep its files."""
-    ns_files = [Path(state.mount_ns), uts_ns_file(lab_dir, state.name)]
-    stop_processes([netns_path(state.netns), *ns_files], host_dir(lab_dir, state.name))
-    for ns_file in ns_files:
+def namespace_files(state: HostState, lab_dir: Path) -> list[Path]:
+    return [netns_path(state.netns), Path(state.mount_ns), uts_ns_file(lab_dir, state.name)]
+
+
+def remove_kernel_resources(state: HostState, lab_dir: Path) -> None:
+    """The host's namespaces and veth (its processes stopped first)."""
+    for ns_file in (Path(state.mount_ns), uts_ns_file(lab_dir, state.name)):
         network.delete_ns_file(ns_file)
     network.delete_netns(state.netns)
     network.delete_link(state.veth)
+
+
+def teardown(state: HostState, lab_dir: Path) -> None:
+    """Remove every kernel resource and process of the host; keep its files."""
+    stop_processes(namespace_files(state, lab_dir), host_dir(lab_dir, state.name))
+    remove_kernel_resources(state, lab_dir)

@@ -138,14 +138,17 @@ def _architecture() -> str:
 
 
 def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
+    labels = {
+        "org.opencontainers.image.title": spec.repository,
+        "org.opencontainers.image.version": spec.tag,
+    }
+    if not spec.healthy:  # the Engine API simulator's cue: it runs no health check
+        labels["org.fleet.lab.health"] = "fail"
     container: dict[str, object] = {
         "Entrypoint": ["/bin/sh", "/entrypoint.sh"],
         "Env": ["PATH=/bin", f"APP_VERSION={spec.tag}"],
         "WorkingDir": "/",
-        "Labels": {
-            "org.opencontainers.image.title": spec.repository,
-            "org.opencontainers.image.version": spec.tag,
-        },
+        "Labels": labels,
     }
     if spec.kind == "web":
         container["ExposedPorts"] = {"8080/tcp": {}}

@@ -12,6 +12,14 @@ from fleet.lab.system import ProcessInfo
 # Process names the lab starts, directly or through dockerd. Only these are ever matched by
 # command line, so an editor or `tail -f` on a lab file is never killed.
 DAEMON_COMMS = frozenset({"sshd", "dockerd", "containerd", "docker-registry", "registry"})
+SIMULATOR_MODULE = "fleet.lab.simulator"  # a Python process: known by its module, not its name
+
+
+def is_lab_daemon(info: ProcessInfo, directory: Path) -> bool:
+    """A daemon the lab starts whose command line names a path inside `directory`."""
+    started = info.comm in DAEMON_COMMS or (
+        info.comm.startswith("python") and SIMULATOR_MODULE in info.argv)
+    return started and refers_to(info.argv, directory)
 
 
 @dataclass(frozen=True)
@@ -98,14 +106,14 @@ def select_processes(
     table = list(processes)
     spreading = set(namespaces) - protected_namespaces
     for info in table:
-        if info.comm in DAEMON_COMMS and refers_to(info.argv, directory):
+        if is_lab_daemon(info, directory):
             spreading |= {info.net_ns, info.mount_ns} - protected_namespaces
     selected = {
         info.pid
         for info in table
         if info.net_ns in spreading
         or info.mount_ns in spreading
-        or (info.comm in DAEMON_COMMS and refers_to(info.argv, directory))
+        or is_lab_daemon(info, directory)
     }
     children: dict[int, list[int]] = {}
     for info in table:

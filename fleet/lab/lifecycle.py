@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,13 +24,20 @@ from fleet.lab.daemons import (
     dockerd_answers,
     in_host,
     registry_answers,
+    simulator_config,
+    simulator_dir,
+    simulator_log,
     sshd_answers,
     start_registry,
+    start_simulator,
     start_sshd,
+    wait_for_sockets,
 )
 from fleet.lab.images import DEMO_IMAGES, seed_image
 from fleet.lab.inventory import ensure_key, render_inventory, render_known_hosts, write_if_changed
 from fleet.lab.leftovers import host_is_reusable, plan_cleanup
+from fleet.lab.simulator.config import render_config
+from fleet.lab.simulator.engine import Latencies
 from fleet.lab.spec import (
     DEFAULT_CLOUDS,
     DEFAULT_DIR,
@@ -49,6 +59,10 @@ from fleet.lab.system import is_alive, preflight, terminate
 # (subject, message, finished): subject is a host name, "registry" or "images".
 Progress = Callable[[str, str, bool], None]
 MAX_PARALLEL_HOSTS = 8  # more only makes the daemons fight over two cores while they start
+MAX_PARALLEL_SIMULATED = 16  # a simulated host is a few short commands and an sshd
+# The root namespace's neighbour table must hold every lab host at once (the kernel's default
+# hard limit is 1,024 entries, beyond which new hosts are unreachable).
+NEIGHBOUR_SLACK = 1024
 
 
 def _quiet(subject: str, message: str, finished: bool) -> None:
@@ -70,10 +84,15 @@ def lab_up(
     clouds: Sequence[str] = DEFAULT_CLOUDS,
     subnet: str = DEFAULT_SUBNET,
     progress: Progress | None = None,
+    simulated: bool = False,
+    latencies: Latencies | None = None,
 ) -> Lab:
     """Bring the lab at `dir` to `hosts` working hosts, reusing what works and rebuilding the
-    rest (leftovers of a crashed run included). Raises LabError."""
-    spec = LabSpec(Path(dir).resolve(), hosts, tuple(clouds), subnet)
+    rest (leftovers of a crashed run included). Raises LabError.
+
+    `simulated` hosts have a real sshd each and one Engine API simulator for all their
+    Docker sockets (fleet.lab.simulator), with `latencies` (its defaults if None)."""
+    spec = LabSpec(Path(dir).resolve(), hosts, tuple(clouds), subnet, simulated)
     report = progress or _quiet
     plans = plan_hosts(spec)  # validates before touching anything
     preflight()
@@ -84,11 +103,17 @@ def lab_up(
                 f"the lab at {spec.dir} uses subnet {recorded.subnet}; "
                 f"run `fleet lab down --dir {spec.dir}` before changing it"
             )
-        return _up(spec, plans, recorded, report)
+        if recorded is not None and recorded.simulated != spec.simulated:
+            kind = "simulated" if recorded.simulated else "real"
+            raise LabError(
+                f"the lab at {spec.dir} has {kind} hosts; "
+                f"run `fleet lab down --dir {spec.dir}` before changing that"
+            )
+        return _up(spec, plans, recorded, report, latencies or Latencies())
 
 
 def _up(spec: LabSpec, plans: list[LabHostSpec], recorded: LabState | None,
-        report: Progress) -> Lab:
+        report: Progress, latencies: Latencies) -> Lab:
     lab, lab_dir = lab_id(spec.dir), spec.dir
     bridge = bridge_name(lab)
     network.check_subnet_free(spec.subnet, bridge)
@@ -102,6 +127,8 @@ def _up(spec: LabSpec, plans: list[LabHostSpec], recorded: LabState | None,
         clouds=list(spec.clouds),
         registry_process=recorded.registry_process if recorded else None,
         hosts=[lab_hosts.desired_state(lab_dir, plan) for plan in plans],
+        simulated=spec.simulated,
+        simulator_process=recorded.simulator_process if recorded else None,
     )
     old_hosts = {host.name: host for host in recorded.hosts} if recorded else {}
     for host in state.hosts:  # keep the daemons' records until they are checked
@@ -126,21 +153,28 @@ def _up(spec: LabSpec, plans: list[LabHostSpec], recorded: LabState | None,
     ensure_key(lab_dir / "id_ed25519", comment=f"fleet-lab@{lab}")
     write_if_changed(lab_dir / "authorized_keys", (lab_dir / "id_ed25519.pub").read_text(), 0o600)
     network.ensure_bridge(bridge, state.bridge_address, spec.subnet)
+    network.ensure_neighbour_room(len(plans) + NEIGHBOUR_SLACK)
     network.ensure_private_dir(lab_dir / "ns")
     _ensure_registry(state, report)
     write_state(lab_dir, state)
 
-    state_lock = threading.Lock()
+    recorder = _StateRecorder(state)
     links = {link.name: link for link in network.list_links()}
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_HOSTS, len(plans)) + 1) as pool:
+    parallel = MAX_PARALLEL_SIMULATED if spec.simulated else MAX_PARALLEL_HOSTS
+    with ThreadPoolExecutor(max_workers=min(parallel, len(plans)) + 1) as pool:
         images = pool.submit(_seed_images, state.registry, report)
         jobs: list[Future[None]] = [
             pool.submit(
-                _ensure_host, plan, state, old_hosts.get(plan.name), links, state_lock, report
+                _ensure_host, plan, state, old_hosts.get(plan.name), links, recorder, report
             )
             for plan in plans
         ]
         errors = [str(job.exception()) for job in [images, *jobs] if job.exception()]
+    if spec.simulated and not errors:
+        try:
+            _ensure_simulator(state, latencies, report)
+        except LabError as exc:
+            errors.append(str(exc))
     write_state(lab_dir, state)
     if errors:
         raise LabError("; ".join(errors))
@@ -158,10 +192,47 @@ def _ensure_registry(state: LabState, report: Progress) -> None:
     report("registry", "started", True)
 
 
+def _ensure_simulator(state: LabState, latencies: Latencies, report: Progress) -> None:
+    """One simulator for every host's socket: told of the current hosts (SIGHUP) when it
+    runs, else started; then every socket must answer."""
+    lab_dir = Path(state.dir)
+    sockets = {host.name: docker_socket(lab_hosts.host_dir(lab_dir, host.name))
+               for host in state.hosts}
+    simulator_dir(lab_dir).mkdir(exist_ok=True)
+    write_if_changed(simulator_config(lab_dir), render_config(state.registry, latencies, sockets))
+    if is_alive(state.simulator_process) and state.simulator_process is not None:
+        report("simulator", "reloading", False)
+        os.kill(state.simulator_process.pid, signal.SIGHUP)
+    else:
+        lab_hosts.stop_processes([], simulator_dir(lab_dir))  # one of a crashed run
+        report("simulator", "starting", False)
+        state.simulator_process = start_simulator(lab_dir)
+    wait_for_sockets(list(sockets.values()), state.simulator_process, simulator_log(lab_dir))
+    report("simulator", f"serving {len(sockets)} hosts", True)
+
+
 def _seed_images(registry: str, report: Progress) -> None:
     report("images", "seeding", False)
     pushed = [f"{i.repository}:{i.tag}" for i in DEMO_IMAGES if seed_image(registry, i)]
     report("images", f"pushed {', '.join(pushed)}" if pushed else "up to date", True)
+
+
+class _StateRecorder:
+    """Puts built hosts into the state and writes it, at most once a second: each write is
+    O(hosts), and every name is on record before anything is built."""
+
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        self.written = 0.0
+
+    def replace(self, built: HostState) -> None:
+        with self.lock:
+            self.state.hosts = [built if host.name == built.name else host
+                                for host in self.state.hosts]
+            if time.monotonic() - self.written >= 1.0:
+                write_state(Path(self.state.dir), self.state)
+                self.written = time.monotonic()
 
 
 def _ensure_host(
@@ -169,18 +240,20 @@ def _ensure_host(
     state: LabState,
     recorded: HostState | None,
     links: dict[str, network.Link],
-    state_lock: threading.Lock,
+    recorder: _StateRecorder,
     report: Progress,
 ) -> None:
     lab_dir = Path(state.dir)
-    health = lab_hosts.observe(plan, recorded, lab_dir, state.bridge, links)
+    health = lab_hosts.observe(plan, recorded, lab_dir, state.bridge, links, state.simulated)
     if host_is_reusable(health):
         report(plan.name, "running", True)
         return
     try:
-        if recorded is not None or health.network or health.mount_ns:
+        leftovers = recorded is not None or health.network or health.mount_ns or \
+            network.netns_path(plan.netns).exists()
+        if leftovers:  # else there is nothing to clean (and scanning /proc per host is O(n²))
             report(plan.name, "cleaning leftovers", False)
-        lab_hosts.teardown(recorded or lab_hosts.desired_state(lab_dir, plan), lab_dir)
+            lab_hosts.teardown(recorded or lab_hosts.desired_state(lab_dir, plan), lab_dir)
         built = lab_hosts.build(
             plan,
             lab_dir,
@@ -188,12 +261,11 @@ def _ensure_host(
             state.subnet,
             state.registry,
             lambda message: report(plan.name, message, False),
+            simulated=state.simulated,
         )
     except LabError as exc:
         raise LabError(f"{plan.name}: {exc}") from exc
-    with state_lock:
-        state.hosts = [built if host.name == plan.name else host for host in state.hosts]
-        write_state(lab_dir, state)
+    recorder.replace(built)
     report(plan.name, "started", True)
 
 
@@ -226,10 +298,17 @@ def lab_down(
             if is_lab_netns(lab, netns) and netns not in known:
                 known[netns] = lab_hosts.orphan_state(lab_dir, lab, netns)
         found = bool(recorded or known)
-        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_HOSTS) as pool:
-            for host in known.values():
-                report(host.name, "stopping", False)
-            list(pool.map(lambda host: lab_hosts.teardown(host, lab_dir), known.values()))
+        parallel = MAX_PARALLEL_SIMULATED if recorded and recorded.simulated \
+            else MAX_PARALLEL_HOSTS
+        for host in known.values():
+            report(host.name, "stopping", False)
+        # One pass over the process table for every host (one per host is O(n²) at scale).
+        lab_hosts.stop_processes(
+            [path for host in known.values() for path in lab_hosts.namespace_files(host, lab_dir)],
+            lab_dir)
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            list(pool.map(lambda host: lab_hosts.remove_kernel_resources(host, lab_dir),
+                          known.values()))
         lab_hosts.stop_processes([], lab_dir)  # the registry, and any daemon left astray
         for link in network.list_links():
             if is_lab_link(lab, link.name):
@@ -245,6 +324,7 @@ def lab_down(
             "hosts/*/docker",
             "hosts/*/etc-docker",
             "hosts/*/root",
+            "simulator",
             "state.json",
             "inventory.yml",
         )

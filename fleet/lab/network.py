@@ -137,6 +137,21 @@ def host_network_ok(host: LabHostSpec, bridge: str, links: dict[str, Link]) -> b
     return any(a.get("local") == host.address for item in data for a in item["addr_info"])
 
 
+NEIGHBOUR_TABLE = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+def ensure_neighbour_room(entries: int) -> None:
+    """Raise (never lower) the root namespace's IPv4 neighbour-table limits to `entries`."""
+    for name, wanted in (("gc_thresh1", entries // 4), ("gc_thresh2", entries // 2),
+                         ("gc_thresh3", entries)):
+        path = NEIGHBOUR_TABLE / name
+        try:
+            if int(path.read_text()) < wanted:
+                path.write_text(f"{wanted}\n")
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot raise {path} to {wanted}: {exc}") from exc
+
+
 def delete_netns(netns: str) -> None:
     if netns_path(netns).exists():
         run(["ip", "netns", "del", netns], check=False)
@@ -172,6 +187,12 @@ def ns_file_ok(ns_file: Path) -> bool:
 HOME = Path("/root")  # the lab's users are root
 
 
+def _detach(enter: list[str], directory: Path) -> None:
+    """Detach `directory` and every mount below it inside a new mount namespace."""
+    if run([*enter, "umount", "--lazy", str(directory)], check=False).returncode != 0:
+        run([*enter, "umount", "--recursive", "--lazy", str(directory)], check=False)
+
+
 def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
     """A private mount namespace where /run, /var/lib/docker, /etc/docker and /root are the
     host's own.
@@ -192,7 +213,11 @@ def create_mount_ns(ns_file: Path, host_dir: Path) -> None:
     enter = ["nsenter", f"--mount={ns_file}", "--"]
     # The copied mount table holds every lab's netns bind mounts; keeping them here would keep
     # other labs' namespaces (and their veths) alive after those labs go down.
-    run([*enter, "umount", "--recursive", "--lazy", str(NETNS_DIR)], check=False)
+    # One lazy umount detaches the whole tree at once (--recursive umounts each mount in turn:
+    # seconds per host once a lab has hundreds).
+    _detach(enter, NETNS_DIR)
+    # Likewise the lab's own namespace files: at 1,000 hosts, each would hold all the others'.
+    _detach(enter, ns_file.parent)
     run([*enter, "mount", "--bind", str(run_dir), "/run"])
     run([*enter, "mkdir", "-p", "/var/lib/docker"])
     run([*enter, "mount", "--bind", str(docker_dir), "/var/lib/docker"])

@@ -18,6 +18,9 @@ FIRST_HOST_OFFSET = 10  # hosts at .10, .11, ...; .1 is the bridge and the regis
 # The benchmarking range (RFC 2544): no real network lives there, so lab traffic can't leak.
 ALLOWED_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 IFNAMSIZ = 15  # longest Linux interface name
+MAX_REAL_HOSTS = 200  # each costs ≈ 120 MiB (dockerd, containerd, sshd)
+# A Linux bridge takes at most 1024 ports; a simulated host costs ≈ 6 MiB (its sshd).
+MAX_SIMULATED_HOSTS = 1000
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class LabSpec:
     hosts: int = DEFAULT_HOSTS
     clouds: tuple[str, ...] = DEFAULT_CLOUDS
     subnet: str = DEFAULT_SUBNET
+    simulated: bool = False
 
 
 def lab_id(lab_dir: Path) -> str:
@@ -158,6 +162,10 @@ def plan_hosts(spec: LabSpec) -> list[LabHostSpec]:
     """Every host of the lab described by `spec`, in index order."""
     if spec.hosts < 1:
         raise LabError("a lab needs at least one host")
+    most = MAX_SIMULATED_HOSTS if spec.simulated else MAX_REAL_HOSTS
+    if spec.hosts > most:
+        kind = "simulated" if spec.simulated else "real (use --simulated for more)"
+        raise LabError(f"a lab has at most {most} {kind} hosts, not {spec.hosts}")
     validate_clouds(spec.clouds)
     lab = lab_id(spec.dir)
     plans = []

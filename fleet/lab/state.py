@@ -58,6 +58,10 @@ class LabState:
     clouds: list[str]
     registry_process: ProcessRecord | None = None
     hosts: list[HostState] = field(default_factory=list)
+    # Simulated hosts have a real sshd, and their Docker sockets are all served by one
+    # simulator process (fleet.lab.simulator) instead of a dockerd each.
+    simulated: bool = False
+    simulator_process: ProcessRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Lab:
     registry: str
     subnet: str
     hosts: list[LabHost]
+    simulated: bool = False
 
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
@@ -96,8 +101,10 @@ def state_from_dict(data: dict[str, Any]) -> LabState:
         )
         for host in data["hosts"]
     ]
-    fields = {k: v for k, v in data.items() if k not in ("format", "hosts", "registry_process")}
-    return LabState(**fields, registry_process=_process(data.get("registry_process")), hosts=hosts)
+    records = ("registry_process", "simulator_process")
+    fields = {k: v for k, v in data.items() if k not in ("format", "hosts", *records)}
+    return LabState(**fields, registry_process=_process(data.get("registry_process")),
+                    simulator_process=_process(data.get("simulator_process")), hosts=hosts)
 
 
 def read_state(lab_dir: Path) -> LabState | None:
@@ -135,4 +142,5 @@ def lab_view(state: LabState) -> Lab:
         registry=state.registry,
         subnet=state.subnet,
         hosts=[host.public() for host in state.hosts],
+        simulated=state.simulated,
     )

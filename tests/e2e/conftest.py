@@ -21,6 +21,7 @@ E2E_DIR = Path(__file__).parent
 # Modules by how long they take, the longest first: pytest-xdist hands whole modules to its
 # workers in this order, so the last one to start is a short one.
 SLOWEST_FIRST = ("test_faults", "test_rollout", "test_converge", "test_compose_app",
+                 "test_simulator_contract",
                  "test_hostile_hosts", "test_hardened_hosts")
 
 

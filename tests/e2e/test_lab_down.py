@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet.lab import Lab, lab_down, lab_exec, lab_status, lab_up
-from fleet.lab.leftovers import DAEMON_COMMS, refers_to
+from fleet.lab.leftovers import is_lab_daemon
 from fleet.lab.network import list_links, list_netns, mount_points
 from fleet.lab.spec import is_lab_link, is_lab_netns, lab_id
 from fleet.lab.system import process_table
@@ -26,7 +26,7 @@ def remains(lab_dir: Path) -> dict[str, list[str]]:
         "daemons": [
             f"{p.pid} {p.comm}"
             for p in process_table()
-            if p.comm in DAEMON_COMMS and refers_to(p.argv, lab_dir)
+            if is_lab_daemon(p, lab_dir)
         ],
         "mounts": [m for m in mount_points() if m.startswith(f"{lab_dir}/")],
     }

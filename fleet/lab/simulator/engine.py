@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fleet.lab.simulator.registry import ResolvedImage
+if TYPE_CHECKING:
+    from fleet.lab.simulator.registry import ResolvedImage
 
 JSON = dict[str, Any]
 Clock = Callable[[], float]
