@@ -7,7 +7,7 @@
                                [--simulated-subnet 198.18.128.0/20]
 
 Per size, on a lab of its own (real hosts: sshd + dockerd each; simulated: sshd each and one
-Engine API simulator, when `fleet lab up --simulated` exists) and the job of the issue: `web`
+Engine API simulator, `fleet lab up --simulated`) and the job of the issue: `web`
 on a fixed host port with one environment variable per host, and a 2-replica `worker` on the
 hetzner hosts. The fleet is converged once (`fleet apply`, timed as "cold apply"), then each
 run alternates, as separate processes, interpreter start-up and imports included:
@@ -32,7 +32,6 @@ end, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import signal
@@ -118,11 +117,7 @@ def prepare(lab: Lab, work: Path) -> tuple[Path, Path]:
 
 
 def bring_up(lab_dir: Path, size: int, subnet: str, simulated: bool) -> Lab:
-    if simulated:
-        if "simulated" not in inspect.signature(lab_up).parameters:
-            raise SystemExit("this fleet has no simulated lab yet (fleet lab up --simulated)")
-        return lab_up(lab_dir, hosts=size, subnet=subnet, simulated=True)  # type: ignore[call-arg]
-    return lab_up(lab_dir, hosts=size, subnet=subnet)
+    return lab_up(lab_dir, hosts=size, subnet=subnet, simulated=simulated)
 
 
 def bench(size: int, simulated: bool, lab_dir: Path, subnet: str, runs: int,

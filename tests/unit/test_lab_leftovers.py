@@ -10,6 +10,7 @@ import pytest
 from fleet.lab.leftovers import (
     HostHealth,
     host_is_reusable,
+    is_lab_daemon,
     plan_cleanup,
     refers_to,
     select_processes,
@@ -133,3 +134,12 @@ def test_missing_tools_name_their_debian_packages() -> None:
 
 def test_process_record_is_plain_data() -> None:
     assert ProcessRecord(5, 7) == ProcessRecord(5, 7)
+
+
+def test_the_simulator_is_a_lab_daemon_of_its_own_lab_only() -> None:
+    lab = Path("/var/lib/fleet-lab")
+    argv = ("/venv/bin/python", "-m", "fleet.lab.simulator", f"{lab}/simulator/config.json")
+    assert is_lab_daemon(proc(50, 1, "python", argv), lab)
+    assert is_lab_daemon(proc(50, 1, "python", argv), lab / "simulator")
+    assert not is_lab_daemon(proc(50, 1, "python", argv), Path("/var/lib/fleet-lab-test"))
+    assert not is_lab_daemon(proc(51, 1, "vim", ("vim", f"{lab}/simulator/config.json")), lab)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from fleet.errors import LabError
 from fleet.lab.spec import (
     IFNAMSIZ,
+    MAX_REAL_HOSTS,
+    MAX_SIMULATED_HOSTS,
     LabSpec,
     bridge_address,
     bridge_name,
@@ -121,3 +123,14 @@ def test_two_lab_dirs_get_different_names() -> None:
     assert default.name == test.name
     assert default.netns != test.netns
     assert default.veth != test.veth
+
+
+def test_a_lab_holds_200_real_or_1000_simulated_hosts() -> None:
+    big = LabSpec(hosts=MAX_SIMULATED_HOSTS, subnet="198.18.128.0/22", simulated=True)
+    assert len(plan_hosts(big)) == 1000
+    with pytest.raises(LabError, match="at most 200 real"):
+        plan_hosts(LabSpec(hosts=MAX_REAL_HOSTS + 1, subnet="198.18.128.0/22"))
+    with pytest.raises(LabError, match="at most 1000 simulated"):
+        plan_hosts(LabSpec(hosts=1001, subnet="198.18.128.0/22", simulated=True))
+    with pytest.raises(LabError, match="has room for 245 hosts"):
+        plan_hosts(LabSpec(hosts=300, simulated=True))
