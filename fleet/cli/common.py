@@ -7,15 +7,17 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from fleet.cli.vault import ansible_vault_decrypter
 from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
 from fleet.config.shards import Shard, parse_shard
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,6 +132,8 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
 
 
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console  # loaded by the commands that print through it
+
     stream = sys.stderr if stderr else sys.stdout
     # Not a terminal (logs, CI): wide enough that tables never wrap.
     width = None if stream.isatty() else 200

@@ -14,22 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from types import TracebackType
-
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from fleet.cli.common import console
 from fleet.cli.terminal import cell, one_line
+
+if TYPE_CHECKING:  # rich loads only for the live view, on a terminal
+    from rich.console import RenderableType
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
 
 MAX_ROWS = 20  # busy hosts shown one by one; more are summarised
 SLOWEST = 5  # hosts named in a summary as the slowest
@@ -89,6 +82,16 @@ class HostProgress:
 
     def __enter__(self) -> HostProgress:
         if self.live:
+            from rich.live import Live
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn())
@@ -104,6 +107,9 @@ class HostProgress:
             self._view.__exit__(exc_type, exc, tb)
 
     def _render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+
         assert self._progress is not None
         table = Table.grid(padding=(0, 2))
         busy = [(h, m) for h, m in self._doing.items() if h not in self._finished]

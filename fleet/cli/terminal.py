@@ -7,10 +7,14 @@ that must stay one line goes through `one_line` first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.text import Text
 
 from fleet.text import one_line, printable
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["cell", "echo", "one_line"]
 
@@ -21,4 +25,6 @@ def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
 
 def cell(value: object, style: str = "") -> Text:
     """A table cell from host or file text: one line, never read as rich markup."""
+    from rich.text import Text  # rich loads only for the commands that draw tables
+
     return Text(one_line(value), style=style)

@@ -21,7 +21,7 @@ from fleet.config.validation import ItemErrors
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _whole(value: Any) -> Any:

@@ -28,7 +28,7 @@ from fleet.config.validation import ItemErrors, KeyProblem
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # Compose's own name rules (compose-spec schema and compose-go).

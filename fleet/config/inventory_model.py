@@ -96,7 +96,7 @@ Port = Annotated[int | None, BeforeValidator(_port)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ConnectionSettings(_Strict):

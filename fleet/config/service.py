@@ -43,7 +43,7 @@ RESERVED_LABEL_PREFIX = "fleet."
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def without_extensions(value: Any) -> Any:

@@ -31,7 +31,7 @@ ContainerId = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class Answer(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, defer_build=True)
 
 
 # -- GET /containers/json -------------------------------------------------------------------
@@ -196,10 +196,15 @@ class PullEvent(Answer):
     errorDetail: ErrorDetail | None = None
 
 
-CONTAINER_LIST: TypeAdapter[list[ContainerSummary]] = TypeAdapter(list[ContainerSummary])
-IMAGE_LIST: TypeAdapter[list[ImageSummary]] = TypeAdapter(list[ImageSummary])
-NETWORK_LIST: TypeAdapter[list[NetworkSummary]] = TypeAdapter(list[NetworkSummary])
-API_VERSION: TypeAdapter[str] = TypeAdapter(ApiVersionText)
+# Built on first use (defer_build), as the models are: a command pays only for the answers it reads.
+_ON_FIRST_USE = ConfigDict(defer_build=True)
+CONTAINER_LIST: TypeAdapter[list[ContainerSummary]] = TypeAdapter(list[ContainerSummary],
+                                                                  config=_ON_FIRST_USE)
+IMAGE_LIST: TypeAdapter[list[ImageSummary]] = TypeAdapter(list[ImageSummary],
+                                                          config=_ON_FIRST_USE)
+NETWORK_LIST: TypeAdapter[list[NetworkSummary]] = TypeAdapter(list[NetworkSummary],
+                                                              config=_ON_FIRST_USE)
+API_VERSION: TypeAdapter[str] = TypeAdapter(ApiVersionText, config=_ON_FIRST_USE)
 
 
 class AnswerShapeError(ValueError):

@@ -40,7 +40,7 @@ _Count = Annotated[int, Field(ge=0, le=MAX_NUMBER)]
 class _EntryModel(BaseModel):
     """What a line must hold to be an entry (strict JSON types, as to_json writes them)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
     command: _Short
     service: _Short

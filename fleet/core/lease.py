@@ -39,7 +39,7 @@ _Short = Annotated[str, Field(max_length=1024)]
 
 
 class _LeaseModel(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
     owner: _Short
     controller_host: _Short

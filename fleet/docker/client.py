@@ -42,17 +42,18 @@ from fleet.core.answers import (
 )
 from fleet.core.untrusted import KiB, MiB, UntrustedJSONError, parse_json, size_text
 from fleet.docker.wire import (
+    MAX_API_VERSION,
     ContainerOutput,
     demultiplex_stream,
     encode_registry_auth,
     error_message,
     label_filters,
-    minimum_version_from_error,
     negotiate_api_version,
     parse_api_version,
     pull_progress_error,
     raw_stream,
     split_image_reference,
+    version_from_refusal,
 )
 from fleet.errors import DockerError, DockerNotFoundError, HostAnswerError
 from fleet.transport.http_over_ssh import MAX_CHANNELS, SSHChannelTransport
@@ -83,10 +84,12 @@ class DockerClient:
 
     def __init__(self, host: str, transport: httpx.AsyncBaseTransport, *,
                  timeout: float = DEFAULT_TIMEOUT, endpoint: str = "the Docker socket",
-                 api_version: str | None = None) -> None:
-        """`api_version` pins the version and skips negotiation (one round trip less)."""
+                 api_version: str | None = None, channels: int = MAX_CHANNELS) -> None:
+        """`api_version` pins the version (no answer can change it); `channels` is how many
+        requests `transport` carries at once (callers fanning out stay within it)."""
         self.host = host
         self.timeout = timeout
+        self.channels = max(1, channels)
         self._endpoint = endpoint
         # Deadlines are ours (asyncio.timeout per call), so httpx's own timeouts are off.
         # identity: bounds count the bytes that arrive, not what they would inflate to.
@@ -103,7 +106,7 @@ class DockerClient:
         socket_path = connection.target.docker_socket
         transport = SSHChannelTransport(connection.ssh, socket_path, max_channels=max_channels)
         return cls(connection.name, transport, timeout=timeout, endpoint=socket_path,
-                   api_version=api_version)
+                   api_version=api_version, channels=max_channels)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -111,11 +114,12 @@ class DockerClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def api_version(self) -> str:
-        """The API version used with this daemon, negotiated once and remembered.
+        """The API version used with this daemon, known after its first versioned answer
+        (see _send) and remembered.
 
-        Asked with GET /_ping (its API-Version header, as the docker CLI does): /version
-        makes dockerd query containerd and costs several times more. A daemon whose minimum
-        is above our choice says so on the first call, which is then resent (see _send).
+        Asked before any, it is negotiated with GET /_ping (its API-Version header, as the
+        docker CLI does): /version makes dockerd query containerd and costs several times
+        more, and is asked only of daemons too old to send the header.
         """
         async with self._negotiation:
             if self._api_version is None:
@@ -128,6 +132,19 @@ class DockerClient:
                                               API_VERSION, server_version)
                     self._api_version = negotiate_api_version({"ApiVersion": checked})
         return self._api_version
+
+    def _learn_version(self, what: str, response: httpx.Response, sent: str) -> None:
+        """After the first versioned answer the daemon accepted (sent at `sent`): keep `sent`,
+        or the daemon's own version (the API-Version header dockerd puts on every answer)
+        if that is older. Without the header, `sent` was accepted, so it is in the daemon's
+        range (dockerd refuses any version outside it)."""
+        server_version = response.headers.get("API-Version")
+        if server_version is None:
+            self._api_version = sent
+            return
+        checked = self._validated(f"{what} (its API-Version header)", API_VERSION,
+                                  server_version)
+        self._api_version = min(sent, checked, key=parse_api_version)
 
     def _unusable(self, what: str, problem: object) -> HostAnswerError:
         return HostAnswerError(self.host, f"Docker answered {what} with an unusable answer: "
@@ -169,22 +186,33 @@ class DockerClient:
     async def _send(self, what: str, method: str, path: str, *, versioned: bool,
                     **request_args: Any) -> httpx.Response:
         """Send one request and return its streaming response (the caller reads it within a
-        bound and closes it). Raises DockerError for 4xx/5xx; if the daemon refuses our API
-        version as too old, adopts its minimum and sends the request again."""
+        bound and closes it). Raises DockerError for 4xx/5xx.
+
+        No round trip is spent on negotiating the API version: until the daemon's first
+        answer tells it, requests go out at MAX_API_VERSION (so a host's first requests
+        leave together). A daemon refusing that version as too new (or too old) names the
+        one it speaks: adopted, and the request is sent again."""
         for attempt in (1, 2):
-            url = f"/v{await self.api_version()}{path}" if versioned else path
+            version = (self._api_version or MAX_API_VERSION) if versioned else None
+            url = f"/v{version}{path}" if version is not None else path
             request = self._http.build_request(method, url, **request_args)
             response = await self._http.send(request, stream=True)
             if response.status_code < 400:
+                if version is not None and self._api_version is None:
+                    try:
+                        self._learn_version(what, response, version)
+                    except BaseException:
+                        await response.aclose()
+                        raise
                 return response
             try:
                 body = await self._read(what, response, MAX_SMALL_BODY, cut=True)
             finally:
                 await response.aclose()
-            if attempt == 1 and versioned and response.status_code == 400:
-                minimum = minimum_version_from_error(error_message(body, 400, ""))
-                if minimum:
-                    self._api_version = minimum
+            if attempt == 1 and version is not None and response.status_code == 400:
+                wanted = version_from_refusal(error_message(body, 400, ""))
+                if wanted and wanted != version:
+                    self._api_version = wanted
                     continue
             self._raise_for_status(what, response, body)
         raise AssertionError("unreachable")

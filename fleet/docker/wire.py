@@ -50,6 +50,27 @@ def minimum_version_from_error(message: str) -> str | None:
     return match.group(1) if match else None
 
 
+# dockerd since 17.04, and before it (API 1.24 and older) in other words.
+_TOO_NEW = (re.compile(r"client version \S+ is too new\. Maximum supported API version is "
+                       r"([0-9]{1,3}\.[0-9]{1,3})\b"),
+            re.compile(r"client is newer than server \(client API version: \S+, server API "
+                       r"version: ([0-9]{1,3}\.[0-9]{1,3})\)"))
+
+
+def maximum_version_from_error(message: str) -> str | None:
+    """The newest API version a daemon speaks, from its refusal of a newer one."""
+    for pattern in _TOO_NEW:
+        match = pattern.search(message)
+        if match:
+            return match.group(1)
+    return None
+
+
+def version_from_refusal(message: str) -> str | None:
+    """The API version to resend with after a daemon refused ours (too old or too new)."""
+    return minimum_version_from_error(message) or maximum_version_from_error(message)
+
+
 def encode_registry_auth(auth: Mapping[str, str]) -> str:
     """X-Registry-Auth header value: URL-safe base64 of the JSON credentials.
 

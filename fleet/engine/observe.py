@@ -1,5 +1,6 @@
-"""Observation: the only reads. One list call per host, then inspects of the project's own
-containers in parallel over the host's one SSH connection.
+"""Observation: the only reads. Per host, its lists side by side, then inspects of the
+project's own containers in parallel over the host's one SSH connection (as many at once as
+its Docker client has channels).
 
 The client checks every answer; the snapshot is built from the checked answers, so anything
 still unusable (AnswerShapeError) is that host's HostAnswerError, never the run's crash.
@@ -28,7 +29,6 @@ T = TypeVar("T")
 # A host could list any number of "project" containers, each costing an inspect: no real
 # host runs this many replicas of one project.
 MAX_PROJECT_CONTAINERS = 1000
-INSPECTS_AT_ONCE = 8  # the client's channels: more would only queue (and hold memory)
 
 
 def _built(host: str, what: str, build: Callable[[Any], T], answer: Any) -> T:
@@ -59,7 +59,10 @@ async def observe_host(host: str, docker: DockerClient, project: str, *,
         raise HostAnswerError(host, f"Docker listed {len(ours)} containers of project "
                                     f"{project}, more than fleet reads on one host "
                                     f"({MAX_PROJECT_CONTAINERS})")
-    limit = asyncio.Semaphore(INSPECTS_AT_ONCE)
+    # As many at once as the client has channels (kept alive, so each carries inspect after
+    # inspect): more would only queue inside the transport, where each one's deadline would
+    # already be running.
+    limit = asyncio.Semaphore(docker.channels)
 
     async def inspect(container_id: str) -> Any:
         async with limit:

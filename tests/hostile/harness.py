@@ -176,7 +176,8 @@ class FakeDocker:
 
     async def _answer(self, writer: asyncssh.SSHWriter[bytes], reply: Reply) -> bool:
         """Write one answer; False when the channel must close after it."""
-        headers = {"Content-Type": reply.content_type, **reply.headers}
+        # dockerd puts its API version on every answer: fleet learns it from the first
+        headers = {"Content-Type": reply.content_type, "API-Version": "1.41", **reply.headers}
         streamed = callable(reply.body)
         if streamed:
             headers["Connection"] = "close"

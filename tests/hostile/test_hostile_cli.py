@@ -91,8 +91,9 @@ BAD_ANSWERS: dict[str, tuple[dict[str, Reply], str]] = {
     "declared too large": (
         {"GET /containers/json": Reply(b"[]", headers={"Content-Length": str(10**12)})},
         "more than 8 MiB"),
-    "garbage API version": (
-        {"GET /_ping": Reply(b"OK", headers={"API-Version": "1." + "9" * 5000})},
+    "garbage API version": (  # on every answer, as dockerd sends it
+        {"GET /containers/json": Reply(b"[]", headers={"API-Version": "1." + "9" * 5000}),
+         "GET /networks": Reply(b"[]", headers={"API-Version": "1." + "9" * 5000})},
         "API-Version header"),
     "images dict for list": ({"GET /images/json": Reply.json({"RepoTags": []})},
                              "GET /images/json with an unusable answer: expected a list"),

@@ -157,12 +157,17 @@ def test_bad_api_version_header_is_the_hosts_error(header: bytes) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="OK", headers={"API-Version": header})
 
-    async def scenario(client: DockerClient) -> None:
-        client._api_version = None  # negotiate
+    async def first_call(client: DockerClient) -> None:
+        client._api_version = None  # learnt from the first answer
         await client.list_networks()
 
-    with pytest.raises(HostAnswerError, match="API-Version header"):
-        run(handler, scenario)
+    async def asked_first(client: DockerClient) -> None:
+        client._api_version = None  # negotiated with GET /_ping
+        await client.api_version()
+
+    for scenario in (first_call, asked_first):
+        with pytest.raises(HostAnswerError, match="API-Version header"):
+            run(handler, scenario)
 
 
 @pytest.mark.parametrize("minimum", ["1." + "9" * 5000, "١.٤٤"])
@@ -171,6 +176,17 @@ def test_absurd_minimum_version_is_not_adopted(minimum: str) -> None:
     with pytest.raises(DockerError) as caught:
         run(answering(400, json={"message": refusal}), lambda c: c.list_networks())
     assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("maximum", ["1." + "9" * 5000, "١.٤٠", "../../1.40"])
+def test_absurd_maximum_version_is_not_adopted(maximum: str) -> None:
+    refusals = [f"client version 1.41 is too new. Maximum supported API version is {maximum}",
+                f"client is newer than server (client API version: 1.41, server API version: "
+                f"{maximum})"]
+    for refusal in refusals:
+        with pytest.raises(DockerError) as caught:
+            run(answering(400, json={"message": refusal}), lambda c: c.list_networks())
+        assert caught.value.status == 400
 
 
 @pytest.mark.parametrize("digest", ["sha256:d1", "sha256:../../etc", 5, ["sha256:" + "a" * 64]])

@@ -30,31 +30,141 @@ def run(handler: Handler, scenario: Callable[[DockerClient], Any], *,
     return asyncio.run(main())
 
 
-def daemon(routes: dict[str, Handler], seen: list[httpx.Request] | None = None) -> Handler:
+def daemon(routes: dict[str, Handler], seen: list[httpx.Request] | None = None,
+           api_version: str = "1.43") -> Handler:
+    """A dockerd answering `routes`, with its API-Version header on every answer."""
     def handle(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
         if request.url.path == "/_ping":
-            return httpx.Response(200, text="OK", headers={"API-Version": "1.43"})
-        route = routes.get(f"{request.method} {request.url.path}")
-        if route is None:
-            return httpx.Response(404, json={"message": f"page not found: {request.url.path}"})
-        return route(request)
+            response = httpx.Response(200, text="OK")
+        elif (route := routes.get(f"{request.method} {request.url.path}")) is None:
+            response = httpx.Response(
+                404, json={"message": f"page not found: {request.url.path}"})
+        else:
+            response = route(request)
+        response.headers.setdefault("API-Version", api_version)
+        return response
     return handle
 
 
-def test_versioned_prefix_is_negotiated_once() -> None:
+def test_first_requests_go_out_together_without_negotiating() -> None:
     seen: list[httpx.Request] = []
     handler = daemon({"GET /v1.41/containers/json": lambda r: httpx.Response(200, json=[])},
                      seen)
 
-    async def scenario(client: DockerClient) -> None:
+    async def scenario(client: DockerClient) -> str:
         await asyncio.gather(*(client.list_containers() for _ in range(5)))
+        return await client.api_version()
 
-    run(handler, scenario)
-    paths = [request.url.path for request in seen]
-    assert paths.count("/_ping") == 1
-    assert paths.count("/v1.41/containers/json") == 5
+    assert run(handler, scenario) == "1.41"  # min(the daemon's 1.43, fleet's 1.41)
+    assert [request.url.path for request in seen] == ["/v1.41/containers/json"] * 5
+
+
+def test_older_daemon_is_spoken_to_in_its_version_once_known() -> None:
+    seen: list[httpx.Request] = []
+    routes: dict[str, Handler] = {
+        "GET /v1.41/networks": lambda r: httpx.Response(200, json=[]),
+        "GET /v1.40/networks": lambda r: httpx.Response(200, json=[]),
+    }
+
+    async def scenario(client: DockerClient) -> str:
+        await client.list_networks()
+        await client.list_networks()
+        return await client.api_version()
+
+    # a daemon that serves a newer version than its own (a proxy): its header still counts
+    assert run(daemon(routes, seen, api_version="1.40"), scenario) == "1.40"
+    assert [r.url.path for r in seen] == ["/v1.41/networks", "/v1.40/networks"]
+
+
+def test_daemon_refusing_our_version_as_too_new_is_asked_again_in_its_own() -> None:
+    seen: list[httpx.Request] = []
+    refusal = "client version 1.41 is too new. Maximum supported API version is 1.40"
+    routes: dict[str, Handler] = {
+        "GET /v1.41/networks": lambda r: httpx.Response(400, json={"message": refusal}),
+        "GET /v1.40/networks": lambda r: httpx.Response(200, json=[{"Name": "x"}]),
+    }
+
+    async def scenario(client: DockerClient) -> tuple[Any, str]:
+        return await client.list_networks(), await client.api_version()
+
+    answer = run(daemon(routes, seen, api_version="1.40"), scenario)
+    assert answer == ([{"Name": "x"}], "1.40")
+    assert [r.url.path for r in seen] == ["/v1.41/networks", "/v1.40/networks"]
+
+
+def test_daemon_older_than_125_refusing_in_its_old_words_is_asked_again() -> None:
+    seen: list[httpx.Request] = []
+
+    def old_daemon(request: httpx.Request) -> httpx.Response:
+        seen.append(request)  # no API-Version header: daemons before 1.25 send none
+        if request.url.path == "/v1.24/networks":
+            return httpx.Response(200, json=[])
+        return httpx.Response(400, text="client is newer than server (client API version: "
+                                        "1.41, server API version: 1.24)")
+
+    async def scenario(client: DockerClient) -> str:
+        await client.list_networks()
+        return await client.api_version()
+
+    assert run(old_daemon, scenario) == "1.24"
+    assert [r.url.path for r in seen] == ["/v1.41/networks", "/v1.24/networks"]
+
+
+def test_daemon_refusing_our_version_is_asked_again_with_its_minimum() -> None:
+    seen: list[httpx.Request] = []
+    refusal = ("client version 1.41 is too old. Minimum supported API version is 1.44, "
+               "please upgrade your client to a newer version")
+    routes: dict[str, Handler] = {
+        "GET /v1.41/networks": lambda r: httpx.Response(400, json={"message": refusal}),
+        "GET /v1.44/networks": lambda r: httpx.Response(200, json=[{"Name": "x"}]),
+    }
+
+    async def scenario(client: DockerClient) -> tuple[Any, str]:
+        return await client.list_networks(), await client.api_version()
+
+    # the header (the daemon's newest, 1.51) does not undo the minimum it demanded
+    answer = run(daemon(routes, seen, api_version="1.51"), scenario)
+    assert answer == ([{"Name": "x"}], "1.44")
+    assert [r.url.path for r in seen] == ["/v1.41/networks", "/v1.44/networks"]
+
+
+def test_a_second_refusal_is_the_error() -> None:
+    seen: list[httpx.Request] = []
+
+    def too_new(version: str, maximum: str) -> Handler:
+        message = f"client version {version} is too new. Maximum supported API version is "
+        return lambda r: httpx.Response(400, json={"message": message + maximum})
+
+    routes = {"GET /v1.41/networks": too_new("1.41", "1.40"),
+              "GET /v1.40/networks": too_new("1.40", "1.39")}
+    with pytest.raises(DockerError, match="too new") as caught:
+        run(daemon(routes, seen), lambda c: c.list_networks())
+    assert caught.value.status == 400
+    assert [r.url.path for r in seen] == ["/v1.41/networks", "/v1.40/networks"]
+
+
+def test_answer_without_version_header_keeps_the_version_it_accepted() -> None:
+    seen: list[httpx.Request] = []
+
+    def no_header(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    async def scenario(client: DockerClient) -> str:
+        await client.list_networks()
+        await client.list_networks()
+        return await client.api_version()
+
+    assert run(no_header, scenario) == "1.41"
+    assert [r.url.path for r in seen] == ["/v1.41/networks"] * 2
+
+
+def test_version_asked_before_any_call_is_negotiated_with_ping() -> None:
+    seen: list[httpx.Request] = []
+    assert run(daemon({}, seen, api_version="1.40"), lambda c: c.api_version()) == "1.40"
+    assert [r.url.path for r in seen] == ["/_ping"]
 
 
 def test_daemon_without_version_header_is_asked_for_version() -> None:
@@ -68,20 +178,8 @@ def test_daemon_without_version_header_is_asked_for_version() -> None:
             return httpx.Response(200, json={"ApiVersion": "1.24"})
         return httpx.Response(200, json=[])
 
-    run(old_daemon, lambda c: c.list_networks())
-    assert [r.url.path for r in seen] == ["/_ping", "/version", "/v1.24/networks"]
-
-
-def test_daemon_refusing_our_version_is_asked_again_with_its_minimum() -> None:
-    seen: list[httpx.Request] = []
-    refusal = ("client version 1.41 is too old. Minimum supported API version is 1.44, "
-               "please upgrade your client to a newer version")
-    routes: dict[str, Handler] = {
-        "GET /v1.41/networks": lambda r: httpx.Response(400, json={"message": refusal}),
-        "GET /v1.44/networks": lambda r: httpx.Response(200, json=[{"Name": "x"}]),
-    }
-    assert run(daemon(routes, seen), lambda c: c.list_networks()) == [{"Name": "x"}]
-    assert [r.url.path for r in seen] == ["/_ping", "/v1.41/networks", "/v1.44/networks"]
+    assert run(old_daemon, lambda c: c.api_version()) == "1.24"
+    assert [r.url.path for r in seen] == ["/_ping", "/version"]
 
 
 def test_list_containers_sends_label_filters() -> None:
@@ -181,8 +279,6 @@ def test_logs_on_api_141_asks_the_container_for_tty() -> None:
 
 def test_call_timeout_is_docker_error() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/_ping":
-            return httpx.Response(200, text="OK", headers={"API-Version": "1.41"})
         await asyncio.sleep(5)
         return httpx.Response(200, json={})
 

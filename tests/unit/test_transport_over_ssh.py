@@ -78,7 +78,12 @@ class FakeDockerd:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = socketserver.ThreadingUnixStreamServer(str(self.socket_path), Handler)
+        class Server(socketserver.ThreadingUnixStreamServer):
+            # dockerd listens with the kernel's full backlog; the default 5 would refuse a
+            # client's first requests, which all leave at once (no negotiation before them).
+            request_queue_size = 128
+
+        server = Server(str(self.socket_path), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return server

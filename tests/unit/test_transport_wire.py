@@ -13,11 +13,13 @@ from fleet.docker.wire import (
     encode_registry_auth,
     error_message,
     label_filters,
+    maximum_version_from_error,
     minimum_version_from_error,
     negotiate_api_version,
     pull_progress_error,
     raw_stream,
     split_image_reference,
+    version_from_refusal,
 )
 
 
@@ -118,3 +120,20 @@ def test_minimum_version_from_refusal() -> None:
                "please upgrade your client to a newer version")
     assert minimum_version_from_error(refusal) == "1.44"
     assert minimum_version_from_error("client version 1.41 is too new. Maximum ...") is None
+
+
+def test_maximum_version_from_refusal() -> None:
+    assert maximum_version_from_error(
+        "client version 1.41 is too new. Maximum supported API version is 1.40") == "1.40"
+    assert maximum_version_from_error(  # dockerd before 17.04
+        "client is newer than server (client API version: 1.41, server API version: 1.24)"
+    ) == "1.24"
+    assert maximum_version_from_error("client version 1.41 is too old. Minimum ...") is None
+
+
+def test_version_from_refusal_either_way() -> None:
+    assert version_from_refusal("client version 1.41 is too old. Minimum supported API "
+                                "version is 1.44, please upgrade") == "1.44"
+    assert version_from_refusal("client version 1.41 is too new. Maximum supported API "
+                                "version is 1.40") == "1.40"
+    assert version_from_refusal("No such container: x") is None
