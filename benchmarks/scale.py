@@ -38,6 +38,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,16 +89,19 @@ class Figures:
 
 def measure(argv: list[str], expect: int = 0) -> Sample:
     """Run a process to its end: wall time, and from wait4 its CPU time and peak RSS."""
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != expect:
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        raise SystemExit(f"{' '.join(argv)} exited {code}, expected {expect}:\n{stderr[-2000:]}")
-    if process.stderr:
-        process.stderr.close()
+    # stderr to a file, not a pipe: a thousand hosts' progress lines would fill a pipe that
+    # nobody reads until the end, and block the process.
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        if code != expect:
+            errors.seek(0)
+            stderr = errors.read().decode(errors="replace")
+            raise SystemExit(f"{' '.join(argv)} exited {code}, expected {expect}:\n"
+                             f"{stderr[-2000:]}")
     return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
