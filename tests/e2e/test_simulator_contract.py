@@ -22,7 +22,8 @@ import pytest
 from conftest import TEST_LAB_DIR, TEST_LAB_SUBNET
 from e2e_helpers import docker, fleet, write_playbook
 
-from fleet.lab import Lab, lab_down, lab_up
+from fleet.errors import LabError
+from fleet.lab import Lab, lab_down, lab_up, load_lab
 from fleet.lab.simulator.engine import Latencies
 
 PROJECT = "e2esim"
@@ -119,3 +120,9 @@ def test_real_and_simulated_hosts_give_the_same_plans_and_outcomes(
         ("apply broken v3", 1), ("check after rollback", 0)]
     stopped = dict((name, report) for name, _, report in real)["check stopped"]
     assert [(f["host"], f["kind"]) for f in stopped["findings"]] == [(HOSTS[0], "stopped")]
+
+
+def test_a_simulated_lab_is_not_turned_real_behind_its_back(simulated_lab: Lab) -> None:
+    with pytest.raises(LabError, match="has simulated hosts; run `fleet lab down"):
+        lab_up(SIM_DIR, hosts=len(HOSTS), subnet=SIM_SUBNET)
+    assert load_lab(SIM_DIR).simulated
