@@ -127,12 +127,12 @@ def bring_up(lab_dir: Path, size: int, subnet: str, simulated: bool) -> Lab:
 def bench(size: int, simulated: bool, lab_dir: Path, subnet: str, runs: int,
           forks: int) -> Figures:
     lab_down(lab_dir)
-    started = time.perf_counter()
-    lab = bring_up(lab_dir, size, subnet, simulated)
-    print(f"  {size} hosts: lab up in {time.perf_counter() - started:.1f} s", file=sys.stderr,
-          flush=True)
     figures = Figures(size, simulated)
     try:
+        started = time.perf_counter()
+        lab = bring_up(lab_dir, size, subnet, simulated)
+        print(f"  {size} hosts: lab up in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
         playbook, floor_hosts = prepare(lab, lab_dir)
         forks_flag = ["--forks", str(forks)]
         figures.cold_apply = measure(fleet("apply", "--yes", *forks_flag, str(playbook))).wall

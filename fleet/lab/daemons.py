@@ -136,7 +136,8 @@ def start_sshd(host: HostState, host_dir: Path, authorized_keys: Path,
     config.write_text(render_sshd_config(host, host_dir, authorized_keys, options))
     log = host_dir / "sshd.log"
     record = _spawn(in_host(host, [SSHD, "-D", "-f", str(config), "-E", str(log)]), log)
-    _wait_until(lambda: sshd_answers(host.address), record, "sshd", log, 15)
+    # 30 s: a thousand hosts starting 16 at a time on two busy cores can be slow to answer.
+    _wait_until(lambda: sshd_answers(host.address), record, "sshd", log, 30)
     return record
 
 

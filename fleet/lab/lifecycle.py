@@ -248,23 +248,28 @@ def _ensure_host(
     if host_is_reusable(health):
         report(plan.name, "running", True)
         return
-    try:
-        leftovers = recorded is not None or health.network or health.mount_ns or \
-            network.netns_path(plan.netns).exists()
-        if leftovers:  # else there is nothing to clean (and scanning /proc per host is O(n²))
-            report(plan.name, "cleaning leftovers", False)
-            lab_hosts.teardown(recorded or lab_hosts.desired_state(lab_dir, plan), lab_dir)
-        built = lab_hosts.build(
-            plan,
-            lab_dir,
-            state.bridge,
-            state.subnet,
-            state.registry,
-            lambda message: report(plan.name, message, False),
-            simulated=state.simulated,
-        )
-    except LabError as exc:
-        raise LabError(f"{plan.name}: {exc}") from exc
+    leftovers = recorded is not None or health.network or health.mount_ns or \
+        network.netns_path(plan.netns).exists()
+    for attempt in (1, 2):  # a daemon slow to start on a loaded machine gets a second try
+        try:
+            if leftovers:  # else nothing to clean (and scanning /proc per host is O(n²))
+                report(plan.name, "cleaning leftovers", False)
+                lab_hosts.teardown(recorded or lab_hosts.desired_state(lab_dir, plan), lab_dir)
+            built = lab_hosts.build(
+                plan,
+                lab_dir,
+                state.bridge,
+                state.subnet,
+                state.registry,
+                lambda message: report(plan.name, message, False),
+                simulated=state.simulated,
+            )
+            break
+        except LabError as exc:
+            if attempt == 2:
+                raise LabError(f"{plan.name}: {exc}") from exc
+            report(plan.name, f"retrying: {exc}", False)
+            leftovers = True
     recorder.replace(built)
     report(plan.name, "started", True)
 
