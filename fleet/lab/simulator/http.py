@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
+from fleet.config.references import parse_image_reference
 from fleet.lab.simulator.engine import EngineError, SimulatedEngine
 from fleet.lab.simulator.registry import LabRegistry, RegistryError
 
@@ -224,7 +225,7 @@ class HostServer:
                            "Os": image.resolved.config.get("os")})
 
     async def _distribution(self, request: Request) -> Reply:
-        name, reference = _split_reference(request.match["id"])
+        name, reference = _name_and_reference(request.match["id"])
         resolved = await self.registry.resolve(name, reference)
         return Reply(200, {"Descriptor": {"mediaType": resolved.media_type,
                                           "digest": resolved.digest, "size": resolved.size},
@@ -232,11 +233,9 @@ class HostServer:
                                           "os": resolved.config.get("os")}]})
 
     async def _pull(self, request: Request) -> Reply:
-        name, tag = request.arg("fromImage"), request.arg("tag") or "latest"
-        if "@" in name:
-            name, _, tag = name.partition("@")
-        elif ":" in name.rsplit("/", 1)[-1] and not request.arg("tag"):
-            name, _, tag = name.rpartition(":")
+        image, tag = request.arg("fromImage"), request.arg("tag")
+        separator = "@" if ":" in tag else ":"  # a digest (sha256:...) or a tag
+        name, tag = _name_and_reference(f"{image}{separator}{tag}" if tag else image)
         resolved = await self.registry.resolve(name, tag)  # an error before the stream starts
         by_tag = not tag.startswith("sha256:")
         reference = f"{name}:{tag}" if by_tag else f"{name}@{tag}"
@@ -289,15 +288,17 @@ class HostServer:
         return Reply(201, self.engine.create_volume(request.json()))
 
 
-def _split_reference(reference: str) -> tuple[str, str]:
-    if "@" in reference:
-        name, _, digest = reference.partition("@")
-        return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name, digest
-    last = reference.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, _, tag = reference.rpartition(":")
-        return name, tag
-    return reference, "latest"
+def _name_and_reference(text: str) -> tuple[str, str]:
+    """(repository as written, tag or digest) of an image reference; "latest" if it has none.
+    A reference of both tag and digest is pulled by its digest, as by dockerd."""
+    try:
+        parsed = parse_image_reference(text)
+    except ValueError as exc:
+        raise EngineError(400, f"invalid reference format: {exc}") from None
+    name = text.partition("@")[0]
+    if parsed.tag and name.endswith(f":{parsed.tag}"):
+        name = name.removesuffix(f":{parsed.tag}")
+    return name, parsed.digest or parsed.tag or "latest"
 
 
 def _response_headers(reply: Reply, length: int | None) -> list[tuple[str, str]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from fleet.config.references import parse_image_reference
+
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -43,14 +45,6 @@ class ResolvedImage:
     image_id: str  # the config blob's digest, as `docker images --digests` shows the ID
     config: dict[str, Any]  # the image config blob (architecture, os, config, rootfs...)
     layers: int
-
-
-def split_repository(name: str) -> tuple[str, str]:
-    """("registry:port", "path") of a repository name; Docker Hub names have no registry."""
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "docker.io", name if rest else f"library/{name}"
 
 
 def _architecture() -> str:
@@ -89,7 +83,8 @@ class LabRegistry:
         return await asyncio.shield(future)
 
     async def _resolve(self, name: str, reference: str) -> ResolvedImage:
-        registry, path = split_repository(name)
+        parsed = parse_image_reference(name)
+        registry, path = parsed.registry, parsed.repository
         if registry != self.address:
             raise RegistryError(500, f'Get "https://{registry}/v2/": dial tcp: lookup '
                                      f"{registry}: no such host (simulated: only the lab "
