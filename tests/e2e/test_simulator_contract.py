@@ -54,7 +54,7 @@ def _services(registry: str, version: str) -> dict[str, Any]:
             "ports": ["8080:8080"],
             "environment": {"CLOUD": "{{ host.labels.cloud }}"},
             "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"],
-                            "interval": "1s", "timeout": "1s", "retries": 2},
+                            "interval": "1s", "timeout": "3s", "retries": 3},
             "restart": "unless-stopped",
         },
         "worker": {"image": f"{registry}/demo/worker:v1", "replicas": 2},
