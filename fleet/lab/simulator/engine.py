@@ -36,6 +36,8 @@ RESTARTING_POLICIES = ("always", "unless-stopped", "on-failure")
 
 
 class EngineError(Exception):
+    """A request the daemon refuses: `status` and dockerd's own words."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

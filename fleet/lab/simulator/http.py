@@ -20,7 +20,7 @@ import h11
 
 from fleet.config.references import parse_image_reference
 from fleet.lab.simulator.engine import EngineError, SimulatedEngine
-from fleet.lab.simulator.registry import LabRegistry, RegistryError
+from fleet.lab.simulator.registry import LabRegistry
 
 API_VERSION = "1.41"  # dockerd 20.10, as on the lab's real hosts
 MIN_API_VERSION = "1.12"
@@ -130,9 +130,7 @@ class HostServer:
             request = Request(method, path, parse_qs(parts.query), headers, body, match)
             try:
                 return await handler(request)
-            except EngineError as exc:
-                return _error(exc.status, exc.message)
-            except RegistryError as exc:
+            except EngineError as exc:  # RegistryError included
                 return _error(exc.status, exc.message)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 return _error(400, f"simulated daemon: bad request: {exc}")

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from fleet.config.references import parse_image_reference
+from fleet.lab.simulator.engine import EngineError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -27,13 +28,8 @@ MAX_MANIFEST = 4 * 1024 * 1024
 MANIFEST_TTL = 1.0  # seconds a tag's answer is reused: many hosts pull it at once
 
 
-class RegistryError(Exception):
+class RegistryError(EngineError):
     """A pull or inspect that fails; `status` is the HTTP status the daemon would answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
