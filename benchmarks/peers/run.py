@@ -29,6 +29,7 @@ peak RSS of the largest process (wait4) and of the whole process tree (sampled e
 from __future__ import annotations
 
 import argparse
+import compileall
 import ctypes
 import json
 import os
@@ -478,6 +479,8 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path("/var/lib/fleet-lab-peers"))
     parser.add_argument("--subnet", default="198.18.60.0/24")
     args = parser.parse_args()
+    # fleet as installed from a wheel, byte-compiled (the peers' venvs are, by pip)
+    compileall.compile_dir(str(HERE.parent.parent / "fleet"), quiet=1)
     tools = [t for t in args.tools.split(",") if t]
     if unknown := set(tools) - set(TOOLS):
         raise SystemExit(f"unknown tools {sorted(unknown)}; known: {', '.join(TOOLS)}")

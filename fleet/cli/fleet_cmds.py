@@ -26,7 +26,6 @@ from fleet.cli.session import (
     unreachable_json,
     warn_unresolved,
 )
-from fleet.cli.status_view import status_table
 from fleet.cli.terminal import echo, one_line
 from fleet.core.diff import Kind
 from fleet.core.plan import Plan
@@ -154,6 +153,7 @@ def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
             return observation
 
     observation = run_async(go())
+    from fleet.cli.status_view import status_table  # rich's tables: for this command only
     table, rows = status_table(state, observation)
     if as_json:
         print_json({"project": state.project, "containers": rows,

@@ -74,10 +74,12 @@ async def _poll(docker: DockerClient, container_id: str, watch: _Watch, clock: C
 
 
 async def wait_ready(docker: DockerClient, container_id: str, timeout: float, *,
-                     clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> str | None:
-    """None once running (and healthy, if it has a healthcheck); else why not."""
-    return await _poll(docker, container_id, ReadyWatch(clock(), timeout, SETTLE_SECONDS),
-                       clock, sleep)
+                     settle: float | None = None, clock: Clock = time.monotonic,
+                     sleep: Sleep = asyncio.sleep) -> str | None:
+    """None once running (and healthy, if it has a healthcheck); else why not. Without a
+    healthcheck, running for `settle` seconds without a restart counts as ready."""
+    return await _poll(docker, container_id, ReadyWatch(
+        clock(), timeout, SETTLE_SECONDS if settle is None else settle), clock, sleep)
 
 
 async def wait_exit(docker: DockerClient, container_id: str, timeout: float, *,
@@ -190,8 +192,12 @@ async def health_gate(docker: DockerClient, ssh: asyncssh.SSHClientConnection,
                       sleep: Sleep = asyncio.sleep) -> str | None:
     """None when every container came up and stayed up for `monitor` seconds."""
     identities = {}
+    # The monitor watches for restarts too: settling first would only add its time to
+    # every batch (the executor's wait-ready step has settled these containers already).
+    settle = max(0.0, SETTLE_SECONDS - monitor)
     for container_id in container_ids:
-        failure = await wait_ready(docker, container_id, timeout, clock=clock, sleep=sleep)
+        failure = await wait_ready(docker, container_id, timeout, settle=settle, clock=clock,
+                                   sleep=sleep)
         if failure:
             return failure
         identities[container_id] = health.run_identity(

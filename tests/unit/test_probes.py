@@ -455,6 +455,35 @@ def test_gate_passes_when_the_container_stays_up_for_monitor() -> None:
     assert docker.inspected > 3  # ready, identity, then polled while monitoring
 
 
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("monitor", "expected"), [(0.0, 1.0), (0.4, 1.0), (2.0, 2.0)])
+def test_the_gate_settles_only_what_monitoring_does_not_cover(
+        monkeypatch: pytest.MonkeyPatch, monitor: float, expected: float) -> None:
+    # Without a healthcheck a container is ready once up for SETTLE_SECONDS; the monitor
+    # watches for restarts as well, so a gate is settle + monitor only where monitor is
+    # shorter than the settle (else every batch of a rollout would wait a second more).
+    monkeypatch.setattr(sys.modules[wait_ready.__module__], "SETTLE_SECONDS", 1.0)
+    clock = FakeClock()
+    docker = FakeDocker([inspect()])
+    assert asyncio.run(health_gate(docker, None, ["web-1"], probe=None,  # type: ignore[arg-type]
+                                   monitor=monitor, timeout=5, clock=clock,
+                                   sleep=clock.sleep)) is None
+    assert clock.now == pytest.approx(expected, abs=0.51)  # to within one poll
+    assert clock.now >= max(monitor, 1.0)
+
+
 def test_gate_fails_on_a_restart_during_monitoring() -> None:
     docker = FakeDocker([inspect(health="healthy"),  # wait_ready
                          inspect(health="healthy"),  # the identity to hold
