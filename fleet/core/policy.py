@@ -22,6 +22,7 @@ from fleet.core.plan import (
     Action,
     ActionKind,
     Order,
+    StepKind,
     create_action,
     recreate_action,
     remove_action,
@@ -108,6 +109,12 @@ def unprepared_reason(actions: Sequence[Action], unprepared: Mapping[str, str]) 
 
 def monitor_seconds(policy: UpdatePolicy, canary: bool) -> float:
     return max(policy.monitor, policy.canary_wait) if canary else policy.monitor
+
+
+def waited_ready(done: Sequence[Action]) -> frozenset[str]:
+    """The containers these actions waited for until ready (their wait-ready steps)."""
+    return frozenset(step.target for action in done for step in action.steps
+                     if step.kind == StepKind.WAIT_READY)
 
 
 def gated_names(done: Sequence[Action]) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import asyncssh
@@ -188,16 +188,19 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
 
 async def health_gate(docker: DockerClient, ssh: asyncssh.SSHClientConnection,
                       container_ids: Sequence[str], *, probe: Probe | None, monitor: float,
-                      timeout: float, clock: Clock = time.monotonic,
+                      timeout: float, settled: Collection[str] = (),
+                      clock: Clock = time.monotonic,
                       sleep: Sleep = asyncio.sleep) -> str | None:
-    """None when every container came up and stayed up for `monitor` seconds."""
+    """None when every container came up and stayed up for `monitor` seconds. `settled`:
+    the containers a wait-ready step of this run has seen settle already."""
     identities = {}
     # The monitor watches for restarts too: settling first would only add its time to
-    # every batch (the executor's wait-ready step has settled these containers already).
+    # every batch. What a wait-ready step settled need not settle again.
     settle = max(0.0, SETTLE_SECONDS - monitor)
     for container_id in container_ids:
-        failure = await wait_ready(docker, container_id, timeout, settle=settle, clock=clock,
-                                   sleep=sleep)
+        failure = await wait_ready(docker, container_id, timeout,
+                                   settle=0.0 if container_id in settled else settle,
+                                   clock=clock, sleep=sleep)
         if failure:
             return failure
         identities[container_id] = health.run_identity(

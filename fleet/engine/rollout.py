@@ -68,11 +68,15 @@ class Rollout:
         return placement.update if placement else UpdatePolicy()
 
     async def _execute(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+        async with self.run.forks:
+            return await self._execute_holding_fork(host, actions)
+
+    async def _execute_holding_fork(self, host: str,
+                                    actions: Sequence[Action]) -> ExecutionResult:
         executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
                             self.run.auth, self.run.state.project, self.report,
                             self.run.file_store(host), self.run.file_root(host))
-        async with self.run.forks:
-            result = await executor.run(host, actions)
+        result = await executor.run(host, actions)
         if result.failed is not None:
             self.journal.note(host, result.failed, "failed", result.error or "")
         return result
@@ -87,13 +91,29 @@ class Rollout:
         except LockLost as exc:
             self.result.stopped = f"the project's lock was lost: {exc}"
 
+    async def _execute_service(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+        """A service's actions on one host, in order; but the replicas of a service that
+        does not run here yet (only creates: nothing to keep up) start side by side."""
+        if len(actions) < 2 or any(a.kind != ActionKind.CREATE for a in actions):
+            return await self._execute(host, actions)
+        async with self.run.forks:
+            results = await asyncio.gather(*(self._execute_holding_fork(host, [action])
+                                             for action in actions))
+        merged = ExecutionResult(host)
+        for result in results:  # in the plan's order: the first failure is the one told
+            merged.done += result.done
+            merged.created.update(result.created)
+            if result.error is not None and merged.error is None:
+                merged.error, merged.failed = result.error, result.failed
+        return merged
+
     async def _gate(self, host: str, names: list[str], policy: UpdatePolicy,
-                    monitor: float) -> str | None:
+                    monitor: float, settled: frozenset[str] = frozenset()) -> str | None:
         try:
             return await health_gate(self.run.docker(host), self.run.pool.connected[host].ssh,
                                      names,
                                      probe=policy.probe, monitor=monitor,
-                                     timeout=policy.timeout)
+                                     timeout=policy.timeout, settled=settled)
         except DockerError as exc:
             return exc.reason
 
@@ -106,11 +126,24 @@ class Rollout:
         image blocks only the services that need it."""
         failures: dict[str, dict[str, str]] = {}
 
-        async def prepare(host_plan: HostPlan) -> None:
-            for action in (a for a in host_plan.actions if a.kind in PREPARATIONS):
-                result = await self._execute(host_plan.host, [action])
+        async def one(host: str, actions: Sequence[Action]) -> None:
+            for action in actions:
+                result = await self._execute_holding_fork(host, [action])
                 if result.error:
-                    failures.setdefault(host_plan.host, {})[action.target] = result.error
+                    failures.setdefault(host, {})[action.target] = result.error
+
+        async def prepare(host_plan: HostPlan) -> None:
+            # One fork per host (--forks counts hosts); within it, each image pulls side by
+            # side with the others and with the networks, volumes and files, which keep
+            # their order.
+            actions = [a for a in host_plan.actions if a.kind in PREPARATIONS]
+            pulls = [a for a in actions if a.kind == ActionKind.PULL]
+            others = [a for a in actions if a.kind != ActionKind.PULL]
+            if not actions:
+                return
+            async with self.run.forks:
+                await asyncio.gather(one(host_plan.host, others),
+                                     *(one(host_plan.host, [pull]) for pull in pulls))
 
         await asyncio.gather(*(prepare(h) for h in self.plan.hosts))
         return failures
@@ -232,7 +265,7 @@ class Rollout:
         unrecorded = await self.journal.start(host, actions)
         if unrecorded:
             return HostReport(host, service, HostOutcome.BLOCKED, unrecorded)
-        result = await self._execute(host, actions)
+        result = await self._execute_service(host, actions)
         report = HostReport(host, service, HostOutcome.CHANGED, "", result.done,
                             result.created, previous_kept=result.previous_kept)
         failure = result.error or ""
@@ -240,7 +273,8 @@ class Rollout:
         if not failure and names:
             monitor = decide.monitor_seconds(policy, batch.canary)
             self.report(host, f"{service}: health gate ({monitor:g}s)")
-            failure = await self._gate(host, names, policy, monitor) or ""
+            failure = await self._gate(host, names, policy, monitor,
+                                       settled=decide.waited_ready(result.done)) or ""
         for action in result.done:
             self.journal.note(host, action, "failed" if failure else "ok", failure)
         if failure:

@@ -139,3 +139,11 @@ def test_undo_refuses_a_recorded_spec_that_names_a_secret_the_host_is_not_given(
         assert undo == []
         assert problems == ["shop-web-1: its recorded spec uses secret "
                             "'FLEET_SECRET_KEY', which the playbook does not give this host"]
+
+
+def test_a_create_waits_until_its_container_is_ready_and_the_gate_knows(tmp_path: Path) -> None:
+    state = project(tmp_path, "web")
+    create = next(a for a in plan_of(state, snapshot()).actions
+                  if a.kind == ActionKind.CREATE)
+    assert policy.waited_ready([create]) == frozenset(policy.gated_names([create]))
+    assert policy.waited_ready([]) == frozenset()

@@ -484,6 +484,17 @@ def test_the_gate_settles_only_what_monitoring_does_not_cover(
     assert clock.now >= max(monitor, 1.0)
 
 
+def test_a_container_settled_by_its_wait_ready_step_is_not_settled_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[wait_ready.__module__], "SETTLE_SECONDS", 1.0)
+    clock = FakeClock()
+    docker = FakeDocker([inspect()])
+    assert asyncio.run(health_gate(docker, None, ["web-1"], probe=None,  # type: ignore[arg-type]
+                                   monitor=0, timeout=5, settled={"web-1"}, clock=clock,
+                                   sleep=clock.sleep)) is None
+    assert clock.now == 0.0
+
+
 def test_gate_fails_on_a_restart_during_monitoring() -> None:
     docker = FakeDocker([inspect(health="healthy"),  # wait_ready
                          inspect(health="healthy"),  # the identity to hold
