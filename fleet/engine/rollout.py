@@ -2,7 +2,8 @@
 gated on health, with automatic rollback when failures exceed the budget. Every decision
 (batches, budget, what to undo) is fleet.core.policy's; this module does the I/O.
 
-Order of work: images are pulled on every host first (no container changes yet); then
+Order of work: images are pulled on every host first (no container changes yet; on a first
+deployment, where nothing runs that could be hurt, each host goes on once its own are); then
 containers of services no longer in the playbook are removed; then each service of the
 playbook rolls out with its own `update:` policy, after the services it depends on
 (fleet.core.dependencies); on each host, its containers come up only once the dependencies
@@ -60,6 +61,7 @@ class Rollout:
         self.result = RolloutResult()
         self.journal = journal or JournalBook(run, command, self.report)
         self.waits: dict[str, dict[str, Dependency]] = {}
+        self.preparing: dict[str, asyncio.Task[None]] = {}  # host -> its preparations
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -119,11 +121,11 @@ class Rollout:
 
     # -- phases ---------------------------------------------------------------------------
 
-    async def _prepare_everywhere(self) -> dict[str, dict[str, str]]:
+    def _start_preparing(self) -> tuple[dict[str, dict[str, str]], dict[str, asyncio.Task[None]]]:
         """Pull images, create networks and volumes, deliver the files next to the compose
-        file, on every host before any container changes. Per host, what failed to prepare
-        (image, network, volume or file name -> why); each preparation is tried, so one bad
-        image blocks only the services that need it."""
+        file, on every host, as one task per host. Per host, what failed to prepare (image,
+        network, volume or file name -> why), filled in as the tasks end; each preparation
+        is tried, so one bad image blocks only the services that need it."""
         failures: dict[str, dict[str, str]] = {}
 
         async def one(host: str, actions: Sequence[Action]) -> None:
@@ -145,11 +147,20 @@ class Rollout:
                 await asyncio.gather(one(host_plan.host, others),
                                      *(one(host_plan.host, [pull]) for pull in pulls))
 
-        await asyncio.gather(*(prepare(h) for h in self.plan.hosts))
-        return failures
+        return failures, {h.host: asyncio.create_task(prepare(h)) for h in self.plan.hosts}
+
+    def _only_creates(self) -> bool:
+        """Nothing runs yet that this plan would replace, stop or remove anywhere."""
+        return decide.first_deployment({h.host: [a for a in h.actions
+                                                 if a.kind not in PREPARATIONS]
+                                        for h in self.plan.hosts})
 
     async def execute(self) -> RolloutResult:
-        unprepared = await self._prepare_everywhere()
+        unprepared, self.preparing = self._start_preparing()
+        if not self._only_creates():
+            # Something runs already: no container changes anywhere until every host has
+            # what it needs. On a first deployment each host goes on once it is prepared.
+            await asyncio.gather(*self.preparing.values())
         self.waits = self.run.state.waits()
         services = self.only if self.only is not None else rollout_order(
             list(self.run.state.services), self.waits)
@@ -162,7 +173,12 @@ class Rollout:
                     await self._remove_orphans()
             await self._roll_side_by_side(services, unprepared)
         finally:
+            # nothing is left running; a preparation's own crash is raised below
+            ended = await asyncio.gather(*self.preparing.values(), return_exceptions=True)
             await self.journal.flush()
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if self.interrupted.is_set():
             self.result.interrupted = True
         return self.result
@@ -228,10 +244,8 @@ class Rollout:
                 break
             self._announce(service, batch, index, len(batches))
             reports += await asyncio.gather(*(
-                self._change_host(service, host, by_host[host], policy, batch,
-                                  decide.unprepared_reason(by_host[host],
-                                                           unprepared.get(host, {}))
-                                  or blocked.get(host, ""))
+                self._change_prepared_host(service, host, by_host[host], policy, batch,
+                                           unprepared, blocked.get(host, ""))
                 for host in batch.hosts))
             await self.journal.flush()
             decision = decide.after_batch(service, policy, reports, len(hosts))
@@ -251,6 +265,15 @@ class Rollout:
         kind = "canary" if batch.canary else f"batch {index + 1}/{total}"
         for host in batch.hosts:
             self.report(host, f"{service}: wave {batch.wave}, {kind}")
+
+    async def _change_prepared_host(self, service: str, host: str, actions: list[Action],
+                                    policy: UpdatePolicy, batch: Batch,
+                                    unprepared: dict[str, dict[str, str]],
+                                    blocked: str) -> HostReport:
+        if host in self.preparing:
+            await self.preparing[host]
+        refusal = decide.unprepared_reason(actions, unprepared.get(host, {})) or blocked
+        return await self._change_host(service, host, actions, policy, batch, refusal)
 
     async def _change_host(self, service: str, host: str, actions: list[Action],
                            policy: UpdatePolicy, batch: Batch, refusal: str) -> HostReport:
