@@ -103,7 +103,10 @@ def observe(
         and network.ns_file_ok(Path(wanted.uts_ns)),
         sshd_running=recorded is not None and is_alive(recorded.sshd),
         dockerd_running=simulated or (recorded is not None and is_alive(recorded.dockerd)),
-        sshd_answers=network_ok and sshd_answers(plan.address, timeout=1.0),
+        # a second, longer try: a loaded machine's sshd may be slow, and a rebuild would
+        # restart the host's daemons (and stop its containers) for nothing
+        sshd_answers=network_ok and (sshd_answers(plan.address, timeout=1.0)
+                                     or sshd_answers(plan.address, timeout=3.0)),
         dockerd_answers=simulated or dockerd_answers(docker_socket(host_dir(lab_dir,
                                                                             plan.name))),
         config_current=current,
