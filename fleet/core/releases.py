@@ -41,6 +41,20 @@ def reused_release(entries: Sequence[JournalEntry], service: str, replica: int,
     return None
 
 
+def recorded_release(entries: Sequence[JournalEntry], entry: JournalEntry, playbook: str | None
+                     ) -> str:
+    """The release an apply records for `entry`, given the host's journal `entries` and the
+    playbook's release for it (`playbook`; None when the service has no definition). What an
+    undo restores stays in the release it was; anything else is the playbook's release, so
+    every host names one deployment alike whatever each ran before (reusing a release by
+    container spec would split one deployment in two when only the definition's update
+    settings changed, and a rollback would then choose a "release" half the fleet never ran)."""
+    reused = reused_release(entries, entry.service, entry.replica, entry.spec_hash, entry.digest)
+    if entry.outcome == "ok" and entry.detail == AUTOMATIC_ROLLBACK:
+        return reused or playbook or ""
+    return playbook or reused or ""
+
+
 @dataclass(frozen=True)
 class ReleaseChoice:
     leaving: str  # the newest release running: the one rolled back

@@ -11,7 +11,7 @@ from fleet.config.secrets import SecretStore
 from fleet.core import labels
 from fleet.core.journal import IN_PLACE, EntryOutcome, JournalEntry
 from fleet.core.plan import Action, ActionKind
-from fleet.core.releases import release_key, reused_release
+from fleet.core.releases import recorded_release, release_key, reused_release
 from fleet.core.reporting import Reporter
 from fleet.engine.run import Run
 from fleet.errors import HostError
@@ -68,15 +68,14 @@ class JournalBook:
         if entry is None or entry.outcome == "removed":
             return entry
         known = [*self.run.journals.get(host, ()), *self.pending.get(host, ())]
-        release = reused_release(known, entry.service, entry.replica, entry.spec_hash,
-                                 entry.digest)
         if self.command == "rollback":
-            return dataclasses.replace(entry, release=self.target or release or "",
-                                       replaces=self.leaving)
+            release = self.target or reused_release(known, entry.service, entry.replica,
+                                                    entry.spec_hash, entry.digest)
+            return dataclasses.replace(entry, release=release or "", replaces=self.leaving)
         placement = self.run.state.services.get(entry.service)
-        if release is None and placement is not None and placement.definition:
-            release = release_key(placement.definition, entry.image, entry.digest)
-        return dataclasses.replace(entry, release=release or "")
+        playbook = (release_key(placement.definition, entry.image, entry.digest)
+                    if placement is not None and placement.definition else None)
+        return dataclasses.replace(entry, release=recorded_release(known, entry, playbook))
 
     def note(self, host: str, action: Action, outcome: EntryOutcome, detail: str) -> None:
         entry = self._entry(host, action, outcome, detail)

@@ -4,7 +4,13 @@ halfway can be run again, and hosts it already returned stay where they are."""
 from __future__ import annotations
 
 from fleet.core.journal import JournalEntry
-from fleet.core.releases import choose_release, release_key, reused_release
+from fleet.core.releases import (
+    AUTOMATIC_ROLLBACK,
+    choose_release,
+    recorded_release,
+    release_key,
+    reused_release,
+)
 from fleet.core.revisions import revision_of_release
 
 HOSTS = ("198.18.1.2", "198.18.1.3", "198.18.1.4")
@@ -99,3 +105,21 @@ def test_release_keys_differ_by_definition_image_and_digest() -> None:
     assert base != release_key("d", "r/web:v2", "sha256:1")
     assert base != release_key("d", "r/web:v1", "sha256:2")
     assert len(base) == 16
+
+
+def test_an_apply_records_the_playbooks_release_on_every_host_alike() -> None:
+    # One host ran this container spec before under another definition (only the update
+    # settings differed); the other never did. Both record the playbook's release, else one
+    # deployment would be two releases and a rollback would target the one half never ran.
+    ran_before, fresh = deployed("v1", "v2"), deployed("v1")
+    made = entry(3, "v2", 3)
+    assert recorded_release(ran_before, made, "v2-batch-50") == "v2-batch-50"
+    assert recorded_release(fresh, made, "v2-batch-50") == "v2-batch-50"
+    assert recorded_release(ran_before, made, None) == "v2"  # no definition: as it was
+
+
+def test_what_an_undo_restores_stays_in_the_release_it_was() -> None:
+    restored = entry(3, "v1", 3, detail=AUTOMATIC_ROLLBACK)
+    assert recorded_release(deployed("v1", "v2"), restored, "v2") == "v1"
+    undone = entry(3, "v2", 3, outcome="rolled-back", detail=AUTOMATIC_ROLLBACK)
+    assert recorded_release(deployed("v1", "v2"), undone, "v2-new") == "v2-new"
