@@ -15,6 +15,7 @@ from fleet.cli.session import (
     converge,
     load_state,
     lock_wait_option,
+    plan_changes,
     plan_json,
     print_plan,
     print_report,
@@ -46,7 +47,7 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
     async def go() -> tuple[Plan, dict[str, str]]:
         async with session(state, options, "planning", as_json,
                            for_changes=True) as (run, observation):
-            return run.plan(observation), observation.digest_failures
+            return await plan_changes(run, observation), observation.digest_failures
 
     plan_, failures = run_async(go())
     if as_json:
@@ -78,7 +79,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     async def go() -> tuple[Plan, RolloutResult]:
         async with session(state, options, "observing", as_json, for_changes=True,
                             lock="apply", lock_wait=lock_wait) as (run, observation):
-            plan_ = run.plan(observation)
+            plan_ = await plan_changes(run, observation)
             if not as_json:
                 print_plan(plan_, observation.digest_failures)
             if not plan_.has_changes:

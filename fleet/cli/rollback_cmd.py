@@ -172,7 +172,8 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
 
     async def go() -> tuple[Plan, RolloutResult]:
         async with session(state, options, "observing", as_json, for_changes=True,
-                            lock="rollback", lock_wait=lock_wait) as (run, observation):
+                            with_journals=True, lock="rollback",
+                            lock_wait=lock_wait) as (run, observation):
             # Read by the observation (a host whose journal can't be read is unreachable).
             journals = run.journals
             targets = _targets(state, service, observation.snapshots, journals, to_revision)

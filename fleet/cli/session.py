@@ -101,7 +101,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 @contextlib.asynccontextmanager
 async def session(state: DesiredState, options: RunOptions, title: str, quiet: bool, *,
-                   for_changes: bool = False, lock: str | None = None,
+                   for_changes: bool = False, with_journals: bool = False,
+                   lock: str | None = None,
                    lock_wait: float | None = None, with_files: bool = True
                    ) -> AsyncIterator[tuple[Run, Observation]]:
     """Connect to the targeted hosts, take the project's lock on them when `lock` names the
@@ -127,10 +128,20 @@ async def session(state: DesiredState, options: RunOptions, title: str, quiet: b
                     state_dirs=state_dirs(state.targeted_hosts), on_wait=waiting))
             # Only the commands that change hosts (and so hold the lock) may pull.
             observation = await run.observe(for_changes=for_changes,
+                                            with_journals=with_journals,
                                             about_to_pull=lock is not None,
                                             with_files=with_files)
             warn_hosts(observation.warnings)
         yield run, observation
+
+
+async def plan_changes(run: Run, observation: Observation) -> Plan:
+    """The plan, the journals of the hosts it changes read (Run.plan_changes), and what
+    those journals held that fleet skipped, told."""
+    before = set(observation.warnings)
+    plan = await run.plan_changes(observation)
+    warn_hosts({h: notes for h, notes in observation.warnings.items() if h not in before})
+    return plan
 
 
 def warn_hosts(warnings: dict[str, list[str]]) -> None:

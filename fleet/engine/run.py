@@ -68,7 +68,8 @@ class Run:
         self.options = options
         self.auth = registry_auth(state)
         self.lock: FleetLock | None = None  # set while the run holds the project's lock
-        self.journals: dict[str, list[JournalEntry]] = {}  # read by observe(for_changes=True)
+        # read by observe(with_journals=True), or by plan_changes for the hosts it changes
+        self.journals: dict[str, list[JournalEntry]] = {}
         self.hosts = {h.name: h for h in state.targeted_hosts}
         self.report = report
         self.pool = ConnectionPool(state.targeted_hosts, forks=options.forks,
@@ -123,6 +124,19 @@ class Run:
         await asyncio.gather(*(one(host) for host, snapshot in list(
             observation.snapshots.items()) if snapshot.files is None and self.needs_files(host)))
 
+    def _unreadable(self, exc: Exception, what: str) -> str:
+        """Why a host's `what` could not be read, as the host's error."""
+        if isinstance(exc, TimeoutError):
+            return self._too_slow(what)
+        if isinstance(exc, HostError):
+            return exc.reason
+        if isinstance(exc, (FleetError, OSError)):
+            return str(exc)
+        # Every answer is checked before use, so this is a bug in fleet; still, only this
+        # host goes without a snapshot.
+        return (f"fleet could not read this host's state ({type(exc).__name__}: {exc}); "
+                "please report this as a bug")
+
     def _too_slow(self, what: str) -> str:
         return (f"{what} could not be read within {self.options.host_timeout:g}s "
                 "(--host-timeout)")
@@ -139,13 +153,13 @@ class Run:
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
         await self.pool.close()
 
-    async def observe(self, *, for_changes: bool = False,
+    async def observe(self, *, for_changes: bool = False, with_journals: bool = False,
                       about_to_pull: bool = False, with_files: bool = True) -> Observation:
-        """Snapshots of every connected host. `for_changes` adds what a change needs: the
-        images present (to skip needless pulls) and the revisions recorded in each host's
-        journal (so a new revision never reuses a number). Only a command `about_to_pull`
-        may send registry credentials to resolve a tag (see resolve_digests). `with_files`:
-        the delivered files of the hosts whose containers mount some, too (SFTP)."""
+        """Snapshots of every connected host. `for_changes` adds the images present (to
+        skip needless pulls); `with_journals`, the journal of every host (else `plan_changes`
+        reads those of the hosts that change). Only a command `about_to_pull` may send
+        registry credentials to resolve a tag (see resolve_digests). `with_files`: the
+        delivered files of the hosts whose containers mount some, too (SFTP)."""
         result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
         async def one(host: str) -> None:
             async with self.forks:
@@ -153,25 +167,13 @@ class Run:
                     async with asyncio.timeout(self.options.host_timeout):
                         snapshot = await observe_host(
                             host, self.docker(host), self.state.project,
-                            with_images=for_changes, with_volumes=bool(self.state.volumes))
-                        if for_changes:
-                            revisions, notes = await self._revisions(host)
-                            snapshot = replace(snapshot, last_revisions=revisions)
-                            if notes:
-                                result.warnings[host] = notes
+                            with_images=for_changes, with_volumes=bool(self.state.volumes),
+                            with_networks=bool(self.state.networks))
+                        if with_journals:
+                            snapshot = await self._with_revisions(host, snapshot, result)
                     result.snapshots[host] = snapshot
-                except TimeoutError:
-                    result.unreachable[host] = self._too_slow("its state")
-                except HostError as exc:
-                    result.unreachable[host] = exc.reason
-                except (FleetError, OSError) as exc:
-                    result.unreachable[host] = str(exc)
                 except Exception as exc:  # one host's bad data must not end the run
-                    # Every answer is checked before use, so this is a bug in fleet; still,
-                    # only this host goes without a snapshot.
-                    result.unreachable[host] = (f"fleet could not read this host's state "
-                                                f"({type(exc).__name__}: {exc}); please "
-                                                "report this as a bug")
+                    result.unreachable[host] = self._unreadable(exc, "its state")
 
         await asyncio.gather(*(one(host) for host in self.pool.connected))
         if with_files:
@@ -187,6 +189,36 @@ class Run:
         result.digests, result.digest_failures = await resolve_digests(
             images, clients, self.auth if about_to_pull else None)
         return result
+
+    async def plan_changes(self, observation: Observation) -> Plan:
+        """The plan, with the revisions recorded in the journal of each host it changes (so
+        a new revision never reuses a number): a host that stays as it is costs no journal
+        read. A host whose journal can't be read is unreachable, as in `observe`."""
+        plan = self.plan(observation)
+        unread = [h.host for h in plan.hosts if h.actions and h.host not in self.journals]
+        if not unread:
+            return plan
+
+        async def one(host: str) -> None:
+            async with self.forks:
+                try:
+                    async with asyncio.timeout(self.options.host_timeout):
+                        observation.snapshots[host] = await self._with_revisions(
+                            host, observation.snapshots[host], observation)
+                        return
+                except Exception as exc:  # one host's bad data must not end the run
+                    observation.unreachable[host] = self._unreadable(exc, "its journal")
+                del observation.snapshots[host]
+
+        await asyncio.gather(*(one(host) for host in unread))
+        return self.plan(observation)
+
+    async def _with_revisions(self, host: str, snapshot: HostSnapshot,
+                              observation: Observation) -> HostSnapshot:
+        revisions, notes = await self._revisions(host)
+        if notes:
+            observation.warnings[host] = notes
+        return replace(snapshot, last_revisions=revisions)
 
     async def _revisions(self, host: str) -> tuple[dict[str, int], list[str]]:
         """The highest revision per service in the host's journal, and the journal's
