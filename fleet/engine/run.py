@@ -134,7 +134,7 @@ class Run:
             return str(exc)
         # Every answer is checked before use, so this is a bug in fleet; still, only this
         # host goes without a snapshot.
-        return (f"fleet could not read this host's state ({type(exc).__name__}: {exc}); "
+        return (f"fleet could not read {what} ({type(exc).__name__}: {exc}); "
                 "please report this as a bug")
 
     def _too_slow(self, what: str) -> str:
