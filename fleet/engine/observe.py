@@ -40,18 +40,16 @@ def _built(host: str, what: str, build: Callable[[Any], T], answer: Any) -> T:
 
 
 async def observe_host(host: str, docker: DockerClient, project: str, *,
-                       with_images: bool = False, with_volumes: bool = False,
-                       with_networks: bool = True) -> HostSnapshot:
-    """The host's containers (the project's inspected), and, as asked, networks, images and
-    volumes (unread: None, or empty for images); the lists are read at once."""
+                       with_images: bool = False, with_volumes: bool = False) -> HostSnapshot:
+    """The host's containers (the project's inspected), networks (every service joins at
+    least the project's `default`), and, as asked, images and volumes; the lists are read
+    at once."""
     listed = await asyncio.gather(
-        docker.list_containers(all=True),
-        docker.list_networks() if with_networks else _nothing(),
+        docker.list_containers(all=True), docker.list_networks(),
         docker.list_images() if with_images else _nothing(),
         docker.list_volumes() if with_volumes else _nothing())
     containers = _built(host, "GET /containers/json", containers_from_list, listed[0])
-    networks = (_built(host, "GET /networks", networks_from_list, listed[1])
-                if with_networks else None)
+    networks = _built(host, "GET /networks", networks_from_list, listed[1])
     images = (_built(host, "GET /images/json", images_from_list, listed[2])
               if with_images else frozenset())
     volumes = (_built(host, "GET /volumes", volumes_from_list, listed[3])

@@ -167,8 +167,7 @@ class Run:
                     async with asyncio.timeout(self.options.host_timeout):
                         snapshot = await observe_host(
                             host, self.docker(host), self.state.project,
-                            with_images=for_changes, with_volumes=bool(self.state.volumes),
-                            with_networks=bool(self.state.networks))
+                            with_images=for_changes, with_volumes=bool(self.state.volumes))
                         if with_journals:
                             snapshot = await self._with_revisions(host, snapshot, result)
                     result.snapshots[host] = snapshot
@@ -203,14 +202,17 @@ class Run:
             async with self.forks:
                 try:
                     async with asyncio.timeout(self.options.host_timeout):
-                        observation.snapshots[host] = await self._with_revisions(
+                        snapshot = await self._with_revisions(
                             host, observation.snapshots[host], observation)
-                        return
                 except Exception as exc:  # one host's bad data must not end the run
                     observation.unreachable[host] = self._unreadable(exc, "its journal")
-                del observation.snapshots[host]
+                    del observation.snapshots[host]
+                else:
+                    observation.snapshots[host] = snapshot
 
         await asyncio.gather(*(one(host) for host in unread))
+        # Planned again as a whole: the revisions read change these hosts' actions, and
+        # the order across hosts is the whole plan's (pure work, small beside the reads).
         return self.plan(observation)
 
     async def _with_revisions(self, host: str, snapshot: HostSnapshot,

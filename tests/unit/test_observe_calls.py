@@ -70,13 +70,11 @@ class Daemon:
         return {"message": f"unexpected {path}"}
 
 
-def observe(daemon: Daemon, *, channels: int = 8, with_images: bool = False,
-            with_networks: bool = True) -> Any:
+def observe(daemon: Daemon, *, channels: int = 8, with_images: bool = False) -> Any:
     async def main() -> Any:
         client = DockerClient("web-1", httpx.MockTransport(daemon), channels=channels)
         try:
-            snapshot = await observe_host("web-1", client, PROJECT, with_images=with_images,
-                                          with_networks=with_networks)
+            snapshot = await observe_host("web-1", client, PROJECT, with_images=with_images)
         finally:
             await client.aclose()
         return snapshot
@@ -92,14 +90,6 @@ def test_lists_are_the_first_round_trip_and_leave_together(with_images: bool) ->
     assert len(daemon.seen) == lists + 2  # no _ping: the lists' answers tell the version
     assert all("/containers/0" not in path for path in daemon.seen[:lists])
     assert sorted(daemon.seen[lists:]) == [f"/v1.41/containers/{n:064x}/json" for n in (0, 1)]
-
-
-def test_networks_are_not_listed_when_the_playbook_declares_none() -> None:
-    daemon = Daemon(1, lists_meet=1)
-    snapshot = observe(daemon, with_networks=False)
-    assert snapshot.networks is None  # unread, not "none there"
-    assert not any("/networks" in path for path in daemon.seen)
-    assert len(daemon.seen) == 2  # the list, then the one inspect
 
 
 @pytest.mark.parametrize("channels", [8, 3])
