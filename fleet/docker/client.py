@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from fleet.core.answers import (
@@ -56,7 +56,8 @@ from fleet.docker.wire import (
     version_from_refusal,
 )
 from fleet.errors import DockerError, DockerNotFoundError, HostAnswerError
-from fleet.transport.http_over_ssh import MAX_CHANNELS, SSHChannelTransport
+from fleet.transport.http import Request, Response, Transport, TransportError
+from fleet.transport.http_over_ssh import MAX_CHANNELS, docker_socket_pool
 from fleet.transport.ssh import HostConnection
 
 DEFAULT_TIMEOUT = 30.0
@@ -79,10 +80,28 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _query_value(value: Any) -> str:
+    # Go's strconv.ParseBool, which dockerd uses, reads "true"/"false"; None is an empty value.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _target(path: str, params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return path
+    return f"{path}?{urlencode([(name, _query_value(v)) for name, v in params.items()])}"
+
+
+# identity: bounds count the bytes that arrive, not what they would inflate to.
+_ALWAYS = (("Accept-Encoding", "identity"),)
+_JSON = ("Content-Type", "application/json")
+
+
 class DockerClient:
     """The Docker Engine API of one host."""
 
-    def __init__(self, host: str, transport: httpx.AsyncBaseTransport, *,
+    def __init__(self, host: str, transport: Transport, *,
                  timeout: float = DEFAULT_TIMEOUT, endpoint: str = "the Docker socket",
                  api_version: str | None = None, channels: int = MAX_CHANNELS) -> None:
         """`api_version` pins the version (no answer can change it); `channels` is how many
@@ -91,10 +110,7 @@ class DockerClient:
         self.timeout = timeout
         self.channels = max(1, channels)
         self._endpoint = endpoint
-        # Deadlines are ours (asyncio.timeout per call), so httpx's own timeouts are off.
-        # identity: bounds count the bytes that arrive, not what they would inflate to.
-        self._http = httpx.AsyncClient(transport=transport, base_url="http://docker",
-                                       timeout=None, headers={"Accept-Encoding": "identity"})
+        self._http = transport
         self._api_version = api_version
         self._negotiation = asyncio.Lock()
 
@@ -104,7 +120,7 @@ class DockerClient:
                  ) -> DockerClient:
         """The host's Docker socket, reached over channels of its one SSH connection."""
         socket_path = connection.target.docker_socket
-        transport = SSHChannelTransport(connection.ssh, socket_path, max_channels=max_channels)
+        transport = docker_socket_pool(connection.ssh, socket_path, max_channels=max_channels)
         return cls(connection.name, transport, timeout=timeout, endpoint=socket_path,
                    api_version=api_version, channels=max_channels)
 
@@ -133,7 +149,7 @@ class DockerClient:
                     self._api_version = negotiate_api_version({"ApiVersion": checked})
         return self._api_version
 
-    def _learn_version(self, what: str, response: httpx.Response, sent: str) -> None:
+    def _learn_version(self, what: str, response: Response, sent: str) -> None:
         """After the first versioned answer the daemon accepted (sent at `sent`): keep `sent`,
         or the daemon's own version (the API-Version header dockerd puts on every answer)
         if that is older. Without the header, `sent` was accepted, so it is in the daemon's
@@ -157,7 +173,7 @@ class DockerClient:
         except AnswerShapeError as exc:
             raise self._unusable(what, exc) from None
 
-    async def _read(self, what: str, response: httpx.Response, limit: int, *,
+    async def _read(self, what: str, response: Response, limit: int, *,
                     cut: bool = False) -> bytes:
         """The body, counting bytes as they arrive: beyond `limit`, either cut there (`cut`)
         or give up with HostAnswerError. The caller closes the response; one not read to the
@@ -175,7 +191,7 @@ class DockerClient:
                 raise self._unusable(what, f"more than {size_text(limit)} (stopped reading)")
         return bytes(body)
 
-    def _chunks(self, what: str, response: httpx.Response) -> AsyncIterator[bytes]:
+    def _chunks(self, what: str, response: Response) -> AsyncIterator[bytes]:
         """The body as it arrives, never inflated: we ask for identity encoding, and an
         answer compressed anyway (a deflate bomb) is refused before it is decoded."""
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -184,7 +200,8 @@ class DockerClient:
         return response.aiter_bytes()
 
     async def _send(self, what: str, method: str, path: str, *, versioned: bool,
-                    **request_args: Any) -> httpx.Response:
+                    params: Mapping[str, Any] | None = None, body: Any = None,
+                    headers: Mapping[str, str] | None = None) -> Response:
         """Send one request and return its streaming response (the caller reads it within a
         bound and closes it). Raises DockerError for 4xx/5xx.
 
@@ -195,9 +212,14 @@ class DockerClient:
         for attempt in (1, 2):
             version = (self._api_version or MAX_API_VERSION) if versioned else None
             url = f"/v{version}{path}" if version is not None else path
-            request = self._http.build_request(method, url, **request_args)
-            response = await self._http.send(request, stream=True)
-            if response.status_code < 400:
+            sent_headers = [*_ALWAYS, *(headers or {}).items()]
+            content = b""
+            if body is not None:
+                content = json.dumps(body).encode()
+                sent_headers.append(_JSON)
+            response = await self._http.send(Request(method, _target(url, params),
+                                                     headers=sent_headers, body=content))
+            if response.status < 400:
                 if version is not None and self._api_version is None:
                     try:
                         self._learn_version(what, response, version)
@@ -206,15 +228,15 @@ class DockerClient:
                         raise
                 return response
             try:
-                body = await self._read(what, response, MAX_SMALL_BODY, cut=True)
+                refusal = await self._read(what, response, MAX_SMALL_BODY, cut=True)
             finally:
                 await response.aclose()
-            if attempt == 1 and version is not None and response.status_code == 400:
-                wanted = version_from_refusal(error_message(body, 400, ""))
+            if attempt == 1 and version is not None and response.status == 400:
+                wanted = version_from_refusal(error_message(refusal, 400, ""))
                 if wanted and wanted != version:
                     self._api_version = wanted
                     continue
-            self._raise_for_status(what, response, body)
+            self._raise_for_status(what, response, refusal)
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
@@ -226,27 +248,27 @@ class DockerClient:
                 yield
         except TimeoutError as exc:
             raise DockerError(self.host, f"{what}: no answer within {seconds:g}s") from exc
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise DockerError(
                 self.host, f"{what}: cannot talk to the Docker daemon at {self._endpoint} "
                 f"over SSH ({exc or type(exc).__name__}; is dockerd running there?)") from exc
 
-    def _raise_for_status(self, what: str, response: httpx.Response, body: bytes) -> None:
-        message = f"{what}: {error_message(body, response.status_code, response.reason_phrase)}"
-        error_type = DockerNotFoundError if response.status_code == 404 else DockerError
-        raise error_type(self.host, message, response.status_code)
+    def _raise_for_status(self, what: str, response: Response, body: bytes) -> None:
+        message = f"{what}: {error_message(body, response.status, response.reason)}"
+        error_type = DockerNotFoundError if response.status == 404 else DockerError
+        raise error_type(self.host, message, response.status)
 
     async def _call(self, method: str, path: str, *, versioned: bool = True,
                     params: Mapping[str, Any] | None = None, body: Any = None,
                     headers: Mapping[str, str] | None = None, timeout: float | None = None,
                     limit: int = MAX_SMALL_BODY, cut: bool = True
-                    ) -> tuple[httpx.Response, bytes]:
+                    ) -> tuple[Response, bytes]:
         """One request and its body, read within `limit` (see _read); raises DockerError on
         any failure or 4xx/5xx."""
         what = f"{method} {path}"
         async with self._deadline(what, timeout):
             response = await self._send(what, method, path, versioned=versioned,
-                                        params=params, json=body, headers=headers)
+                                        params=params, body=body, headers=headers)
             try:
                 data = await self._read(what, response, limit, cut=cut)
             finally:
@@ -335,7 +357,7 @@ class DockerClient:
         response, data = await self._call("GET", path, params=params, limit=MAX_LOGS)
         return await self._split_output(response, data, container)
 
-    async def _split_output(self, response: httpx.Response, data: bytes,
+    async def _split_output(self, response: Response, data: bytes,
                             container: str) -> ContainerOutput:
         # API >= 1.42 labels the stream; before that only the container's Tty setting tells.
         if response.headers.get("content-type", "").startswith(MULTIPLEXED_STREAM):
@@ -429,7 +451,7 @@ class DockerClient:
                 await response.aclose()
         return digest
 
-    async def _lines(self, what: str, response: httpx.Response, limit: int
+    async def _lines(self, what: str, response: Response, limit: int
                      ) -> AsyncIterator[bytes]:
         """The body's lines as they arrive, none longer than `limit` (HostAnswerError)."""
         pending = b""

@@ -11,9 +11,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import asyncssh
-import httpx
 
 from fleet.config.service import Probe
 from fleet.core import health
@@ -25,7 +25,8 @@ from fleet.transport.host_probe import (
     http_status_from_host,
     tcp_open_from_host,
 )
-from fleet.transport.http_over_ssh import SSHChannelTransport, SSHDirectTCPBackend
+from fleet.transport.http import Request, TransportError
+from fleet.transport.http_over_ssh import direct_tcp_pool
 from fleet.transport.ssh_errors import forwarding_refused, probe_impossible
 
 POLL_SECONDS = 0.5
@@ -112,7 +113,7 @@ async def wait_condition(docker: DockerClient, names: Sequence[str], condition: 
 
 
 def _why(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException) and not str(exc):
+    if isinstance(exc, TimeoutError) and not str(exc):
         return f"no answer within {timeout:g}s"
     return str(exc) or type(exc).__name__
 
@@ -159,29 +160,35 @@ async def run_probe(ssh: asyncssh.SSHClientConnection, probe: Probe,
                 return await _probe_by_host(ssh, probe, timeout)
             return f"probe tcp:{probe.tcp} failed: {_why(exc, timeout)}"
     assert probe.http is not None
-    transport = SSHChannelTransport(ssh, "", max_channels=1, backend=SSHDirectTCPBackend(ssh))
+    url = urlsplit(probe.http)  # checked when the playbook was read: http://HOST[:PORT]/...
+    if url.scheme != "http" or not url.hostname:
+        return f"probe {probe.http} failed: only http:// probes are supported"
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    pool = direct_tcp_pool(ssh, url.hostname, url.port or 80)
     try:
-        async with (httpx.AsyncClient(transport=transport, timeout=timeout) as client,
-                    asyncio.timeout(timeout),
-                    client.stream("GET", probe.http) as response):
-            # The status is the verdict; of the body only its start is shown (a bounded
-            # read: the app answering can be as hostile as the host).
-            head = b""
-            async for chunk in response.aiter_raw():
-                head += chunk
-                if len(head) >= PROBE_BODY_SHOWN:
-                    break
+        async with asyncio.timeout(timeout):
+            response = await pool.send(Request("GET", target))
+            try:
+                # The status is the verdict; of the body only its start is shown (a bounded
+                # read: the app answering can be as hostile as the host).
+                head = b""
+                async for chunk in response.aiter_bytes():
+                    head += chunk
+                    if len(head) >= PROBE_BODY_SHOWN:
+                        break
+            finally:
+                await response.aclose()
     except TimeoutError:
         return f"probe {probe.http} failed: no answer within {timeout:g}s"
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except TransportError as exc:
         if forwarding_refused(exc):
             return await _probe_by_host(ssh, probe, timeout)
         return f"probe {probe.http} failed: {_why(exc, timeout)}"
-    except NotImplementedError:  # TLS over an SSH channel: the probe runs on the host's loopback
-        return f"probe {probe.http} failed: only http:// probes are supported"
-    if response.status_code != probe.status:
+    finally:
+        await pool.aclose()
+    if response.status != probe.status:
         shown = head[:PROBE_BODY_SHOWN].decode("utf-8", "replace").strip()
-        return (f"probe {probe.http} answered {response.status_code}, expected {probe.status}: "
+        return (f"probe {probe.http} answered {response.status}, expected {probe.status}: "
                 f"{shown}")
     return None
 

@@ -1,27 +1,24 @@
-"""HTTP over SSH channels: httpx on top of httpcore, whose "sockets" are SSH channels.
+"""HTTP over SSH channels: fleet.transport.http's pool, whose streams are SSH channels.
 
-Each HTTP connection httpcore opens is a direct-streamlocal channel to the daemon's unix
-socket on the host (`open_unix_connection`), multiplexed on the host's one SSH connection:
-no local socket files, no docker CLI needed on the host. Where sshd refuses that channel
-(hardened hosts: AllowStreamLocalForwarding no, AllowTcpForwarding no, DisableForwarding
-yes), the connection is an exec channel running `docker system dial-stdio` instead, a fixed
-command whose stdin and stdout the host's docker CLI relays to its daemon.
-httpcore's pool bounds the channels (sshd's MaxSessions defaults to 10, and dial-stdio
-channels are sessions) and keeps idle ones alive for reuse; h11 does the HTTP parsing.
+Each stream the pool opens is a direct-streamlocal channel to the daemon's unix socket on the
+host (`open_unix_connection`), multiplexed on the host's one SSH connection: no local socket
+files, no docker CLI needed on the host. Where sshd refuses that channel (hardened hosts:
+AllowStreamLocalForwarding no, AllowTcpForwarding no, DisableForwarding yes), the stream is an
+exec channel running `docker system dial-stdio` instead, a fixed command whose stdin and
+stdout the host's docker CLI relays to its daemon.
+The pool bounds the channels (sshd's MaxSessions defaults to 10, and dial-stdio channels are
+sessions) and keeps idle ones alive for reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
-from typing import Any, TypeVar
 
 import asyncssh
-import httpcore
-import httpx
 
 from fleet.config.inventory import DEFAULT_DOCKER_SOCKET
+from fleet.transport.http import ConnectError, HTTPPool, ReadError, Stream, WriteError
 from fleet.transport.ssh_errors import socket_refused
 
 MAX_CHANNELS = 8
@@ -31,49 +28,38 @@ DIAL_STDIO = "docker system dial-stdio"
 DIAL_STDIO_ROUTE = "fleet_docker_dial_stdio"  # extra info on the SSH connection: its refusal
 EXIT_WAIT = 2.0  # for dial-stdio's exit status once its output ended
 STDERR_QUOTED = 300  # characters of dial-stdio's error output quoted in an error
-_T = TypeVar("_T")
 
 
-async def _within(awaitable: Awaitable[_T], timeout: float | None,
-                  timeout_error: type[Exception]) -> _T:
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except TimeoutError as exc:
-        raise timeout_error(f"no answer within {timeout:g}s") from exc
-
-
-class SSHChannelStream(httpcore.AsyncNetworkStream):
-    """One SSH channel, seen by httpcore as a connected socket."""
+class SSHChannelStream:
+    """One SSH channel as a Stream (fleet.transport.http)."""
 
     def __init__(self, reader: asyncssh.SSHReader[bytes],
                  writer: asyncssh.SSHWriter[bytes]) -> None:
         self._reader = reader
         self._writer = writer
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def read(self, max_bytes: int) -> bytes:
         try:
-            return await _within(self._reader.read(max_bytes), timeout, httpcore.ReadTimeout)
+            return await self._reader.read(max_bytes)
         except (asyncssh.Error, OSError) as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise ReadError(str(exc) or type(exc).__name__) from exc
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
+    async def write(self, data: bytes) -> None:
+        if not data:
             return
         try:
-            self._writer.write(buffer)
-            await _within(self._writer.drain(), timeout, httpcore.WriteTimeout)
+            self._writer.write(data)
+            await self._writer.drain()
         except (asyncssh.Error, OSError) as exc:
-            raise httpcore.WriteError(str(exc)) from exc
+            raise WriteError(str(exc) or type(exc).__name__) from exc
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         # Closing sends the channel close; the SSH connection itself stays up.
         self._writer.close()
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            # Asked of idle pooled connections: EOF means the daemon hung up, so don't reuse.
-            return self._reader.at_eof() or self._writer.is_closing()
-        return None
+    def is_stale(self) -> bool:
+        # EOF on an idle channel means the daemon hung up: don't reuse it.
+        return self._reader.at_eof() or self._writer.is_closing()
 
 
 class DialStdioStream(SSHChannelStream):
@@ -88,12 +74,12 @@ class DialStdioStream(SSHChannelStream):
         self._process = process
         self._failure = failure  # what went before: the refused channel to the socket
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await super().read(max_bytes, timeout)
+    async def read(self, max_bytes: int) -> bytes:
+        data = await super().read(max_bytes)
         if not data:
             why = await self._why_ended()
             if why:
-                raise httpcore.ReadError(f"{self._failure}, and {why}")
+                raise ReadError(f"{self._failure}, and {why}")
         return data
 
     async def _why_ended(self) -> str | None:
@@ -111,23 +97,10 @@ class DialStdioStream(SSHChannelStream):
         return f"`{DIAL_STDIO}` exited {status}"
 
 
-async def _open_stream(opening: Awaitable[tuple[asyncssh.SSHReader[bytes],
-                                               asyncssh.SSHWriter[bytes]]],
-                       timeout: float | None, refused: str) -> SSHChannelStream:
-    """A new channel on the SSH connection as an httpcore stream, errors in httpcore's terms."""
-    try:
-        reader, writer = await _within(opening, timeout, httpcore.ConnectTimeout)
-    except asyncssh.ChannelOpenError as exc:
-        raise httpcore.ConnectError(f"{refused}: {exc.reason}") from exc
-    except (asyncssh.Error, OSError) as exc:
-        raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
-    return SSHChannelStream(reader, writer)
-
-
-class DockerSocketBackend(httpcore.AsyncNetworkBackend):
-    """Every connect opens a channel to the Docker daemon at `socket_path` on the far side of
-    `ssh`: a direct-streamlocal channel to the socket, or, once sshd refused one, an exec
-    channel running `docker system dial-stdio` for the rest of that SSH connection.
+class DockerSocketOpener:
+    """Opens a channel to the Docker daemon at `socket_path` on the far side of `ssh`: a
+    direct-streamlocal channel to the socket, or, once sshd refused one, an exec channel
+    running `docker system dial-stdio` for the rest of that SSH connection.
 
     sshd answers a refused streamlocal channel with the same "open failed" as a missing
     socket, so any refusal leads to dial-stdio, whose own error then tells which it was.
@@ -138,154 +111,56 @@ class DockerSocketBackend(httpcore.AsyncNetworkBackend):
         self._ssh = ssh
         self._socket_path = socket_path
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> SSHChannelStream:
-        return await self._open_channel(timeout)
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None
-                                  ) -> SSHChannelStream:
-        return await self._open_channel(timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    async def _open_channel(self, timeout: float | None) -> SSHChannelStream:
+    async def __call__(self) -> Stream:
         # The refusal that made this connection take dial-stdio, remembered on it.
         refusal: str | None = self._ssh.get_extra_info(DIAL_STDIO_ROUTE)
         if refusal is None:
             try:
-                reader, writer = await _within(
-                    self._ssh.open_unix_connection(self._socket_path), timeout,
-                    httpcore.ConnectTimeout)
+                reader, writer = await self._ssh.open_unix_connection(self._socket_path)
                 return SSHChannelStream(reader, writer)
             except asyncssh.ChannelOpenError as exc:
                 refusal = exc.reason or "refused"
             except (asyncssh.Error, OSError) as exc:
-                raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+                raise ConnectError(f"SSH connection failed: {exc}") from exc
             if self._socket_path != DEFAULT_DOCKER_SOCKET:
-                raise httpcore.ConnectError(
+                raise ConnectError(
                     f"{socket_refused(self._socket_path, refusal)}; `{DIAL_STDIO}`, the way "
                     f"round a refusal, reaches only the default {DEFAULT_DOCKER_SOCKET}")
-        stream = await self._dial_stdio(timeout, socket_refused(self._socket_path, refusal))
+        stream = await self._dial_stdio(socket_refused(self._socket_path, refusal))
         self._ssh.set_extra_info(**{DIAL_STDIO_ROUTE: refusal})
         return stream
 
-    async def _dial_stdio(self, timeout: float | None, refused: str) -> DialStdioStream:
+    async def _dial_stdio(self, refused: str) -> DialStdioStream:
         try:
-            process = await _within(self._ssh.create_process(DIAL_STDIO, encoding=None),
-                                    timeout, httpcore.ConnectTimeout)
+            process = await self._ssh.create_process(DIAL_STDIO, encoding=None)
         except asyncssh.ChannelOpenError as exc:
-            raise httpcore.ConnectError(
+            raise ConnectError(
                 f"{refused}, and sshd would not run `{DIAL_STDIO}` either ({exc.reason}; "
                 "MaxSessions reached?)") from exc
         except (asyncssh.Error, OSError) as exc:
-            raise httpcore.ConnectError(f"SSH connection failed: {exc}") from exc
+            raise ConnectError(f"SSH connection failed: {exc}") from exc
         return DialStdioStream(process, refused)
 
 
-class SSHDirectTCPBackend(httpcore.AsyncNetworkBackend):
-    """Every connect opens a direct-tcpip channel: the TCP connection starts on the host itself
+def docker_socket_pool(ssh: asyncssh.SSHClientConnection, socket_path: str, *,
+                       max_channels: int = MAX_CHANNELS,
+                       keepalive_expiry: float = KEEPALIVE_EXPIRY) -> HTTPPool:
+    """Requests to the host's Docker daemon, over at most `max_channels` pooled channels."""
+    return HTTPPool(DockerSocketOpener(ssh, socket_path), max_connections=max_channels,
+                          keepalive_expiry=keepalive_expiry, host="docker")
+
+
+def direct_tcp_pool(ssh: asyncssh.SSHClientConnection, host: str, port: int) -> HTTPPool:
+    """Requests over direct-tcpip channels: the TCP connection starts on the host itself
     (health probes of `http://127.0.0.1:PORT/...` reach the host's own loopback)."""
-
-    def __init__(self, ssh: asyncssh.SSHClientConnection) -> None:
-        self._ssh = ssh
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> SSHChannelStream:
-        return await _open_stream(self._ssh.open_connection(host, port), timeout,
-                                  f"{host}:{port} refused on the host")
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None
-                                  ) -> SSHChannelStream:
-        raise httpcore.UnsupportedProtocol("direct-tcpip channels carry TCP only")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-_HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    # most specific first
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-)
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """httpcore's exceptions as httpx's, so callers handle one family (as httpx itself does)."""
-    try:
-        yield
-    except Exception as exc:
-        for core_type, httpx_type in _HTTPCORE_TO_HTTPX:
-            if isinstance(exc, core_type):
-                raise httpx_type(str(exc)) from exc
-        raise
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, core_stream: AsyncIterable[bytes]) -> None:
-        self._core_stream = core_stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._core_stream:
-                yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._core_stream, "aclose", None)
-        if close is not None:
-            with _httpx_errors():
-                await close()
-
-
-class SSHChannelTransport(httpx.AsyncBaseTransport):
-    """httpx transport sending every request over a pooled SSH channel to a unix socket."""
-
-    def __init__(self, ssh: asyncssh.SSHClientConnection, socket_path: str, *,
-                 max_channels: int = MAX_CHANNELS,
-                 keepalive_expiry: float = KEEPALIVE_EXPIRY,
-                 backend: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            network_backend=backend or DockerSocketBackend(ssh, socket_path),
-            max_connections=max_channels,
-            max_keepalive_connections=max_channels,
-            keepalive_expiry=keepalive_expiry,
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                             port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        with _httpx_errors():
-            core_response = await self._pool.handle_async_request(core_request)
-        assert isinstance(core_response.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response.stream),
-            extensions=core_response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
+    async def open_tcp() -> Stream:
+        try:
+            reader, writer = await ssh.open_connection(host, port)
+        except asyncssh.ChannelOpenError as exc:
+            raise ConnectError(f"{host}:{port} refused on the host: {exc.reason}") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(f"SSH connection failed: {exc}") from exc
+        return SSHChannelStream(reader, writer)
+    name = f"[{host}]" if ":" in host else host
+    authority = name if port == 80 else f"{name}:{port}"
+    return HTTPPool(open_tcp, max_connections=1, host=authority)

@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 import httpx
+from http_fake import MockTransport
 from planner_support import HOST, WEB_V1, digests, recorded, snapshot
 
 from fleet.config.project import ProjectFiles, read_project
@@ -108,7 +109,7 @@ def test_a_platform_is_pulled_and_created_for(tmp_path: Path) -> None:
         return httpx.Response(200, json={"status": "ok"})
 
     async def go() -> None:
-        docker = DockerClient(HOST, httpx.MockTransport(engine), api_version="1.41")
+        docker = DockerClient(HOST, MockTransport(engine), api_version="1.41")
         executor = Executor(docker, state.secrets, RegistryAuth({}, state.secrets), "shop")
         steps = [s for a in host_plan.actions for s in a.steps  # type: ignore[attr-defined]
                  if s.kind in (StepKind.PULL, StepKind.CREATE)]

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import httpx
 from docker_fixtures import body
+from http_fake import MockTransport
 from planner_support import WEB_V1
 from test_rollout_driver import FakeRun, Notes
 
@@ -191,7 +192,7 @@ def test_a_dependency_that_is_not_healthy_when_waited_for_blocks(tmp_path: Path)
 
 def test_waiting_for_a_dependency_that_has_no_container_says_so() -> None:
     engine = Engine("h1", {}, [])
-    docker = DockerClient("h1", httpx.MockTransport(engine), api_version="1.41")
+    docker = DockerClient("h1", MockTransport(engine), api_version="1.41")
     why = asyncio.run(wait_condition(docker, ["shop-db-1"], "service_started", 5.0))
     assert why == "shop-db-1 does not exist on this host"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from docker_fixtures import body, load
+from http_fake import MockTransport
 from planner_support import DIGEST_MOVED, WEB_V1, plan_of, project, recorded, snapshot
 
 from fleet.config.project import ProjectFiles, read_project
@@ -57,7 +58,7 @@ class Engine:
 
 def run(state: DesiredState, engine: Engine, actions: list[Action]) -> ExecutionResult:
     async def go() -> ExecutionResult:
-        docker = DockerClient("h1", httpx.MockTransport(engine), api_version="1.41")
+        docker = DockerClient("h1", MockTransport(engine), api_version="1.41")
         executor = Executor(docker, state.secrets, RegistryAuth({}, state.secrets), "shop")
         try:
             return await executor.run("h1", actions)
@@ -193,7 +194,7 @@ def test_a_volume_name_taken_by_another_project_fails_its_creation(tmp_path: Pat
 
 async def _run_with(state: DesiredState, handler: Route, actions: list[Action]
                     ) -> ExecutionResult:
-    docker = DockerClient("h1", httpx.MockTransport(handler), api_version="1.41")
+    docker = DockerClient("h1", MockTransport(handler), api_version="1.41")
     executor = Executor(docker, state.secrets, RegistryAuth({}, state.secrets), "shop")
     try:
         return await executor.run("h1", actions)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_fake import MockTransport
 
 from fleet.docker.client import MAX_LIST_ANSWER, MAX_LOGS, DockerClient
 from fleet.errors import DockerError, HostAnswerError
@@ -21,7 +22,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def run(handler: Handler, scenario: Callable[[DockerClient], Any]) -> Any:
     async def main() -> Any:
-        client = DockerClient("web-1", httpx.MockTransport(handler), timeout=5,
+        client = DockerClient("web-1", MockTransport(handler), timeout=5,
                               api_version="1.41")
         try:
             return await scenario(client)

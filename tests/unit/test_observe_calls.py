@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_fake import MockTransport
 
 from fleet.core import labels
 from fleet.docker.client import DockerClient
@@ -72,7 +73,7 @@ class Daemon:
 
 def observe(daemon: Daemon, *, channels: int = 8, with_images: bool = False) -> Any:
     async def main() -> Any:
-        client = DockerClient("web-1", httpx.MockTransport(daemon), channels=channels)
+        client = DockerClient("web-1", MockTransport(daemon), channels=channels)
         try:
             snapshot = await observe_host("web-1", client, PROJECT, with_images=with_images)
         finally:

@@ -15,6 +15,7 @@ from textwrap import dedent
 
 import httpx
 import pytest
+from http_fake import MockTransport
 from reconcile_sim import FILES_ROOT, apply_plan
 
 from fleet.cli.rollback_cmd import files_gone
@@ -221,7 +222,7 @@ def _deliver(state: DesiredState, host_store: str) -> tuple[FakeStore, str | Non
     secrets = state.secrets_for(host_store)
 
     async def go() -> str | None:
-        docker = DockerClient(HOST, httpx.MockTransport(lambda r: httpx.Response(500)),
+        docker = DockerClient(HOST, MockTransport(lambda r: httpx.Response(500)),
                               api_version="1.41")
         try:
             executor = Executor(docker, secrets, RegistryAuth({}, secrets), "shop",

@@ -1,9 +1,10 @@
 """Health probes and gates.
 
 Probes run against a real asyncssh server on loopback that forwards direct-tcpip channels (as
-sshd does) to small real servers on loopback ports, so a probe goes all the way: httpx ->
-httpcore -> SSH channel -> the "host's" 127.0.0.1:PORT. The gates use a fake Docker client that
-replays a sequence of inspect results. IP literals only: nothing is resolved.
+sshd does) to small real servers on loopback ports, so a probe goes all the way:
+fleet.transport.http (h11) -> SSH channel -> the "host's" 127.0.0.1:PORT. The gates use a
+fake Docker client that replays a sequence of inspect results. IP literals only: nothing is
+resolved.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import httpx
 from docker_fixtures import body
+from http_fake import MockTransport
 from planner_support import DIGEST_MOVED, WEB_V1, digests, playbook, project_network, recorded
 
 from fleet.config.project import ProjectFiles, read_project
@@ -71,7 +72,7 @@ class FakeRun:
     def __init__(self, state: DesiredState, engines: dict[str, Engine]) -> None:
         self.state = state
         self.engines = engines
-        self.clients = {h: DockerClient(h, httpx.MockTransport(e), api_version="1.41")
+        self.clients = {h: DockerClient(h, MockTransport(e), api_version="1.41")
                         for h, e in engines.items()}
         self.auth = RegistryAuth({}, state.secrets)
         self.forks = asyncio.Semaphore(10)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_fake import MockTransport
 
 from fleet.docker.client import DockerClient
 from fleet.errors import DockerError, DockerNotFoundError
@@ -22,7 +23,7 @@ DIGEST = "sha256:" + "d1" * 32
 def run(handler: Handler, scenario: Callable[[DockerClient], Any], *,
         timeout: float = 5.0) -> Any:
     async def main() -> Any:
-        client = DockerClient("web-1", httpx.MockTransport(handler), timeout=timeout)
+        client = DockerClient("web-1", MockTransport(handler), timeout=timeout)
         try:
             return await scenario(client)
         finally:
@@ -283,7 +284,7 @@ def test_call_timeout_is_docker_error() -> None:
         return httpx.Response(200, json={})
 
     async def main() -> None:
-        client = DockerClient("web-1", httpx.MockTransport(slow), timeout=0.2)
+        client = DockerClient("web-1", MockTransport(slow), timeout=0.2)
         with pytest.raises(DockerError, match=r"no answer within 0\.2s"):
             await client.list_networks()
         await client.aclose()
@@ -313,7 +314,7 @@ def test_pinned_api_version_skips_negotiation() -> None:
     handler = daemon({"GET /v1.40/networks": lambda r: httpx.Response(200, json=[])}, seen)
 
     async def main() -> None:
-        client = DockerClient("web-1", httpx.MockTransport(handler), api_version="1.40")
+        client = DockerClient("web-1", MockTransport(handler), api_version="1.40")
         await client.list_networks()
         await client.aclose()
 

@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from fleet.config.references import parse_image_reference
 from fleet.lab.simulator.engine import EngineError
+from fleet.transport.http import HTTPPool, Request, TransportError, tcp_opener
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -25,6 +24,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX))
 MAX_MANIFEST = 4 * 1024 * 1024
+REQUEST_TIMEOUT = 30.0
+KEPT_HEADERS = ("Content-Type", "Docker-Content-Digest")
 MANIFEST_TTL = 1.0  # seconds a tag's answer is reused: many hosts pull it at once
 
 
@@ -53,9 +54,11 @@ class LabRegistry:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        # trust_env=False: proxy variables must never carry lab traffic off the machine.
-        self._http = httpx.AsyncClient(base_url=f"http://{address}", trust_env=False,
-                                       timeout=30.0)
+        # A plain socket to the address itself: no proxy variable can carry lab traffic off
+        # the machine.
+        host, _, port = address.rpartition(":")
+        self._http = HTTPPool(tcp_opener(host, int(port)), max_connections=16,
+                                    host=address)
         self._manifests: dict[tuple[str, str], tuple[float, asyncio.Future[ResolvedImage]]] = {}
         self._configs: dict[str, dict[str, Any]] = {}
 
@@ -103,32 +106,44 @@ class LabRegistry:
                              size=len(body), image_id=config_digest, config=config,
                              layers=len(manifest.get("layers") or []))
 
-    async def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    async def _get(self, url: str, headers: dict[str, str] | None = None
+                   ) -> tuple[int, dict[str, str], bytes]:
+        """The status, the headers named below, and the body (at most MAX_MANIFEST bytes)."""
         try:
-            return await self._http.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise RegistryError(500, f'Get "http://{self.address}{url}": {exc}') from None
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                response = await self._http.send(Request("GET", url,
+                                                         headers=(headers or {}).items()))
+                try:
+                    body = await response.aread(MAX_MANIFEST)
+                finally:
+                    await response.aclose()
+        except (TransportError, TimeoutError) as exc:
+            raise RegistryError(500, f'Get "http://{self.address}{url}": '
+                                     f"{exc or 'no answer in time'}") from None
+        kept = {name: response.headers.get(name, "") for name in KEPT_HEADERS
+                if name in response.headers}
+        return response.status, kept, body
 
     async def _manifest(self, name: str, path: str, reference: str) -> tuple[bytes, str, str]:
-        response = await self._get(f"/v2/{path}/manifests/{reference}", {"Accept": ACCEPT})
-        if response.status_code == 404:
+        status, headers, body = await self._get(f"/v2/{path}/manifests/{reference}",
+                                                {"Accept": ACCEPT})
+        if status == 404:
             raise RegistryError(404, f"manifest for {name}:{reference} not found: manifest "
                                      "unknown: manifest unknown")
-        if response.status_code != 200 or len(response.content) > MAX_MANIFEST:
+        if status != 200:
             raise RegistryError(500, f"error from registry {self.address}: HTTP "
-                                     f"{response.status_code} for {name}:{reference}")
-        body = response.content
-        media_type = response.headers.get("Content-Type", DOCKER_MANIFEST).split(";")[0]
-        digest = response.headers.get("Docker-Content-Digest") or \
+                                     f"{status} for {name}:{reference}")
+        media_type = headers.get("Content-Type", DOCKER_MANIFEST).split(";")[0]
+        digest = headers.get("Docker-Content-Digest") or \
             "sha256:" + hashlib.sha256(body).hexdigest()
         return body, media_type, digest
 
     async def _config(self, name: str, path: str, digest: str) -> dict[str, Any]:
         if digest not in self._configs:
-            response = await self._get(f"/v2/{path}/blobs/{digest}")
-            if response.status_code != 200 or len(response.content) > MAX_MANIFEST:
+            status, _, body = await self._get(f"/v2/{path}/blobs/{digest}")
+            if status != 200:
                 raise RegistryError(500, f"error pulling {name}: config blob {digest}: HTTP "
-                                         f"{response.status_code}")
-            config = json.loads(response.content)
+                                         f"{status}")
+            config = json.loads(body)
             self._configs[digest] = config if isinstance(config, dict) else {}
         return self._configs[digest]
