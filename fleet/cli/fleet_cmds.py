@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -30,8 +31,10 @@ from fleet.cli.session import (
 from fleet.cli.terminal import echo, one_line
 from fleet.core.diff import Kind
 from fleet.core.plan import Plan
-from fleet.engine.rollout import RolloutResult
 from fleet.engine.run import Observation, Run, RunOptions
+
+if TYPE_CHECKING:  # the rollout's modules load only for a command that changes hosts
+    from fleet.engine.rollout import RolloutResult
 
 
 @click.command()
@@ -77,6 +80,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
     async def go() -> tuple[Plan, RolloutResult]:
+        from fleet.engine.rollout import RolloutResult
         async with session(state, options, "observing", as_json, for_changes=True,
                             lock="apply", lock_wait=lock_wait) as (run, observation):
             plan_ = await plan_changes(run, observation)

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -28,13 +28,14 @@ from fleet.config.units import parse_duration
 from fleet.core.desired import DesiredState, desired_state
 from fleet.core.plan import Action, Plan, Step
 from fleet.core.policy import HostOutcome, HostReport
-from fleet.engine.journaling import JournalBook
-from fleet.engine.rollout import Rollout, RolloutResult
 from fleet.engine.run import Observation, Run, RunOptions
 from fleet.errors import FleetError, LockHeld
 from fleet.hoststate.multi import fleet_lock, state_dirs
 from fleet.text import printable
 from fleet.transport.ssh import DEFAULT_FORKS
+
+if TYPE_CHECKING:  # the rollout's modules load only for a command that changes hosts
+    from fleet.engine.rollout import RolloutResult
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -325,6 +326,8 @@ async def converge(run: Run, plan: Plan, as_json: bool, command: str,
                    releases: tuple[str, str] = ("", "")) -> RolloutResult:
     """Carry out a plan as a rollout, with progress and Ctrl-C settling the batch in flight.
     `releases`: for a rollback, the (target, leaving) releases its journal entries record."""
+    from fleet.engine.journaling import JournalBook
+    from fleet.engine.rollout import Rollout
     busy = [h for h in plan.hosts if h.actions or h.blocked]
     warn_unkeyed_secrets(run.state)
     interrupted = asyncio.Event()
