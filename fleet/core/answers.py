@@ -118,6 +118,18 @@ class ImageSummary(Answer):
     RepoTags: list[Text] | None = None
 
 
+class RootFSInfo(Answer):
+    Layers: list[Digest] | None = Field(default=None, max_length=4096)
+
+
+class ImageInspect(Answer):
+    """GET /images/{name}/json: the image's ID and the diff IDs of its layers."""
+
+    Id: Digest
+    RepoTags: list[Text] | None = None
+    RootFS: RootFSInfo | None = None
+
+
 class IpamPoolInfo(Answer):
     Subnet: Text | None = None
     IPRange: Text | None = None
@@ -192,6 +204,14 @@ class PullEvent(Answer):
     """One line of a pull's progress stream."""
 
     status: Text | None = None
+    error: Text | None = None
+    errorDetail: ErrorDetail | None = None
+
+
+class LoadEvent(Answer):
+    """One line of `POST /images/load`'s answer."""
+
+    stream: Text | None = None
     error: Text | None = None
     errorDetail: ErrorDetail | None = None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -33,6 +33,8 @@ from fleet.core.answers import (
     ContainerInspect,
     CreatedAnswer,
     DistributionAnswer,
+    ImageInspect,
+    LoadEvent,
     PullEvent,
     VersionAnswer,
     VolumeList,
@@ -213,8 +215,10 @@ class DockerClient:
             version = (self._api_version or MAX_API_VERSION) if versioned else None
             url = f"/v{version}{path}" if version is not None else path
             sent_headers = [*_ALWAYS, *(headers or {}).items()]
-            content = b""
-            if body is not None:
+            content: bytes | AsyncIterable[bytes] = b""
+            if isinstance(body, AsyncIterable):
+                content = body  # sent as it comes; its callers know the version first
+            elif body is not None:
                 content = json.dumps(body).encode()
                 sent_headers.append(_JSON)
             response = await self._http.send(Request(method, _target(url, params),
@@ -450,6 +454,44 @@ class DockerClient:
             finally:
                 await response.aclose()
         return digest
+
+    async def inspect_image(self, image: str) -> JSONObject:
+        """GET /images/{name}/json (DockerNotFoundError if the host lacks it)."""
+        result: JSONObject = await self._call_json(
+            "GET", f"/images/{quote(image, safe='/:@')}/json", ImageInspect)
+        return result
+
+    async def load_image(self, archive: AsyncIterable[bytes], *,
+                         timeout: float = PULL_TIMEOUT) -> list[str]:
+        """POST /images/load with a docker-archive streamed from `archive`; returns what
+        the daemon says it loaded ("Loaded image ID: sha256:...", "Loaded image: name:tag").
+        A load the daemon refuses (a layer whose bytes do not match its diff ID, a full
+        disk) is a DockerError; nothing of a failed load is left named on the host."""
+        what = "load an image"
+        loaded: list[str] = []
+        await self.api_version()  # a stream can't be sent twice, as a refused version would
+        async with self._deadline(what, timeout):
+            response = await self._send(what, "POST", "/images/load", versioned=True,
+                                        params={"quiet": True}, body=archive,
+                                        headers={"Content-Type": "application/x-tar"})
+            try:
+                async for line in self._lines(what, response, MAX_PULL_LINE):
+                    if not line.strip():
+                        continue
+                    try:
+                        event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
+                    except UntrustedJSONError as exc:
+                        raise self._unusable(what, exc) from None
+                    self._validated(what, LoadEvent, event)
+                    failure = pull_progress_error(event)
+                    if failure:
+                        raise DockerError(self.host, f"{what}: {failure}")
+                    said = str(event.get("stream") or "").strip()
+                    if said:
+                        loaded.append(said)
+            finally:
+                await response.aclose()
+        return loaded
 
     async def _lines(self, what: str, response: Response, limit: int
                      ) -> AsyncIterator[bytes]:

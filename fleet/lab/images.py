@@ -13,9 +13,11 @@ import io
 import json
 import platform
 import tarfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fleet.errors import LabError
@@ -138,6 +140,7 @@ def _architecture() -> str:
 
 
 def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
+    """The config of `spec`'s image: busybox, its app layer, then any layers beyond."""
     labels = {
         "org.opencontainers.image.title": spec.repository,
         "org.opencontainers.image.version": spec.tag,
@@ -161,6 +164,8 @@ def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
         "history": [
             {"created": CREATED, "created_by": "fleet lab: busybox"},
             {"created": CREATED, "created_by": f"fleet lab: {spec.repository}:{spec.tag}"},
+            *({"created": CREATED, "created_by": f"fleet lab: layer {n}"}
+              for n in range(3, len(diff_ids) + 1)),
         ],
     }
     return json.dumps(config, indent=2, sort_keys=True).encode()
@@ -174,6 +179,30 @@ def build_image(spec: ImageSpec) -> BuiltImage:
         config=Blob(config, CONFIG_TYPE),
         raw_layers=tuple(layers),
     )
+
+
+def file_layer(files: Mapping[str, bytes]) -> bytes:
+    """A reproducible layer holding `files` (path -> bytes)."""
+    return _tar([(path, data, 0o644) for path, data in sorted(files.items())])
+
+
+def write_docker_archive(path: Path, spec: ImageSpec, tag: str,
+                         layers: Sequence[bytes]) -> str:
+    """An image of `layers` (bottom first; `[base_layer(), app_layer(spec), ...]` for one
+    that runs) configured as `spec`'s, as the docker-archive `docker save` writes (Docker <
+    25 names), tagged `tag`: an image that exists only on the controller. Returns its ID."""
+    diff_ids = [sha256_digest(layer) for layer in layers]
+    config = image_config(spec, diff_ids)
+    config_name = sha256_digest(config).removeprefix("sha256:") + ".json"
+    names = [f"{d.removeprefix('sha256:')}/layer.tar" for d in diff_ids]
+    index = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as archive:
+        for name, data in [*zip(names, layers, strict=True), (config_name, config),
+                           ("manifest.json", index)]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return sha256_digest(config)
 
 
 @cache

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol, overload
 
 import h11
@@ -86,11 +86,12 @@ class Request:
     __slots__ = ("body", "headers", "method", "target")
 
     def __init__(self, method: str, target: str, *,
-                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+                 headers: Iterable[tuple[str, str]] = (),
+                 body: bytes | AsyncIterable[bytes] = b"") -> None:
         self.method = method
         self.target = target  # path and query, already percent-encoded
         self.headers = tuple(headers)
-        self.body = body
+        self.body = body  # an iterable is sent as it comes (chunked), under the SSH window
 
 
 class Response:
@@ -141,20 +142,23 @@ class _Exchange:
 
     async def start(self, request: Request, host: str) -> h11.Response:
         headers = [("Host", host), *request.headers]
-        if request.body or request.method in ("POST", "PUT", "PATCH"):
-            headers.append(("Content-Length", str(len(request.body))))
-        try:
-            data = self._http.send(h11.Request(method=request.method, target=request.target,
-                                               headers=headers))
-            if request.body:
-                data += self._http.send(h11.Data(data=request.body))
-            data += self._http.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise ProtocolError(f"cannot send {request.method} {request.target[:80]}: "
-                                f"{exc}") from None
+        body = request.body
+        if not isinstance(body, bytes):
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif body or request.method in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body))))
         refused: WriteError | None = None
         try:
-            await self.stream.write(data or b"")
+            await self._send(h11.Request(method=request.method, target=request.target,
+                                         headers=headers))
+            if isinstance(body, bytes):
+                if body:
+                    await self._send(h11.Data(data=body))
+            else:
+                async for chunk in body:
+                    if chunk:
+                        await self._send(h11.Data(data=chunk))
+            await self._send(h11.EndOfMessage())
         except WriteError as exc:
             # A peer may answer and hang up before taking the whole request (an error
             # answer, or a relay that failed and says why): its answer tells more.
@@ -170,6 +174,14 @@ class _Exchange:
             if refused is not None:
                 raise refused from None
             raise
+
+    async def _send(self, event: h11.Event) -> None:
+        try:
+            data = self._http.send(event)
+        except h11.LocalProtocolError as exc:
+            raise ProtocolError(f"cannot send the request: {exc}") from None
+        if data:
+            await self.stream.write(data)
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:

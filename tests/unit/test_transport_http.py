@@ -4,7 +4,7 @@ to their end or not, framing, the pool's bound, and peers that are not HTTP at a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -186,3 +186,32 @@ def test_no_socket_is_a_connect_error(tmp_path: Path) -> None:
             await pool.send(Request("GET", "/x"))
 
     asyncio.run(main())
+
+
+def test_a_streamed_body_goes_chunked(tmp_path: Path) -> None:
+    path = str(tmp_path / "upload.sock")
+    received: list[bytes] = []
+
+    async def main() -> None:
+        async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b"transfer-encoding: chunked" in head.lower()
+            received.append(await reader.readuntil(b"0\r\n\r\n"))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        async def parts() -> AsyncIterator[bytes]:
+            for part in (b"abc", b"", b"defg"):
+                yield part
+
+        server = await asyncio.start_unix_server(take, path=path)
+        pool = HTTPPool(unix_opener(path))
+        response = await pool.send(Request("POST", "/images/load", body=parts()))
+        assert (response.status, await response.aread(10)) == (200, b"ok")
+        await response.aclose()
+        await pool.aclose()
+        server.close()
+
+    asyncio.run(main())
+    assert received == [b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"]

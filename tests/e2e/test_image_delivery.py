@@ -1,0 +1,130 @@
+"""Images delivered from the controller over SSH, without a registry (issue 12, first step):
+only the layers a host lacks move, the host checks them, and a failed upload leaves nothing.
+
+Real sshd and dockerd on lab hosts; the images exist only as docker-archive files on the
+controller (never pushed to the lab registry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from e2e_helpers import docker
+
+from fleet.config.inventory import Host, load_inventory
+from fleet.docker.client import DockerClient
+from fleet.engine.delivery import VerifiedLayers, deliver_image
+from fleet.errors import DockerError, DockerNotFoundError
+from fleet.images.archive import ArchiveError, read_archive, verify_layers
+from fleet.images.upload import upload_stream
+from fleet.lab import Lab
+from fleet.lab.images import (
+    ImageSpec,
+    app_layer,
+    base_layer,
+    file_layer,
+    sha256_digest,
+    write_docker_archive,
+)
+from fleet.transport.ssh import HostConnection
+
+pytestmark = pytest.mark.lab
+T = TypeVar("T")
+SPEC = ImageSpec("ctl/web", "v1", "web")
+TAG_V1, TAG_V2 = "fleet-e2e-delivery/web:v1", "fleet-e2e-delivery/web:v2"
+
+
+@pytest.fixture(scope="module")
+def target(lab: Lab) -> Iterator[Host]:
+    host = list(load_inventory([str(lab.inventory_path)]).hosts)[-1]
+    yield host
+    for line in docker(lab, host.name, "images", "-q", "--no-trunc",
+                       "fleet-e2e-delivery/web").split():
+        docker(lab, host.name, "rmi", "-f", line)
+
+
+def on_host(target: Host, use: Callable[[DockerClient], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with await HostConnection.open(target) as host:
+            client = DockerClient.over_ssh(host, timeout=60)
+            try:
+                return await use(client)
+            finally:
+                await client.aclose()
+    return asyncio.run(main())
+
+
+def test_only_the_layers_a_host_lacks_move(target: Host, tmp_path: Path) -> None:
+    extra = file_layer({"www/extra.txt": b"only in v2\n" * 100})
+    v1, v2 = tmp_path / "v1.tar", tmp_path / "v2.tar"
+    id1 = write_docker_archive(v1, SPEC, TAG_V1, [base_layer(), app_layer(SPEC)])
+    id2 = write_docker_archive(v2, SPEC, TAG_V2, [base_layer(), app_layer(SPEC), extra])
+    verified = VerifiedLayers()
+
+    async def scenario(client: DockerClient) -> list[Any]:
+        first = await deliver_image(client, read_archive(v1), tags=(TAG_V1,), verified=verified)
+        second = await deliver_image(client, read_archive(v2), tags=(TAG_V2,),
+                                     verified=verified)
+        again = await deliver_image(client, read_archive(v2), verified=verified)
+        tagged = await client.inspect_image(TAG_V2)
+        return [first, second, again, tagged]
+
+    first, second, again, tagged = on_host(target, scenario)
+    assert (first.image_id, second.image_id, tagged["Id"]) == (id1, id2, id2)
+    base_bytes = len(base_layer())
+    # v1: both layers (busybox is ~1-2 MiB); v2 on top of it: only the new layer.
+    assert first.layers_sent == 2 and first.bytes_sent > base_bytes
+    assert second.layers_sent == 1 and second.bytes_sent < len(extra) + 8 * 1024
+    assert again.layers_sent == 0 and again.bytes_sent == 0  # present: nothing moves
+    assert tagged["RootFS"]["Layers"][-1] == sha256_digest(extra)
+
+
+def test_a_corrupt_archive_is_refused_before_any_byte_is_sent(target: Host,
+                                                              tmp_path: Path) -> None:
+    good = file_layer({"www/corrupt.txt": b"a" * 4096})
+    path = tmp_path / "bad.tar"
+    image_id = write_docker_archive(path, SPEC, "fleet-e2e-delivery/web:bad",
+                                    [base_layer(), app_layer(SPEC), good])
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"a" * 4096, b"b" * 4096))  # same size, other bytes
+    image = read_archive(path)
+    with pytest.raises(ArchiveError, match=r"layer 3 .* is corrupt"):
+        verify_layers(image)
+
+    async def scenario(client: DockerClient) -> None:
+        with pytest.raises(ArchiveError, match="corrupt"):
+            await deliver_image(client, image)
+        with pytest.raises(DockerNotFoundError):
+            await client.inspect_image(image_id)
+
+    on_host(target, scenario)
+
+
+def test_an_upload_cut_midway_leaves_no_image_and_the_host_usable(target: Host,
+                                                                  tmp_path: Path) -> None:
+    layer = file_layer({"www/big.bin": bytes(range(256)) * 8192})  # 2 MiB
+    path = tmp_path / "cut.tar"
+    image_id = write_docker_archive(path, SPEC, "fleet-e2e-delivery/web:cut",
+                                    [base_layer(), app_layer(SPEC), layer])
+    image = read_archive(path)
+
+    async def cut_after(limit: int) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in upload_stream(image, 0):
+            yield chunk
+            sent += len(chunk)
+            if sent > limit:
+                raise ArchiveError(path, "the controller's disk went away")
+
+    async def scenario(client: DockerClient) -> None:
+        with pytest.raises((ArchiveError, DockerError)):
+            await client.load_image(cut_after(len(base_layer()) + 100_000))
+        with pytest.raises(DockerNotFoundError):
+            await client.inspect_image(image_id)
+        assert await client.list_images() is not None  # the connection still serves
+
+    on_host(target, scenario)
