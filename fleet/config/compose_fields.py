@@ -633,7 +633,7 @@ def _not_yet(value: Any, info: ValidationInfo) -> Any:
                      "of fleet)")
 
 
-# A key reserved for fleet's later versions (proxy, image_source).
+# A key reserved for fleet's later versions (proxy).
 NotYet = Annotated[Any, BeforeValidator(_not_yet)]
 
 

@@ -41,9 +41,10 @@ Loader = Callable[[str], SourceDoc]  # reads one file (the project's: interpolat
 PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the problem is told)
 
 # fleet's own keys, as `x-fleet:` may hold them.
-TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update")
-SERVICE_KEYS = ("hosts", "replicas", "update", "rollback")
-RESERVED_KEYS = ("proxy", "image_source")  # later versions of fleet; refused as not yet supported
+TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update",
+            "image_source")
+SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source")
+RESERVED_KEYS = ("proxy",)  # later versions of fleet; refused as not yet supported
 
 _PROFILE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 

@@ -21,7 +21,14 @@ from fleet.config.compose_file import (
 from fleet.config.networks_volumes import NetworkDef, VolumeDef, volume_key_problem
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
-from fleet.config.service import NAME_PATTERN, NETWORK_NAME, Service, Strict, UpdatePolicy
+from fleet.config.service import (
+    NAME_PATTERN,
+    NETWORK_NAME,
+    ImageSource,
+    Service,
+    Strict,
+    UpdatePolicy,
+)
 from fleet.config.source import SourceDoc, load_yaml
 from fleet.config.validation import ItemErrors, KeyProblem, problems_from, validate_model
 
@@ -129,7 +136,8 @@ class PlaybookFile(Strict):
                                 "services they are granted to, as files readable by their "
                                 "owner only.")
     proxy: NotYet = None
-    image_source: NotYet = None
+    image_source: ImageSource | None = Field(
+        default=None, description="The default of every service's `image_source`.")
     models: Annotated[Any, BeforeValidator(_refuse_models)] = None
     services: dict[str, Service] = {}
 

@@ -67,8 +67,12 @@ def parse_image_reference(text: str) -> ImageRef:
     return ImageRef(registry, path, tag, digest)
 
 
-def pinned_image(reference: str, digest: str | None) -> str:
-    """`name@digest` when the tag was resolved, so every host runs the same bytes."""
+def pinned_image(reference: str, digest: str | None, *, by_id: bool = False) -> str:
+    """`name@digest` when the tag was resolved, so every host runs the same bytes; `by_id`:
+    the digest is the image ID of an image fleet delivered (it has no registry digest), and
+    the container is made from that ID itself."""
     if not digest:
         return reference
+    if by_id:
+        return digest
     return f"{parse_image_reference(reference).name}@{digest}"

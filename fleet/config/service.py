@@ -794,6 +794,32 @@ class Probe(Strict):
         return self
 
 
+class ArchiveSource(Strict):
+    """`image_source: {archive: PATH}`: a docker-archive file (what `docker save` writes)."""
+
+    archive: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+        description="The archive's path, relative to the playbook's directory.")
+
+
+def _image_source(value: Any) -> Any:
+    if value in ("registry", "controller") or value is None:
+        return value
+    if isinstance(value, dict) and set(value) == {"archive"}:
+        return value
+    shown = repr(value)[:80]
+    raise ValueError(f"image_source must be registry, controller or {{archive: PATH}}; "
+                     f"got {shown}")
+
+
+ImageSource = Annotated[Literal["registry", "controller"] | ArchiveSource,
+                        _before(_image_source, str | dict[str, str])]
+IMAGE_SOURCE_HELP = (
+    "Where the image comes from: `registry` (the default: each host's daemon pulls it), "
+    "`controller` (the controller's Docker daemon has it: fleet sends each host only the "
+    "layers it lacks, over SSH), or `{archive: PATH}` (a docker-archive file on the "
+    "controller, sent the same way).")
+
+
 class UpdatePolicy(Strict):
     """How changes roll out across hosts (a service's `update:` or the playbook's default)."""
 
@@ -840,7 +866,7 @@ class Service(ContainerOptions):
     configs: Annotated[list[dict[str, Any]], fields.grants("configs")] = []
     secrets: Annotated[list[dict[str, Any]], fields.grants("secrets")] = []
     proxy: fields.NotYet = None
-    image_source: fields.NotYet = None
+    image_source: ImageSource | None = Field(default=None, description=IMAGE_SOURCE_HELP)
     annotations: fields.Refused = fields.refused_field("annotations")
     cpu_count: fields.Refused = fields.refused_field("cpu_count")
     cpu_percent: fields.Refused = fields.refused_field("cpu_percent")
@@ -911,4 +937,4 @@ PLACEMENT_FIELDS = frozenset({
 # Keys rendered once per playbook rather than per host: placement and rollout policy
 # must be the same for every host of a service.
 HOST_INDEPENDENT_KEYS = frozenset({"hosts", "update", "rollback", "depends_on", "links",
-                                   "pull_policy"})
+                                   "pull_policy", "image_source"})

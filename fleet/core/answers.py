@@ -114,6 +114,7 @@ class ContainerInspect(Answer):
 
 
 class ImageSummary(Answer):
+    Id: Digest | None = None
     RepoDigests: list[Text] | None = None
     RepoTags: list[Text] | None = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +24,13 @@ from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
-from fleet.config.service import HOST_INDEPENDENT_KEYS, Service, UpdatePolicy
+from fleet.config.service import (
+    HOST_INDEPENDENT_KEYS,
+    ArchiveSource,
+    ImageSource,
+    Service,
+    UpdatePolicy,
+)
 from fleet.config.shards import in_shard
 from fleet.config.templating import TemplateError, base_context, contains_template, render_value
 from fleet.config.validation import lookup, problems_from
@@ -69,6 +76,9 @@ class DesiredContainer:
     # ready, and in sync, once exited with code 0. Not part of the spec: what waits for a
     # service does not change its containers.
     job: bool = False
+    # "registry", or "controller": its image is delivered by fleet and pinned by image ID
+    # (the service's image_source; not part of the spec, as `image` names the image).
+    image_source: str = "registry"
 
     @property
     def name(self) -> str:
@@ -80,6 +90,19 @@ class DesiredContainer:
 
     def redacted_options(self) -> Any:
         return redact(dict(self.options))
+
+
+@dataclass(frozen=True)
+class ImageOrigin:
+    """Where a service's image comes from (its `image_source`, or the playbook's)."""
+
+    kind: str = "registry"  # registry | controller (its Docker daemon) | archive (a file)
+    archive: str = ""  # the archive's path: a relative one is from the playbook's directory
+
+    @property
+    def delivered(self) -> bool:
+        """fleet sends the image to the hosts itself (no registry is asked)."""
+        return self.kind != "registry"
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,7 @@ class ServicePlacement:
     # what they mean for starts and rollouts: fleet.core.dependencies).
     refs: ServiceRefs = field(default_factory=ServiceRefs)
     definition: str = ""  # definition_hash: with the image, names the service's release
+    image_source: ImageOrigin = ImageOrigin()
 
 
 @dataclass
@@ -370,7 +394,9 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 mounted.setdefault(name, set()).update(u.name for u in attached.units)
             for replica in range(1, service.replicas + 1):
                 containers[host_name].append(DesiredContainer(
-                    host_name, project, name, replica, options, digest, job=name in jobs))
+                    host_name, project, name, replica, options, digest, job=name in jobs,
+                    image_source="controller" if services[name].image_source.delivered
+                    else "registry"))
         _name_clashes(containers[host_name], known, per_host)
     problems.extend(per_host.problems())
     for name, units in mounted.items():  # a changed file is a new release of its service
@@ -476,7 +502,19 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
                                        severity="warning"))
     return ServicePlacement(name, tuple(result.hosts), service.replicas,
                             update or UpdatePolicy(), service.rollback, service.pull_policy, refs,
-                            definition_hash(raw, pb.header.vars))
+                            definition_hash(raw, pb.header.vars),
+                            _image_origin(service.image_source or pb.header.image_source,
+                                          pb.doc.path))
+
+
+def _image_origin(source: ImageSource | None, playbook: str) -> ImageOrigin:
+    if source is None or source == "registry":
+        return ImageOrigin()
+    if source == "controller":
+        return ImageOrigin("controller")
+    assert isinstance(source, ArchiveSource)
+    return ImageOrigin("archive", posixpath.normpath(
+        posixpath.join(posixpath.dirname(playbook), source.archive)))
 
 
 _PLACEMENT_KEYS = ("hosts", "replicas", "update", "rollback", "depends_on", "links",

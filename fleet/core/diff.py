@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore, digest_secrets, reveal
 from fleet.core.desired import DesiredContainer
 from fleet.core.files import Delivered, delivered_names
@@ -152,7 +151,7 @@ def _compare(desired: DesiredContainer, container: ObservedContainer,
     if digest and container.image_digest and container.image_digest != digest:
         return finding(Kind.IMAGE_CHANGED, f"{image} now resolves to {digest[:19]} "
                               f"(running {container.image_digest[:19]})")
-    expected_image = pinned_image(container.image_ref, container.image_digest or None)
+    expected_image = container.pin
     if container.config_image and container.config_image != expected_image:
         return finding(Kind.IMAGE_CHANGED,
                        f"container runs {container.config_image}, not {expected_image}")

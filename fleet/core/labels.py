@@ -16,6 +16,10 @@ SPEC_HASH = "fleet.spec-hash"
 SPEC = "fleet.spec"  # the normalized spec as JSON, secrets as keyed digests (for field diffs)
 IMAGE = "fleet.image"  # the image reference as configured (tag kept for display)
 IMAGE_DIGEST = "fleet.image-digest"  # what the tag resolved to when the container was made
+# "controller" on a container made from an image fleet delivered (its digest is the image
+# ID); absent on one made from a registry's image.
+IMAGE_SOURCE = "fleet.image-source"
+FROM_CONTROLLER = "controller"
 REVISION = "fleet.revision"
 COMPOSE_PROJECT = "com.docker.compose.project"  # what `docker compose` marks its own with
 
@@ -26,6 +30,7 @@ def fleet_labels(container: DesiredContainer, secrets: SecretStore, image_digest
     from fleet.config.secrets import digest_secrets
     from fleet.core.desired import canonical_json
 
+    source = {IMAGE_SOURCE: FROM_CONTROLLER} if container.image_source == FROM_CONTROLLER else {}
     return {
         PROJECT: container.project,
         SERVICE: container.service,
@@ -35,4 +40,5 @@ def fleet_labels(container: DesiredContainer, secrets: SecretStore, image_digest
         IMAGE: str(container.options["image"]),
         IMAGE_DIGEST: image_digest or "",
         REVISION: str(revision),
+        **source,
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from fleet.config.references import parse_image_reference
+from fleet.config.references import parse_image_reference, pinned_image
 from fleet.core import labels
 from fleet.core.answers import (
     CONTAINER_LIST,
@@ -137,6 +137,17 @@ class ObservedContainer:
         return text if self.image_ref and _DIGEST.fullmatch(text) else ""
 
     @property
+    def delivered_image(self) -> bool:
+        """Made from an image fleet delivered from the controller: pinned by image ID."""
+        return self.labels.get(labels.IMAGE_SOURCE) == labels.FROM_CONTROLLER
+
+    @property
+    def pin(self) -> str:
+        """What the container was created from, as fleet pins it."""
+        return pinned_image(self.image_ref, self.image_digest or None,
+                            by_id=self.delivered_image)
+
+    @property
     def revision(self) -> int:
         return label_number(self.labels.get(labels.REVISION, "")) or 0
 
@@ -184,7 +195,7 @@ class ObservedVolume:
 class HostSnapshot:
     host: str
     containers: tuple[ObservedContainer, ...]
-    images: frozenset[str] = frozenset()  # RepoDigests and RepoTags present on the host
+    images: frozenset[str] = frozenset()  # IDs, RepoDigests and RepoTags on the host
     # The host's networks and volumes by name; None when they were not read (then nothing
     # is known of them: not that there are none).
     networks: Mapping[str, ObservedNetwork] | None = None
@@ -268,6 +279,8 @@ def images_from_list(items: Any) -> frozenset[str]:
     """RepoDigests and RepoTags of a GET /images/json answer. Raises AnswerShapeError."""
     present: set[str] = set()
     for item in validated(IMAGE_LIST, items):
+        if item.Id:  # an image fleet delivered is pinned by its ID
+            present.add(item.Id)
         present.update(item.RepoDigests or [])
         present.update(item.RepoTags or [])
     return frozenset(present)

@@ -5,11 +5,10 @@ rollback returns and with which actions. The driver (fleet.engine.rollout) does 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from fleet.config.compose_fields import Dependency
-from fleet.config.references import pinned_image
 from fleet.config.secrets import SecretStore
 from fleet.config.service import UpdatePolicy
 from fleet.core import labels
@@ -201,8 +200,7 @@ def with_live_resources(container: DesiredContainer, resources: Mapping[str, obj
     if not resources:
         return container
     options = {**container.options, **options_from_resources(resources)}
-    return DesiredContainer(container.host, container.project, container.service,
-                            container.replica, options, container.spec_hash, container.job)
+    return replace(container, options=options)
 
 
 def previous_container(observed: ObservedContainer, host: str, project: str,
@@ -220,10 +218,10 @@ def previous_container(observed: ObservedContainer, host: str, project: str,
     if isinstance(recorded, str):
         return recorded
     options = dict(with_live_resources(recorded, observed.resources).options)
+    source = labels.FROM_CONTROLLER if observed.delivered_image else "registry"
     previous = DesiredContainer(host, project, recorded.service, recorded.replica, options,
-                                spec_hash(options, secrets), job)
-    digest = observed.image_digest or None
-    return previous, pinned_image(observed.image_ref, digest), digest
+                                spec_hash(options, secrets), job, image_source=source)
+    return previous, observed.pin, observed.image_digest or None
 
 
 def _made(action: Action, created: Mapping[str, str], secrets: SecretStore

@@ -54,6 +54,9 @@ def _placement(placement: ServicePlacement) -> dict[str, Any]:
                        placement.refs.depends_on.items()},
         "links": list(placement.refs.links),
         "shares": [list(share) for share in placement.refs.shares],
+        **({"image_source": {"kind": placement.image_source.kind,
+                             "archive": placement.image_source.archive}}
+           if placement.image_source.delivered else {}),
     }
 
 
