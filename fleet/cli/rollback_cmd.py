@@ -49,6 +49,7 @@ def only_service(plan: Plan, service: str) -> Plan:
                  for n in delivered_names(a.desired.options)}
         pulls = [a for a in host_plan.actions if a.kind in (ActionKind.NETWORK, ActionKind.VOLUME)
                  or (a.kind == ActionKind.PULL and a.image in images)
+                 or (a.kind == ActionKind.LOAD and a.digest in images)
                  or (a.kind == ActionKind.DELIVER and a.target in files)]
         findings = tuple(f for f in host_plan.findings if f.service == service)
         hosts.append(HostPlan(host_plan.host, findings, tuple(pulls + kept)))

@@ -294,6 +294,9 @@ def report_json(result: RolloutResult) -> list[dict[str, Any]]:
             "actions": [action_json(a) for r in reports for a in r.done],
             "services": [{"service": r.service, "outcome": str(r.outcome), "detail": r.detail}
                          for r in reports],
+            "images_loaded": [{"image_id": d.image_id, "layers_sent": d.layers_sent,
+                               "layers_total": d.layers_total, "bytes_sent": d.bytes_sent}
+                              for d in result.loaded.get(host, [])],
         })
     return rows
 

@@ -45,6 +45,7 @@ DONE = "a one-shot job: exited with code 0"
 
 class ActionKind(StrEnum):
     PULL = "pull"
+    LOAD = "load"  # send an image from the controller: the layers the host lacks
     CREATE = "create"  # create and start
     START = "start"
     RESTART = "restart"
@@ -59,6 +60,7 @@ class ActionKind(StrEnum):
 
 class StepKind(StrEnum):
     PULL = "pull"
+    LOAD = "load"  # POST /images/load of what the host lacks (fleet.engine.delivery)
     NETWORK_CREATE = "network-create"
     VOLUME_CREATE = "volume-create"
     DELIVER = "deliver"  # over SFTP, not the Engine API: a file or tree written whole
@@ -76,6 +78,11 @@ class StepKind(StrEnum):
 class Order(StrEnum):
     START_FIRST = "start-first"
     STOP_FIRST = "stop-first"
+
+
+def short_id(image_id: str | None) -> str:
+    """An image ID as `docker images` shows it: 12 hex digits."""
+    return (image_id or "").removeprefix("sha256:")[:12]
 
 
 def short_image(image: str) -> str:
@@ -117,6 +124,8 @@ class Step:
         match self.kind:
             case StepKind.PULL:
                 return f"pull {short_image(self.image)}"
+            case StepKind.LOAD:
+                return f"load {self.image} ({short_id(self.digest)}) from the controller"
             case StepKind.NETWORK_CREATE:
                 assert self.network_spec is not None
                 return f"network-create {self.target} ({self.network_spec.summary()})"
@@ -169,6 +178,8 @@ class Action:
     def heading(self) -> str:
         order = f" ({self.order})" if self.order else ""
         target = short_image(self.target) if self.kind == ActionKind.PULL else self.target
+        if self.kind == ActionKind.LOAD:
+            target = f"{self.target} ({short_id(self.digest)}) from the controller"
         delivered = self.steps[0].delivered if self.steps else None
         if delivered is not None:  # its name is a digest: say what it is
             target = delivered.summary()
@@ -286,6 +297,13 @@ def pull_action(host: str, image: str, digest: str | None, needed_by: str,
     return Action(host, ActionKind.PULL, image, cause, image=image, digest=digest,
                   steps=(Step(StepKind.PULL, image, cause, image=image, digest=digest,
                               platform=platform),))
+
+
+def load_action(host: str, image: str, image_id: str, needed_by: str) -> Action:
+    """Send `image` (as configured: its tag) from the controller; the host names it by ID."""
+    cause = f"needed by {needed_by}"
+    return Action(host, ActionKind.LOAD, image, cause, image=image, digest=image_id,
+                  steps=(Step(StepKind.LOAD, image, cause, image=image, digest=image_id),))
 
 
 def network_action(host: str, spec: NetworkSpec) -> Action:
@@ -551,9 +569,17 @@ def plan_host(findings: Sequence[Finding], snapshot: HostSnapshot, project: str,
             assert want is not None
             configured = str(want.options["image"])
             digest = digests.get(configured)
-            image = pinned_image(configured, digest)
+            delivered = want.image_source == "controller"
+            image = pinned_image(configured, digest, by_id=delivered)
             platform = str(want.options.get("platform") or "")
-            if not images.has(image):
+            if delivered:
+                if digest is None:  # the run reads every delivered image first, or stops
+                    held[number] = replace(finding, kind=Kind.CONFLICT, detail=(
+                        f"image {configured} was not read on the controller"))
+                    continue
+                if not images.has(digest) and (digest, "") not in pulls:
+                    pulls[(digest, "")] = load_action(host, configured, digest, want.name)
+            elif not images.has(image):
                 if pull_policies.get(want.service) == NEVER:
                     held[number] = replace(finding, kind=Kind.CONFLICT, detail=(
                         f"pull_policy: never, and image {configured} is not on this host"))

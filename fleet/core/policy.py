@@ -32,7 +32,8 @@ from fleet.core.revisions import recorded_container
 from fleet.core.schedule import Batch, failure_budget
 
 # Done everywhere before any change.
-PREPARATIONS = (ActionKind.PULL, ActionKind.NETWORK, ActionKind.VOLUME, ActionKind.DELIVER)
+PREPARATIONS = (ActionKind.PULL, ActionKind.LOAD, ActionKind.NETWORK, ActionKind.VOLUME,
+                ActionKind.DELIVER)
 
 
 class HostOutcome(StrEnum):

@@ -20,9 +20,17 @@ from fleet.core.resources import update_body
 from fleet.docker.bodies import create_body, endpoint_config, network_body, volume_body
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
+from fleet.engine.controller_images import ControllerImages
+from fleet.engine.delivery import deliver_image
 from fleet.engine.health import wait_exit, wait_ready
 from fleet.errors import DockerError, FleetError
 from fleet.hoststate.files import FileStore
+
+LOAD_PROGRESS_STEP = 8 * 1024 * 1024  # a line per 8 MiB an image load sends
+
+
+def mebibytes(count: int) -> str:
+    return f"{count / 1024 / 1024:.1f} MiB"
 
 
 class StepFailed(FleetError):
@@ -52,6 +60,7 @@ class Executor:
     report: Reporter = silent
     files: FileStore | None = None  # the host's delivered files (deliver steps)
     files_root: str | None = None  # their directory, absolute, as the host's dockerd sees it
+    images: ControllerImages | None = None  # the run's images from the controller (load)
 
     async def run(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
         result = ExecutionResult(host)
@@ -108,6 +117,8 @@ class Executor:
             case StepKind.PULL:
                 await docker.pull_image(step.image, auth=self.auth.for_image(step.image),
                                         platform=step.platform)
+            case StepKind.LOAD:
+                await self._load(step)
             case StepKind.NETWORK_CREATE:
                 assert step.network_spec is not None
                 await docker.create_network(network_body(step.network_spec, self.project))
@@ -160,6 +171,28 @@ class Executor:
             case StepKind.UPDATE:
                 assert step.container is not None
                 await docker.update_container(target, update_body(step.container.options))
+
+    async def _load(self, step: Step) -> None:
+        """Send the image from the controller: only the layers the host lacks."""
+        if self.images is None or step.digest is None:
+            raise StepFailed(f"cannot load {step.image}: it was not read on the controller")
+        host = self.docker.host
+        archive = await self.images.archive(step.digest)
+        shown = [0]  # the last 8 MiB step reported
+
+        def progress(sent: int, total: int) -> None:
+            step_reached = sent // LOAD_PROGRESS_STEP
+            if step_reached > shown[0]:
+                shown[0] = step_reached
+                self.report(host, f"load {step.image}: {mebibytes(sent)} of "
+                                  f"{mebibytes(total)}")
+
+        delivery = await deliver_image(self.docker, archive, tags=(step.image,),
+                                       verified=self.images.verified, progress=progress)
+        self.images.delivered(host, delivery)
+        self.report(host, f"load {step.image}: {delivery.layers_sent} of "
+                          f"{delivery.layers_total} layers sent, "
+                          f"{mebibytes(delivery.bytes_sent)}")
 
     async def _create_volume(self, step: Step) -> None:
         """Create the volume; the Engine answers a name already taken with the volume that

@@ -27,6 +27,7 @@ from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
 from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
+from fleet.engine.delivery import Delivery
 from fleet.engine.executor import ExecutionResult, Executor
 from fleet.engine.health import health_gate, wait_condition
 from fleet.engine.journaling import JournalBook
@@ -39,6 +40,7 @@ class RolloutResult:
     reports: list[HostReport] = field(default_factory=list)
     stopped: str = ""  # why the rollout stopped early, if it did
     interrupted: bool = False
+    loaded: dict[str, list[Delivery]] = field(default_factory=dict)  # host -> images sent
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,8 @@ class Rollout:
                                     actions: Sequence[Action]) -> ExecutionResult:
         executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
                             self.run.auth, self.run.state.project, self.report,
-                            self.run.file_store(host), self.run.file_root(host))
+                            self.run.file_store(host), self.run.file_root(host),
+                            self.run.images)
         result = await executor.run(host, actions)
         if result.failed is not None:
             self.journal.note(host, result.failed, "failed", result.error or "")
@@ -139,8 +142,9 @@ class Rollout:
             # side with the others and with the networks, volumes and files, which keep
             # their order.
             actions = [a for a in host_plan.actions if a.kind in PREPARATIONS]
-            pulls = [a for a in actions if a.kind == ActionKind.PULL]
-            others = [a for a in actions if a.kind != ActionKind.PULL]
+            images = (ActionKind.PULL, ActionKind.LOAD)
+            pulls = [a for a in actions if a.kind in images]
+            others = [a for a in actions if a.kind not in images]
             if not actions:
                 return
             async with self.run.forks:
@@ -181,6 +185,7 @@ class Rollout:
                 raise outcome
         if self.interrupted.is_set():
             self.result.interrupted = True
+        self.result.loaded = self.run.images.deliveries
         return self.result
 
     async def _roll_side_by_side(self, services: list[str],

@@ -23,6 +23,7 @@ from fleet.core.reporting import Reporter, silent
 from fleet.core.resource_drift import HostResources
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
+from fleet.engine.controller_images import ControllerImages, delivered_images
 from fleet.engine.observe import observe_host, resolve_digests
 from fleet.errors import FleetError, HostError
 from fleet.hoststate.files import FileStore
@@ -67,6 +68,7 @@ class Run:
         self.state = state
         self.options = options
         self.auth = registry_auth(state)
+        self.images = ControllerImages(delivered_images(state))
         self.lock: FleetLock | None = None  # set while the run holds the project's lock
         # read by observe(with_journals=True), or by plan_changes for the hosts it changes
         self.journals: dict[str, list[JournalEntry]] = {}
@@ -161,6 +163,8 @@ class Run:
         registry credentials to resolve a tag (see resolve_digests). `with_files`: the
         delivered files of the hosts whose containers mount some, too (SFTP)."""
         result = Observation({}, {h: e.reason for h, e in self.pool.failed.items()})
+        delivered = await self.images.resolve()  # before any host: a bad image stops here
+
         async def one(host: str) -> None:
             async with self.forks:
                 try:
@@ -180,13 +184,16 @@ class Run:
         policies = {name: s.pull_policy for name, s in self.state.services.items()}
         images: dict[str, set[str]] = {}
         for host, snapshot in result.snapshots.items():
-            images[host], local = images_to_resolve(self.state.containers[host],
-                                                    snapshot.images, policies)
+            resolve, local = images_to_resolve(self.state.containers[host],
+                                               snapshot.images, policies)
+            images[host] = {i for i in resolve if i not in delivered}
+            local = {i: pin for i, pin in local.items() if i not in delivered}
             if local:
                 result.host_digests[host] = local
         clients = {h: self.docker(h) for h in result.snapshots}
         result.digests, result.digest_failures = await resolve_digests(
             images, clients, self.auth if about_to_pull else None)
+        result.digests.update(delivered)
         return result
 
     async def plan_changes(self, observation: Observation) -> Plan:

@@ -94,6 +94,10 @@ def _choose(entries: list[Any], reference: str | None, path: Path) -> dict[str, 
 def _open(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, "r:")
+    except FileNotFoundError:
+        raise ArchiveError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ArchiveError(path, "a directory, not a docker-archive file") from None
     except (OSError, tarfile.TarError) as exc:
         raise ArchiveError(path, f"not a readable tar archive ({exc})") from None
 

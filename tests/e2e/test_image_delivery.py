@@ -8,12 +8,14 @@ controller (never pushed to the lab registry).
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from e2e_helpers import docker
+from e2e_helpers import docker, fleet, fleet_json, write_playbook
 
 from fleet.config.inventory import Host, load_inventory
 from fleet.docker.client import DockerClient
@@ -128,3 +130,81 @@ def test_an_upload_cut_midway_leaves_no_image_and_the_host_usable(target: Host,
         assert await client.list_images() is not None  # the connection still serves
 
     on_host(target, scenario)
+
+
+# -- through the CLI: image_source in a playbook ----------------------------------------------
+
+PROJECT = "e2edeliver"
+PORT = "18093"
+
+
+def web_service(tag: str, archive: str) -> dict[str, Any]:
+    return {"image": f"fleet-e2e-delivery/web:{tag}", "image_source": {"archive": archive},
+            "ports": [f"{PORT}:8080"], "hosts": "cloud=aws",
+            "environment": {"HOST_NAME": "{{ host.name }}"}}
+
+
+@pytest.fixture()
+def project_dir(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    empty = write_playbook(tmp_path / "empty.yml", PROJECT, lab.inventory_path, {})
+    fleet("apply", "--yes", str(empty))
+
+
+def loaded(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {row["host"]: row["images_loaded"] for row in result["hosts"]}
+
+
+def test_apply_delivers_from_an_archive_and_check_follows_it(lab: Lab,
+                                                             project_dir: Path) -> None:
+    aws = [h for h in lab.hosts if h.labels.get("cloud") == "aws"]
+    assert aws
+    spec_v1, spec_v2 = ImageSpec("fleet-e2e-delivery/web", "v1", "web"), \
+        ImageSpec("fleet-e2e-delivery/web", "v2", "web")
+    id1 = write_docker_archive(project_dir / "web-v1.tar", spec_v1, "fleet-e2e-delivery/web:v1",
+                               [base_layer(), app_layer(spec_v1)])
+    playbook = write_playbook(project_dir / "deliver.yml", PROJECT, lab.inventory_path,
+                              {"web": web_service("v1", "web-v1.tar")})
+    plan = fleet("plan", str(playbook), check_rc=2).stdout
+    assert "load fleet-e2e-delivery/web:v1" in plan and "from the controller" in plan
+
+    first = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    assert first["converged"] is True
+    for host in aws:
+        [sent] = loaded(first)[host.name]
+        assert sent["image_id"] == id1 and sent["layers_sent"] == 2
+        inspect = json.loads(docker(lab, host.name, "inspect", f"{PROJECT}-web-1"))[0]
+        assert inspect["Image"] == id1
+        with urllib.request.urlopen(f"http://{host.address}:{PORT}/", timeout=5) as answer:
+            assert answer.read().strip() == b"v1"
+    fleet("check", str(playbook), check_rc=0)
+    assert fleet_json("apply", "--yes", str(playbook), check_rc=0)["hosts"] == []
+
+    # v2 adds one small layer on top of v1's: only that layer moves.
+    extra = file_layer({"www/v2.txt": b"v2\n"})
+    layers_v2 = [base_layer(), app_layer(spec_v2), extra]
+    id2 = write_docker_archive(project_dir / "web-v2.tar", spec_v2, "fleet-e2e-delivery/web:v2",
+                               layers_v2)
+    playbook = write_playbook(project_dir / "deliver.yml", PROJECT, lab.inventory_path,
+                              {"web": web_service("v2", "web-v2.tar")})
+    check = fleet_json("check", str(playbook), check_rc=2)
+    assert {f["kind"] for f in check["findings"]} == {"image_changed"}
+    second = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    for host in aws:
+        [sent] = loaded(second)[host.name]
+        # v2's app layer differs from v1's (it carries the tag), so two layers move; the
+        # 2 MiB busybox base does not.
+        assert sent["image_id"] == id2 and sent["layers_sent"] == 2
+        assert sent["bytes_sent"] < 64 * 1024
+    fleet("check", str(playbook), check_rc=0)
+
+
+def test_an_unreadable_archive_stops_before_any_host(lab: Lab, project_dir: Path) -> None:
+    playbook = write_playbook(project_dir / "missing.yml", PROJECT, lab.inventory_path,
+                              {"web": web_service("v1", "absent.tar")})
+    for command in (("plan",), ("check",), ("apply", "--yes")):
+        result = fleet(*command, str(playbook), check_rc=1)
+        assert "absent.tar" in result.stderr + result.stdout
+    for host in lab.hosts:
+        assert f"{PROJECT}-web" not in docker(lab, host.name, "ps", "-a", "--format",
+                                              "{{.Names}}")

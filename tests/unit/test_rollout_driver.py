@@ -24,6 +24,7 @@ from fleet.core.plan import Action, ActionKind, Plan, plan_host
 from fleet.core.policy import HostOutcome
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
+from fleet.engine.controller_images import ControllerImages
 from fleet.engine.journaling import JournalBook
 from fleet.engine.rollout import Rollout
 from fleet.engine.run import Run
@@ -75,6 +76,7 @@ class FakeRun:
         self.clients = {h: DockerClient(h, MockTransport(e), api_version="1.41")
                         for h, e in engines.items()}
         self.auth = RegistryAuth({}, state.secrets)
+        self.images = ControllerImages({})  # no image from the controller in these plans
         self.forks = asyncio.Semaphore(10)
         self.lock = None
         self.pool = type("Pool", (), {"connected": {h: type("C", (), {"ssh": None})()

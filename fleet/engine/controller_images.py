@@ -1,0 +1,148 @@
+"""The images a run delivers from the controller (`image_source: controller` or an archive):
+read once per run, before any host is asked anything about them.
+
+Their IDs are what the plan pins containers to (so `check` and `plan` read only the image's
+index: an archive's manifest and config, or the controller daemon's inspect); the layers are
+read when a host needs some. An image of the controller's Docker daemon is exported
+(`docker save`, through the Docker SDK) once per image ID into a cache directory and then
+served from there like an archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fleet.core.desired import DesiredState, ImageOrigin
+from fleet.engine.delivery import Delivery, VerifiedLayers
+from fleet.errors import FleetError
+from fleet.images.archive import ArchiveError, ArchiveImage, read_archive
+
+
+class ControllerImageError(FleetError):
+    pass
+
+
+def cache_dir() -> Path:
+    """Where images exported from the controller's daemon are kept, by image ID."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fleet" / "images"
+
+
+def delivered_images(state: DesiredState) -> dict[str, ImageOrigin]:
+    """Image reference (as configured) -> where it comes from, for the delivered services
+    (an image's reference may be a template: every host's rendering counts)."""
+    wanted: dict[str, ImageOrigin] = {}
+    for containers in state.containers.values():
+        for container in containers:
+            placement = state.services.get(container.service)
+            if placement is not None and placement.image_source.delivered:
+                wanted[str(container.options["image"])] = placement.image_source
+    return wanted
+
+
+class ControllerImages:
+    """The run's delivered images: `resolve` reads their IDs; `archive` their layers."""
+
+    def __init__(self, wanted: Mapping[str, ImageOrigin]) -> None:
+        self.wanted = dict(wanted)
+        self.verified = VerifiedLayers()
+        self.deliveries: dict[str, list[Delivery]] = {}  # host -> what it was sent
+        self._ids: dict[str, str] = {}  # reference -> image ID
+        self._archives: dict[str, ArchiveImage] = {}  # image ID -> its archive
+        self._exports: dict[str, asyncio.Lock] = {}
+
+    async def resolve(self) -> dict[str, str]:
+        """Reference -> image ID for every wanted image; ControllerImageError (naming the
+        image and the file or the daemon) if any can't be read."""
+        for reference, origin in sorted(self.wanted.items()):
+            if reference in self._ids:
+                continue
+            if origin.kind == "archive":
+                image = await asyncio.to_thread(self._read, Path(origin.archive), reference)
+                self._archives[image.image_id] = image
+                self._ids[reference] = image.image_id
+            else:
+                self._ids[reference] = await asyncio.to_thread(_daemon_image_id, reference)
+        return dict(self._ids)
+
+    def _read(self, path: Path, reference: str) -> ArchiveImage:
+        try:
+            return read_archive(path, reference)
+        except ArchiveError as exc:
+            raise ControllerImageError(f"image {reference}: {exc}") from None
+
+    async def archive(self, image_id: str) -> ArchiveImage:
+        """The archive holding `image_id`, exported from the controller's daemon on first
+        use (once, however many hosts ask at once)."""
+        if image_id in self._archives:
+            return self._archives[image_id]
+        lock = self._exports.setdefault(image_id, asyncio.Lock())
+        async with lock:
+            if image_id not in self._archives:
+                reference = next((r for r, i in self._ids.items() if i == image_id), None)
+                if reference is None:
+                    raise ControllerImageError(f"image {image_id} was not read on the "
+                                               "controller")
+                path = await asyncio.to_thread(_export, reference, image_id)
+                self._archives[image_id] = await asyncio.to_thread(self._read, path,
+                                                                   reference)
+        return self._archives[image_id]
+
+    def delivered(self, host: str, delivery: Delivery) -> None:
+        self.deliveries.setdefault(host, []).append(delivery)
+
+
+def _daemon() -> Any:
+    import docker  # the Docker SDK, for the controller's own daemon (DOCKER_HOST honoured)
+
+    try:
+        return docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise ControllerImageError(f"cannot reach the controller's Docker daemon for "
+                                   f"image_source: controller ({exc})") from None
+
+
+def _daemon_image_id(reference: str) -> str:
+    import docker
+
+    try:
+        image_id = str(_daemon().images.get(reference).id)
+    except docker.errors.ImageNotFound:
+        raise ControllerImageError(f"image {reference}: the controller's Docker daemon has "
+                                   "no such image (build or pull it there first)") from None
+    except docker.errors.DockerException as exc:
+        raise ControllerImageError(f"image {reference}: the controller's Docker daemon: "
+                                   f"{exc}") from None
+    return image_id
+
+
+def _export(reference: str, image_id: str) -> Path:
+    """`docker save` of the image into the cache (kept by image ID: an ID names its bytes)."""
+    import docker
+
+    directory = cache_dir()
+    path = directory / f"{image_id.removeprefix('sha256:')}.tar"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False) as out:
+        try:
+            image = _daemon().images.get(image_id)
+            for chunk in image.save(named=reference):
+                out.write(chunk)
+        except docker.errors.DockerException as exc:
+            os.unlink(out.name)
+            raise ControllerImageError(f"image {reference}: exporting it from the "
+                                       f"controller's Docker daemon failed: {exc}") from None
+    os.replace(out.name, path)
+    return path
+
+
+def references(images: Iterable[str], wanted: Mapping[str, ImageOrigin]) -> set[str]:
+    """Of `images`, those a registry resolves (not delivered from the controller)."""
+    return {image for image in images if image not in wanted}
