@@ -23,7 +23,9 @@ from fleet.engine.delivery import VerifiedLayers, deliver_image
 from fleet.errors import DockerError, DockerNotFoundError
 from fleet.images.archive import ArchiveError, read_archive, verify_layers
 from fleet.images.upload import upload_stream
-from fleet.lab import Lab
+from fleet.lab import Lab, lab_exec
+from fleet.lab.daemons import docker_socket
+from fleet.lab.hosts import host_dir
 from fleet.lab.images import (
     ImageSpec,
     app_layer,
@@ -40,13 +42,25 @@ SPEC = ImageSpec("ctl/web", "v1", "web")
 TAG_V1, TAG_V2 = "fleet-e2e-delivery/web:v1", "fleet-e2e-delivery/web:v2"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def clean_images(lab: Lab) -> Iterator[None]:
+    """Every image this module made, tagged or not, goes from every host at the end (they
+    all carry the title label of SPEC's or the tests' repositories)."""
+    yield
+    for host in lab.hosts:
+        found = docker(lab, host.name, "images", "-aq", "--no-trunc", "--filter",
+                       "label=org.opencontainers.image.title")
+        for image in dict.fromkeys(found.split()):
+            title = lab_exec(lab, host.name, [  # gone already, with a child removed before
+                "docker", "image", "inspect", "-f",
+                '{{index .Config.Labels "org.opencontainers.image.title"}}', image]).stdout
+            if title.strip() in ("ctl/web", "fleet-e2e-delivery/web"):
+                lab_exec(lab, host.name, ["docker", "rmi", "-f", image])
+
+
 @pytest.fixture(scope="module")
-def target(lab: Lab) -> Iterator[Host]:
-    host = list(load_inventory([str(lab.inventory_path)]).hosts)[-1]
-    yield host
-    for line in docker(lab, host.name, "images", "-q", "--no-trunc",
-                       "fleet-e2e-delivery/web").split():
-        docker(lab, host.name, "rmi", "-f", line)
+def target(lab: Lab) -> Host:
+    return list(load_inventory([str(lab.inventory_path)]).hosts)[-1]
 
 
 def on_host(target: Host, use: Callable[[DockerClient], Awaitable[T]]) -> T:
@@ -208,3 +222,64 @@ def test_an_unreadable_archive_stops_before_any_host(lab: Lab, project_dir: Path
     for host in lab.hosts:
         assert f"{PROJECT}-web" not in docker(lab, host.name, "ps", "-a", "--format",
                                               "{{.Names}}")
+
+
+def test_apply_delivers_what_the_controllers_daemon_built(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`image_source: controller`: the image exists only in the controller's Docker daemon
+    (here a lab host's dockerd stands in for it, through DOCKER_HOST), built there."""
+    builder, target = lab.hosts[-1], lab.hosts[0]
+    socket = docker_socket(host_dir(lab.dir, builder.name))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project_dir / "cache"))
+    base = ImageSpec("fleet-e2e-delivery/web", "v1", "web")
+    write_docker_archive(project_dir / "base.tar", base, "fleet-e2e-delivery/web:v1",
+                         [base_layer(), app_layer(base)])
+    docker(lab, builder.name, "load", "-i", str(project_dir / "base.tar"))
+    context = project_dir / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n"
+                                        "COPY hello.txt /www/hello.txt\n")
+
+    def build(text: str) -> str:
+        (context / "hello.txt").write_text(text)
+        docker(lab, builder.name, "build", "-q", "-t", "fleet-e2e-delivery/built:v1",
+               str(context))
+        return docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}",
+                      "fleet-e2e-delivery/built:v1").strip()
+
+    built = build("built on the controller\n")
+    service = {"image": "fleet-e2e-delivery/built:v1", "image_source": "controller",
+               "ports": [f"{PORT}:8080"], "hosts": target.name}
+    playbook = write_playbook(project_dir / "built.yml", PROJECT, lab.inventory_path,
+                              {"web": service})
+    first = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    [sent] = loaded(first)[target.name]
+    # The base and app layers may be there from the tests above: at least the top one moves.
+    assert sent["image_id"] == built and sent["layers_total"] == 3 and sent["layers_sent"] >= 1
+    with urllib.request.urlopen(f"http://{target.address}:{PORT}/hello.txt",
+                                timeout=5) as answer:
+        assert answer.read() == b"built on the controller\n"
+    fleet("check", str(playbook), check_rc=0)
+
+    rebuilt = build("built again\n")  # the same tag, a new top layer
+    check = fleet_json("check", str(playbook), check_rc=2)
+    assert [f["kind"] for f in check["findings"]] == ["image_changed"]
+    second = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    [sent] = loaded(second)[target.name]
+    assert sent["image_id"] == rebuilt and sent["layers_sent"] == 1
+    assert sent["bytes_sent"] < 16 * 1024
+    fleet("check", str(playbook), check_rc=0)
+    docker(lab, builder.name, "rmi", "-f", "fleet-e2e-delivery/built:v1",
+           "fleet-e2e-delivery/web:v1")
+
+
+def test_an_image_the_controllers_daemon_lacks_is_an_error(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    socket = docker_socket(host_dir(lab.dir, lab.hosts[-1].name))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+    service = {"image": "fleet-e2e-delivery/never-built:v1", "image_source": "controller"}
+    playbook = write_playbook(project_dir / "absent.yml", PROJECT, lab.inventory_path,
+                              {"web": service})
+    result = fleet("apply", "--yes", str(playbook), check_rc=1)
+    assert "the controller's Docker daemon has no such image" in result.stderr
