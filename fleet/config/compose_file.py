@@ -30,7 +30,6 @@ from typing import Any
 
 from fleet.config.compose_extends import Locations, graft, resolve_extends
 from fleet.config.problems import KeyPath, Problem
-from fleet.config.service import BUILD_ONLY
 from fleet.config.source import SourceDoc, load_yaml
 from fleet.config.validation import lookup
 
@@ -345,24 +344,22 @@ def _enabled(doc: SourceDoc, ctx: ComposeContext, name: str, service: dict[str, 
 
 def _notes(doc: SourceDoc, ctx: ComposeContext, base: KeyPath, service: dict[str, Any]
            ) -> None:
-    """What fleet ignores is said (a warning), never silently dropped; `build` alone is
-    refused where it is written."""
+    """What fleet ignores is said (a warning), never silently dropped. A service with `build`
+    and no `image` gets Compose's name for what it builds, `PROJECT-SERVICE` (located at its
+    `build` key), built on the controller unless its x-fleet says otherwise."""
     def warn(path: KeyPath, message: str) -> None:
         doc.problems.append(doc.problem((*base, *path), message, at_key=True,
                                         severity="warning"))
 
-    if "build" in service:
-        if "image" in service:
-            warn(("build",), f"'build' is ignored: fleet deploys the image "
-                             f"{service['image']!r} (build and push it first)")
-        else:
-            service["image"] = BUILD_ONLY
-            here = ctx.locations(doc)
-            graft(here, (*base, "image"), here, (*base, "build"))
-            at_build = doc.locate((*base, "build"), at_key=True)
-            here.set_key((*base, "image"), at_build)
-            here.set_value((*base, "image"), at_build)
-        del service["build"]
+    if "build" in service and "image" not in service:
+        project = str(doc.data.get("project") or PLACEHOLDER_PROJECT)
+        service["image"] = f"{project}-{base[-1]}".lower()
+        service.setdefault("image_source", "controller")  # built: no registry has it
+        here = ctx.locations(doc)
+        graft(here, (*base, "image"), here, (*base, "build"))
+        at_build = doc.locate((*base, "build"), at_key=True)
+        here.set_key((*base, "image"), at_build)
+        here.set_value((*base, "image"), at_build)
     if "develop" in service:
         warn(("develop",), "'develop' is for 'docker compose watch' on a workstation; fleet "
                            "ignores it")

@@ -563,21 +563,11 @@ def _network_mode(value: Any) -> Any:
 
 
 def _image(value: Any) -> Any:
-    if value == BUILD_ONLY:
-        raise ValueError(BUILD_ONLY_MESSAGE)
     if isinstance(value, str):
         parse_image_reference(value)
     return value
 
 
-# A service with `build:` and no `image:` is loaded with this in place of its image (at the
-# location of its `build` key), so that it is refused there with every other problem.
-BUILD_ONLY = "<build-only service>"
-BUILD_ONLY_MESSAGE = (
-    "a service with 'build' and no 'image' is not supported yet: fleet deploys images, and "
-    "will build this one on the controller and deliver it to the hosts without a registry "
-    "once its controller image source exists; until then build and push the image and name "
-    "it in 'image'")
 
 
 def _group_add(value: Any) -> Any:
@@ -794,6 +784,28 @@ class Probe(Strict):
         return self
 
 
+def _build_section(value: Any) -> Any:
+    """Compose's `build`: a context path, or a mapping of the keys below (`x-*` dropped)."""
+    if isinstance(value, str):
+        return {"context": value}
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if not str(k).startswith("x-")}
+        args = value.get("args")
+        if isinstance(args, list):  # ["KEY=VALUE", "KEY"]: Compose's list form
+            value["args"] = dict(str(a).partition("=")[::2] for a in args)
+    return value
+
+
+class BuildSection(Strict):
+    """Compose's `build`, run by the controller's Docker daemon (image_source: controller)."""
+
+    context: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+        default=".", description="The build context, relative to the compose file.")
+    dockerfile: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    args: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    target: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+
 class ArchiveSource(Strict):
     """`image_source: {archive: PATH}`: a docker-archive file (what `docker save` writes)."""
 
@@ -867,6 +879,10 @@ class Service(ContainerOptions):
     secrets: Annotated[list[dict[str, Any]], fields.grants("secrets")] = []
     proxy: fields.NotYet = None
     image_source: ImageSource | None = Field(default=None, description=IMAGE_SOURCE_HELP)
+    build: Annotated[BuildSection, _before(_build_section, str | dict[str, Any])] | None = \
+        Field(default=None, description="Built by the controller's Docker daemon and delivered "
+                                        "as `image_source: controller` is (with that source, or "
+                                        "when the service names no image).")
     annotations: fields.Refused = fields.refused_field("annotations")
     cpu_count: fields.Refused = fields.refused_field("cpu_count")
     cpu_percent: fields.Refused = fields.refused_field("cpu_percent")
@@ -931,10 +947,10 @@ class Service(ContainerOptions):
 # What a service has that is not part of its containers' spec.
 PLACEMENT_FIELDS = frozenset({
     "hosts", "replicas", "update", "rollback", "env_file", "depends_on", "links", "pull_policy",
-    "deploy", "scale", "gpus", "attach", "configs", "secrets", "proxy", "image_source",
+    "deploy", "scale", "gpus", "attach", "configs", "secrets", "proxy", "image_source", "build",
     *fields.REFUSED_FIELDS})
 
 # Keys rendered once per playbook rather than per host: placement and rollout policy
 # must be the same for every host of a service.
 HOST_INDEPENDENT_KEYS = frozenset({"hosts", "update", "rollback", "depends_on", "links",
-                                   "pull_policy", "image_source"})
+                                   "pull_policy", "image_source", "build"})

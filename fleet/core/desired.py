@@ -27,7 +27,6 @@ from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_nam
 from fleet.config.service import (
     HOST_INDEPENDENT_KEYS,
     ArchiveSource,
-    ImageSource,
     Service,
     UpdatePolicy,
 )
@@ -93,11 +92,22 @@ class DesiredContainer:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """Compose's `build`, its context made absolute (from the playbook's directory)."""
+
+    context: str
+    dockerfile: str | None = None
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+
+
+@dataclass(frozen=True)
 class ImageOrigin:
     """Where a service's image comes from (its `image_source`, or the playbook's)."""
 
-    kind: str = "registry"  # registry | controller (its Docker daemon) | archive (a file)
+    kind: str = "registry"  # registry | controller (its daemon) | archive (a file) | build
     archive: str = ""  # the archive's path: a relative one is from the playbook's directory
+    build: BuildSpec | None = None  # kind build: what the controller's daemon builds
 
     @property
     def delivered(self) -> bool:
@@ -503,18 +513,33 @@ def _check_structure(name: str, raw: dict[str, Any], pb: LoadedPlaybook, invento
     return ServicePlacement(name, tuple(result.hosts), service.replicas,
                             update or UpdatePolicy(), service.rollback, service.pull_policy, refs,
                             definition_hash(raw, pb.header.vars),
-                            _image_origin(service.image_source or pb.header.image_source,
-                                          pb.doc.path))
+                            _image_origin(service, base, pb, problems))
 
 
-def _image_origin(source: ImageSource | None, playbook: str) -> ImageOrigin:
+def _image_origin(service: Service, base: KeyPath, pb: LoadedPlaybook,
+                  problems: list[Problem]) -> ImageOrigin:
+    """Where the image comes from: `build` runs when the source is the controller (a
+    Compose service with no image of its own has that source: fleet.config.compose_file)."""
+    source = service.image_source or pb.header.image_source
+    here = posixpath.dirname(pb.doc.path)
+    if service.build is not None:
+        if source == "controller":
+            build = service.build
+            return ImageOrigin("build", build=BuildSpec(
+                posixpath.normpath(posixpath.join(here, build.context)), build.dockerfile,
+                tuple(sorted(build.args.items())), build.target))
+        problems.append(pb.doc.problem(
+            (*base, "build"),
+            f"'build' is ignored: fleet deploys the image {service.image!r} from "
+            f"{'its registry' if source in (None, 'registry') else 'its archive'} (set "
+            "image_source: controller to build it on the controller and deliver it)",
+            at_key=True, severity="warning"))
     if source is None or source == "registry":
         return ImageOrigin()
     if source == "controller":
         return ImageOrigin("controller")
     assert isinstance(source, ArchiveSource)
-    return ImageOrigin("archive", posixpath.normpath(
-        posixpath.join(posixpath.dirname(playbook), source.archive)))
+    return ImageOrigin("archive", posixpath.normpath(posixpath.join(here, source.archive)))
 
 
 _PLACEMENT_KEYS = ("hosts", "replicas", "update", "rollback", "depends_on", "links",

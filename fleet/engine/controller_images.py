@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet.core.desired import DesiredState, ImageOrigin
+from fleet.core.desired import BuildSpec, DesiredState, ImageOrigin
 from fleet.engine.delivery import Delivery, VerifiedLayers
 from fleet.errors import FleetError
 from fleet.images.archive import ArchiveError, ArchiveImage, read_archive
@@ -66,6 +66,8 @@ class ControllerImages:
                 image = await asyncio.to_thread(self._read, Path(origin.archive), reference)
                 self._archives[image.image_id] = image
                 self._ids[reference] = image.image_id
+            elif origin.build is not None:
+                self._ids[reference] = await asyncio.to_thread(_build, reference, origin.build)
             else:
                 self._ids[reference] = await asyncio.to_thread(_daemon_image_id, reference)
         return dict(self._ids)
@@ -121,6 +123,33 @@ def _daemon_image_id(reference: str) -> str:
     return image_id
 
 
+BUILD_LOG_SHOWN = 12  # lines of a failed build's output quoted in its error
+
+
+def _build(reference: str, build: BuildSpec) -> str:
+    """Compose's `build` on the controller's daemon, tagged `reference`: its image ID. The
+    daemon's cache makes a build of what did not change quick, so every run builds."""
+    import docker
+
+    if not Path(build.context).is_dir():
+        raise ControllerImageError(f"image {reference}: the build context {build.context} is "
+                                   "not a directory")
+    try:
+        image, _ = _daemon().images.build(
+            path=build.context, dockerfile=build.dockerfile, tag=reference,
+            buildargs=dict(build.args) or None, target=build.target, rm=True, forcerm=True)
+    except docker.errors.BuildError as exc:
+        said = [str(entry.get("stream") or entry.get("error") or "").rstrip()
+                for entry in exc.build_log if isinstance(entry, dict)]
+        tail = " | ".join(line for line in said if line)[-2000:]
+        raise ControllerImageError(f"image {reference}: the build failed on the controller: "
+                                   f"{exc.msg}" + (f" ({tail})" if tail else "")) from None
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ControllerImageError(f"image {reference}: building it on the controller "
+                                   f"failed: {exc}") from None
+    return str(image.id)
+
+
 def _export(reference: str, image_id: str) -> Path:
     """`docker save` of the image into the cache (kept by image ID: an ID names its bytes)."""
     import docker
@@ -133,7 +162,11 @@ def _export(reference: str, image_id: str) -> Path:
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False) as out:
         try:
             image = _daemon().images.get(image_id)
-            for chunk in image.save(named=reference):
+            # The tag the daemon lists for `reference` (a bare name is its :latest), so the
+            # archive names it; an image found by ID alone is saved unnamed.
+            tagged = next((t for t in image.tags if t in (reference, f"{reference}:latest")),
+                          False)
+            for chunk in image.save(named=tagged):
                 out.write(chunk)
         except docker.errors.DockerException as exc:
             os.unlink(out.name)

@@ -33,6 +33,16 @@ def mebibytes(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MiB"
 
 
+def host_tags(reference: str) -> tuple[str, ...]:
+    """The tag a loaded image gets on the host: the reference as configured (a bare name is
+    its `:latest`, as Docker reads it); a digest reference names no tag."""
+    if "@" in reference:
+        return ()
+    if ":" not in reference.rsplit("/", 1)[-1]:
+        return (f"{reference}:latest",)
+    return (reference,)
+
+
 class StepFailed(FleetError):
     """A step that answered but did not succeed (a container that never became ready)."""
 
@@ -187,7 +197,7 @@ class Executor:
                 self.report(host, f"load {step.image}: {mebibytes(sent)} of "
                                   f"{mebibytes(total)}")
 
-        delivery = await deliver_image(self.docker, archive, tags=(step.image,),
+        delivery = await deliver_image(self.docker, archive, tags=host_tags(step.image),
                                        verified=self.images.verified, progress=progress)
         self.images.delivered(host, delivery)
         self.report(host, f"load {step.image}: {delivery.layers_sent} of "

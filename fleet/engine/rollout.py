@@ -135,7 +135,9 @@ class Rollout:
             for action in actions:
                 result = await self._execute_holding_fork(host, [action])
                 if result.error:
-                    failures.setdefault(host, {})[action.target] = result.error
+                    # What the changes name it by: a loaded image, by its ID (their pin).
+                    needed_as = action.digest if action.kind == ActionKind.LOAD else None
+                    failures.setdefault(host, {})[needed_as or action.target] = result.error
 
         async def prepare(host_plan: HostPlan) -> None:
             # One fork per host (--forks counts hosts); within it, each image pulls side by

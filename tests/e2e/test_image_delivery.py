@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from e2e_helpers import docker, fleet, fleet_json, write_playbook
 
 from fleet.config.inventory import Host, load_inventory
@@ -283,3 +284,46 @@ def test_an_image_the_controllers_daemon_lacks_is_an_error(
                               {"web": service})
     result = fleet("apply", "--yes", str(playbook), check_rc=1)
     assert "the controller's Docker daemon has no such image" in result.stderr
+
+
+def test_a_compose_build_runs_on_the_controller_and_a_failed_one_touches_no_host(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builder, target = lab.hosts[-1], lab.hosts[0]
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{docker_socket(host_dir(lab.dir, builder.name))}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project_dir / "cache"))
+    base = ImageSpec("fleet-e2e-delivery/web", "v1", "web")
+    write_docker_archive(project_dir / "base.tar", base, "fleet-e2e-delivery/web:v1",
+                         [base_layer(), app_layer(base)])
+    docker(lab, builder.name, "load", "-i", str(project_dir / "base.tar"))
+    app = project_dir / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\nARG GREETING\n"
+                                    "RUN echo \"$GREETING\" > /www/hello.txt\n")
+    compose = project_dir / "compose.yaml"
+
+    def write_compose(greeting: str) -> None:
+        compose.write_text(yaml.safe_dump({
+            "name": PROJECT, "x-fleet": {"inventory": str(lab.inventory_path)},
+            "services": {"web": {"build": {"context": "./app", "args": {"GREETING": greeting}},
+                                 "ports": [f"{PORT}:8080"],
+                                 "x-fleet": {"hosts": target.name}}}}))
+
+    write_compose("built by compose")
+    plan = fleet("plan", str(compose), check_rc=2).stdout
+    assert f"load {PROJECT}-web" in plan
+    result = fleet_json("apply", "--yes", str(compose), check_rc=0)
+    built = docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}",
+                   f"{PROJECT}-web").strip()
+    assert loaded(result)[target.name][0]["image_id"] == built
+    with urllib.request.urlopen(f"http://{target.address}:{PORT}/hello.txt",
+                                timeout=5) as answer:
+        assert answer.read() == b"built by compose\n"
+
+    (app / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\nRUN exit 3\n")
+    failed = fleet("apply", "--yes", str(compose), check_rc=1)
+    assert "the build failed on the controller" in failed.stderr
+    monkeypatch.delenv("DOCKER_HOST")  # the docker CLI below asks the target's own daemon
+    inspect = json.loads(docker(lab, target.name, "inspect", f"{PROJECT}-web-1"))[0]
+    assert inspect["Image"] == built and inspect["State"]["Running"]  # untouched
+    docker(lab, builder.name, "rmi", "-f", f"{PROJECT}-web", "fleet-e2e-delivery/web:v1")
+    (app / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n")

@@ -324,13 +324,32 @@ def test_container_name_names_the_container(tmp_path: Path) -> None:
     assert [c.name for c in state.containers["web2"]] == ["web-web2"]
 
 
-def test_a_build_only_service_is_refused_with_the_rest(tmp_path: Path) -> None:
+def test_a_build_only_service_is_built_on_the_controller(tmp_path: Path) -> None:
     path = write(tmp_path, "compose.yaml", "name: shop\nservices:\n  web:\n    build: .\n"
                                            "    cpus: lots\n")
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, path)
-    keys = [format_key_path(p.path) for p in caught.value.problems]
-    assert keys == ["services.web.build", "services.web.cpus"]
+    assert [format_key_path(p.path) for p in caught.value.problems] == ["services.web.cpus"]
+    path = write(tmp_path, "compose.yaml", "name: shop\nservices:\n  web:\n    build:\n"
+                                           "      context: ./app\n      target: prod\n"
+                                           "      args: [VERSION=2, DEBUG]\n")
+    state = load(tmp_path, path)
+    container = state.containers["web1"][0]
+    origin = state.services["web"].image_source
+    assert container.options["image"] == "shop-web"  # Compose's name for what it builds
+    assert container.image_source == "controller" and origin.kind == "build"
+    assert origin.build is not None and origin.build.context == str(tmp_path / "app")
+    assert (origin.build.target, origin.build.args) == ("prod", (("DEBUG", ""), ("VERSION", "2")))
+
+
+def test_build_beside_a_registry_image_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "compose.yaml", "name: shop\nservices:\n  web:\n"
+                                           "    image: registry.example.com/web:1\n"
+                                           "    build: .\n")
+    state = load(tmp_path, path)
+    assert state.services["web"].image_source.kind == "registry"
+    [warning] = [p for p in state.problems if p.severity == "warning"]
+    assert "image_source: controller to build it" in warning.message
 
 
 @pytest.mark.timeout(60)
