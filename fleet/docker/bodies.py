@@ -225,7 +225,8 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
         host_config["NetworkMode"] = first
         networking = {"EndpointsConfig": {first: endpoint_config(container, first)}}
     body: dict[str, Any] = {
-        "Image": pinned_image(options["image"], image_digest),
+        "Image": pinned_image(options["image"], image_digest,
+                              by_id=container.image_source == "controller"),
         "Env": [f"{k}={v}" for k, v in sorted(options["environment"].items())],
         "Labels": {**options["labels"],
                    **fleet_labels(container, secrets, image_digest, revision)},

@@ -1,0 +1,225 @@
+"""Images without a registry (issue 12): a ≈ 100 MiB image to N hosts, then a v2 that changes
+one 1 MiB layer, three ways (run as root):
+
+    python benchmarks/delivery.py [--hosts 30] [--forks 50] [--dir /var/lib/fleet-lab-delivery]
+                                  [--subnet 198.18.9.0/24]
+
+The image: the lab's busybox base and web app layers, four layers of 24 MiB of random bytes
+(incompressible, so a registry's gzip saves nothing) and a 1 MiB layer on top; v2 differs
+only in that top layer. Each way starts from hosts holding no image, delivers v1 (cold), then
+v2 to hosts that hold v1:
+
+- fleet: `fleet apply` with `image_source: {archive: ...}` (the layers each host lacks, over
+  its SSH connection); bytes = the `bytes_sent` fleet reports per host, summed;
+- by hand: `ssh HOST docker load < image.tar` for every host at once (what people do without
+  a registry); bytes = the archive's size per host;
+- registry: `fleet apply` of the same image pushed to the lab registry (each host's dockerd
+  pulls what it lacks); bytes = the compressed layers each host lacks, from the manifest.
+
+Every figure is a whole process (or, for "by hand", the set of ssh processes): wall seconds,
+CPU seconds (user + system, with children) and the controller process's peak RSS. Containers
+and images are removed from every host between the ways; the lab is torn down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from fleet.lab import Lab, lab_down, lab_exec, lab_up
+from fleet.lab.images import (
+    Blob,
+    BuiltImage,
+    ImageSpec,
+    RegistryClient,
+    _gzip,
+    app_layer,
+    base_layer,
+    file_layer,
+    image_config,
+    sha256_digest,
+    write_docker_archive,
+)
+
+REPOSITORY = "bench-delivery/web"
+BIG_LAYERS, BIG_MIB, CHANGING_MIB = 4, 24, 1
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+RESET = ("docker ps -aq | xargs -r docker rm -f >/dev/null; "
+         "docker images -aq | xargs -r docker rmi -f >/dev/null; true")
+
+
+@dataclass
+class Figure:
+    way: str
+    version: str
+    wall: float
+    cpu: float
+    rss_mib: float
+    bytes_moved: int
+
+
+def random_layer(seed: int, mib: int, name: str) -> bytes:
+    return file_layer({f"data/{name}.bin": random.Random(seed).randbytes(mib * 1024 * 1024)})
+
+
+def layers(version: int) -> list[bytes]:
+    spec = ImageSpec(REPOSITORY, "v1", "web")
+    return [base_layer(), app_layer(spec),
+            *(random_layer(n, BIG_MIB, f"big{n}") for n in range(BIG_LAYERS)),
+            random_layer(1000 + version, CHANGING_MIB, "changing")]
+
+
+def playbook(work: Path, lab: Lab, image: str, archive: str | None) -> Path:
+    service: dict[str, object] = {"image": image, "ports": ["8080:8080"]}
+    if archive is not None:
+        service["image_source"] = {"archive": archive}
+    path = work / "delivery.yml"
+    path.write_text(json.dumps({"project": "benchdelivery", "inventory": str(lab.inventory_path),
+                                "update": {"batch": "100%", "monitor": "0s"},
+                                "services": {"web": service}}))
+    return path
+
+
+def run_fleet(argv: list[str]) -> tuple[float, float, float, str]:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "fleet", *argv], stdout=out,
+                                   stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        text = out.read().decode()
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            raise SystemExit(f"fleet {' '.join(argv)} failed:\n{text[-2000:]}\n"
+                             f"{errors.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text
+
+
+def by_hand(lab: Lab, archive: Path, forks: int) -> tuple[float, float]:
+    """`ssh HOST docker load < archive` for every host, `forks` at once."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    running: list[subprocess.Popen[bytes]] = []
+    for host in lab.hosts:
+        while len(running) >= forks:
+            running.pop(0).wait()
+        with archive.open("rb") as stdin:
+            running.append(subprocess.Popen(
+                ["ssh", "-i", str(lab.ssh_key), "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={lab.known_hosts}",
+                 f"root@{host.address}", "docker", "load"],
+                stdin=stdin, stdout=subprocess.DEVNULL))
+    codes = [p.wait() for p in running]
+    wall = time.perf_counter() - started
+    if any(codes):
+        raise SystemExit(f"ssh ... docker load failed on {sum(1 for c in codes if c)} host(s)")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def reset(lab: Lab) -> None:
+    for host in lab.hosts:
+        lab_exec(lab, host.name, ["sh", "-c", RESET], timeout=300, check=True)
+
+
+def push(lab: Lab, tag: str, raw: list[bytes]) -> tuple[list[int], str]:
+    spec = ImageSpec(REPOSITORY, tag, "web")
+    config = image_config(spec, [sha256_digest(layer) for layer in raw])
+    built = BuiltImage(spec, Blob(config, CONFIG_TYPE), tuple(raw))
+    client = RegistryClient(lab.registry)
+    for blob in (*built.layers, built.config):
+        client.push_blob(REPOSITORY, blob)
+    client.push_manifest(REPOSITORY, tag, built.manifest())
+    return [len(blob.data) for blob in built.layers], built.config.digest
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=30)
+    parser.add_argument("--forks", type=int, default=50)
+    parser.add_argument("--dir", type=Path, default=Path("/var/lib/fleet-lab-delivery"))
+    parser.add_argument("--subnet", default="198.18.9.0/24")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    figures: list[Figure] = []
+    try:
+        lab_down(args.dir)
+        lab = lab_up(args.dir, hosts=args.hosts, subnet=args.subnet)
+        work = Path(tempfile.mkdtemp(prefix="fleet-delivery-"))
+        raw = {1: layers(1), 2: layers(2)}
+        archives = {v: work / f"web-v{v}.tar" for v in raw}
+        for version, path in archives.items():
+            write_docker_archive(path, ImageSpec(REPOSITORY, "v1", "web"),
+                                 f"{REPOSITORY}:v{version}", raw[version])
+        sizes = {v: path.stat().st_size for v, path in archives.items()}
+        compressed = {version: push(lab, f"v{version}", raw[version])[0] for version in raw}
+        pulled = {1: sum(compressed[1]), 2: sum(
+            size for size, layer in zip(compressed[2], raw[2], strict=True)
+            if layer not in raw[1])}
+        layer_count = len(raw[1])
+        # Drop the layers before measuring: a child forked from a large process counts the
+        # pages it shares with it in its peak RSS until it execs.
+        del raw
+        _gzip.cache_clear()
+        base_layer.cache_clear()
+        gc.collect()
+        print(f"image: {sizes[1] / 2**20:.1f} MiB as a docker-archive, "
+              f"{layer_count} layers; {args.hosts} hosts", file=sys.stderr)
+
+        reset(lab)
+        for version in (1, 2):
+            pb = playbook(work, lab, f"{REPOSITORY}:v{version}", archives[version].name)
+            wall, cpu, rss, out = run_fleet(["apply", "--yes", "--json", "--forks",
+                                             str(args.forks), str(pb)])
+            sent = sum(d["bytes_sent"] for row in json.loads(out)["hosts"]
+                       for d in row["images_loaded"])
+            figures.append(Figure("fleet", f"v{version}", wall, cpu, rss, sent))
+            print(f"fleet v{version}: {wall:.1f} s", file=sys.stderr)
+
+        reset(lab)
+        for version in (1, 2):
+            wall, cpu = by_hand(lab, archives[version], args.forks)
+            figures.append(Figure("by hand", f"v{version}", wall, cpu, 0.0,
+                                  sizes[version] * len(lab.hosts)))
+            print(f"by hand v{version}: {wall:.1f} s", file=sys.stderr)
+
+        reset(lab)
+        for version in (1, 2):
+            pb = playbook(work, lab, f"{lab.registry}/{REPOSITORY}:v{version}", None)
+            wall, cpu, rss, _ = run_fleet(["apply", "--yes", "--json", "--forks",
+                                           str(args.forks), str(pb)])
+            figures.append(Figure("registry", f"v{version}", wall, cpu, rss,
+                                  pulled[version] * len(lab.hosts)))
+            print(f"registry v{version}: {wall:.1f} s", file=sys.stderr)
+        reset(lab)
+    finally:
+        lab_down(args.dir)
+    print(f"\n{args.hosts} hosts; one run each; wall and CPU in seconds, RSS and bytes in MiB\n")
+    print("| way | version | wall | CPU | peak RSS | MiB over the controller's links |")
+    print("|:----|:--------|-----:|----:|---------:|---------:|")
+    for f in figures:
+        rss = f"{f.rss_mib:.0f}" if f.rss_mib else "—"
+        print(f"| {f.way} | {f.version} | {f.wall:.1f} | {f.cpu:.1f} | {rss} | "
+              f"{f.bytes_moved / 2**20:.1f} |")
+    return 0
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
