@@ -24,7 +24,6 @@ and images are removed from every host between the ways; the lab is torn down at
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import random
@@ -44,7 +43,6 @@ from fleet.lab.images import (
     BuiltImage,
     ImageSpec,
     RegistryClient,
-    _gzip,
     app_layer,
     base_layer,
     file_layer,
@@ -135,18 +133,34 @@ def reset(lab: Lab) -> None:
         lab_exec(lab, host.name, ["sh", "-c", RESET], timeout=300, check=True)
 
 
-def push(lab: Lab, tag: str, raw: list[bytes]) -> tuple[list[int], str]:
+def push(registry: str, tag: str, raw: list[bytes]) -> list[int]:
     spec = ImageSpec(REPOSITORY, tag, "web")
     config = image_config(spec, [sha256_digest(layer) for layer in raw])
     built = BuiltImage(spec, Blob(config, CONFIG_TYPE), tuple(raw))
-    client = RegistryClient(lab.registry)
+    client = RegistryClient(registry)
     for blob in (*built.layers, built.config):
         client.push_blob(REPOSITORY, blob)
     client.push_manifest(REPOSITORY, tag, built.manifest())
-    return [len(blob.data) for blob in built.layers], built.config.digest
+    return [len(blob.data) for blob in built.layers]
+
+
+def prepare(work: Path, registry: str) -> None:
+    """Write both archives, push both images to the lab registry, and note what a pull of
+    each moves (made.json)."""
+    raw = {1: layers(1), 2: layers(2)}
+    for version, layer_list in raw.items():
+        write_docker_archive(work / f"web-v{version}.tar", ImageSpec(REPOSITORY, "v1", "web"),
+                             f"{REPOSITORY}:v{version}", layer_list)
+    compressed = {version: push(registry, f"v{version}", raw[version]) for version in raw}
+    pulled = {1: sum(compressed[1]), 2: sum(
+        size for size, layer in zip(compressed[2], raw[2], strict=True) if layer not in raw[1])}
+    (work / "made.json").write_text(json.dumps({"pulled": pulled, "layers": len(raw[1])}))
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--prepare"]:
+        prepare(Path(sys.argv[2]), sys.argv[3])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=30)
     parser.add_argument("--forks", type=int, default=50)
@@ -159,25 +173,16 @@ def main() -> int:
         lab_down(args.dir)
         lab = lab_up(args.dir, hosts=args.hosts, subnet=args.subnet)
         work = Path(tempfile.mkdtemp(prefix="fleet-delivery-"))
-        raw = {1: layers(1), 2: layers(2)}
-        archives = {v: work / f"web-v{v}.tar" for v in raw}
-        for version, path in archives.items():
-            write_docker_archive(path, ImageSpec(REPOSITORY, "v1", "web"),
-                                 f"{REPOSITORY}:v{version}", raw[version])
-        sizes = {v: path.stat().st_size for v, path in archives.items()}
-        compressed = {version: push(lab, f"v{version}", raw[version])[0] for version in raw}
-        pulled = {1: sum(compressed[1]), 2: sum(
-            size for size, layer in zip(compressed[2], raw[2], strict=True)
-            if layer not in raw[1])}
-        layer_count = len(raw[1])
-        # Drop the layers before measuring: a child forked from a large process counts the
-        # pages it shares with it in its peak RSS until it execs.
-        del raw
-        _gzip.cache_clear()
-        base_layer.cache_clear()
-        gc.collect()
+        # Made in a process of its own: a child forked from a large process counts the pages
+        # it shares with it in its peak RSS until it execs, so this one stays small.
+        subprocess.run([sys.executable, __file__, "--prepare", str(work), lab.registry],
+                       check=True)
+        made = json.loads((work / "made.json").read_text())
+        archives = {v: work / f"web-v{v}.tar" for v in (1, 2)}
+        sizes = {v: archives[v].stat().st_size for v in (1, 2)}
+        pulled = {int(v): n for v, n in made["pulled"].items()}
         print(f"image: {sizes[1] / 2**20:.1f} MiB as a docker-archive, "
-              f"{layer_count} layers; {args.hosts} hosts", file=sys.stderr)
+              f"{made['layers']} layers; {args.hosts} hosts", file=sys.stderr)
 
         reset(lab)
         for version in (1, 2):

@@ -56,6 +56,7 @@ class _EntryModel(BaseModel):
     operator: _Short
     release: _Short = ""
     replaces: _Short = ""
+    image_source: Literal["", "controller"] = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class JournalEntry:
     # `fleet rollback` the release it left: what lets an interrupted rollback be re-run.
     release: str = ""
     replaces: str = ""
+    # "controller": the image was delivered by fleet and `digest` is its image ID (the
+    # container's fleet.image-source label); "" for an image from a registry.
+    image_source: str = ""
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str], *, command: str, outcome: EntryOutcome,
@@ -98,11 +102,15 @@ class JournalEntry:
                    digest=labels.get(fleet_label.IMAGE_DIGEST, ""),
                    spec=spec,
                    spec_hash=labels[fleet_label.SPEC_HASH], outcome=outcome, detail=detail,
-                   operator=operator)
+                   operator=operator,
+                   image_source="controller" if labels.get(fleet_label.IMAGE_SOURCE) ==
+                   fleet_label.FROM_CONTROLLER else "")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["spec"] = dict(self.spec)
+        if not self.image_source:  # journals of registry images read as they always did
+            del data["image_source"]
         return data
 
     @classmethod
@@ -119,7 +127,8 @@ class JournalEntry:
                    revision=model.revision, image=model.image, digest=model.digest,
                    spec=spec, spec_hash=model.spec_hash, outcome=model.outcome,
                    detail=model.detail, time=model.time, operator=model.operator,
-                   release=model.release, replaces=model.replaces)
+                   release=model.release, replaces=model.replaces,
+                   image_source=model.image_source)
 
 
 @dataclass(frozen=True)

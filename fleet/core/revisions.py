@@ -12,7 +12,7 @@ it names must be one the current playbook gives that host, or nothing is made fr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -122,4 +122,6 @@ def desired_from_entry(entry: JournalEntry, host: str, project: str,
     made = recorded_container(entry.spec, host, project, entry.service, entry.replica, secrets)
     if isinstance(made, str):
         return f"revision {entry.revision} of {entry.service} replica {entry.replica}: {made}"
+    if entry.image_source == "controller":  # pinned by its image ID, as it was made
+        return replace(made, image_source="controller")
     return made

@@ -213,6 +213,14 @@ def test_apply_delivers_from_an_archive_and_check_follows_it(lab: Lab,
         assert sent["bytes_sent"] < 64 * 1024
     fleet("check", str(playbook), check_rc=0)
 
+    # Back to v1, which the hosts still hold: made again from its image ID, nothing sent.
+    back = fleet_json("rollback", "--yes", "--service", "web", str(playbook), check_rc=0)
+    assert all(row["images_loaded"] == [] for row in back["hosts"])
+    for host in aws:
+        inspect = json.loads(docker(lab, host.name, "inspect", f"{PROJECT}-web-1"))[0]
+        assert inspect["Image"] == id1
+        assert inspect["Config"]["Labels"]["fleet.image-source"] == "controller"
+
 
 def test_an_unreadable_archive_stops_before_any_host(lab: Lab, project_dir: Path) -> None:
     playbook = write_playbook(project_dir / "missing.yml", PROJECT, lab.inventory_path,
