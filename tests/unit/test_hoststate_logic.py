@@ -164,3 +164,11 @@ def test_history_shows_a_started_change_only_until_it_is_concluded() -> None:
                entry(3, "started")]  # the controller died during revision 3
     assert [(e.revision, e.outcome) for e in settled(entries)] == [
         (1, "ok"), (2, "failed"), (3, "started")]
+
+
+def test_an_entry_of_a_delivered_image_keeps_its_source_and_others_read_as_before() -> None:
+    delivered = entry(image_source="controller")
+    line = encode_entries([delivered])
+    assert b'"image_source":"controller"' in line
+    assert decode_journal(line)[0] == [delivered]
+    assert b"image_source" not in encode_entries([entry()])  # a registry image's line
