@@ -35,6 +35,7 @@ from fleet.lab.images import (
     sha256_digest,
     write_docker_archive,
 )
+from fleet.lab.state import LabHost
 from fleet.transport.ssh import HostConnection
 
 pytestmark = pytest.mark.lab
@@ -59,6 +60,14 @@ def clean_images(lab: Lab) -> Iterator[None]:
                 lab_exec(lab, host.name, ["docker", "rmi", "-f", image])
 
 
+def forget(lab: Lab, hosts: list[str], *image_ids: str) -> None:
+    """The images gone from these hosts, whatever held them before (a crashed earlier run):
+    what moves is then what a host without them needs."""
+    for host in hosts:
+        for image_id in image_ids:
+            lab_exec(lab, host, ["docker", "rmi", "-f", image_id])
+
+
 @pytest.fixture(scope="module")
 def target(lab: Lab) -> Host:
     return list(load_inventory([str(lab.inventory_path)]).hosts)[-1]
@@ -75,11 +84,12 @@ def on_host(target: Host, use: Callable[[DockerClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def test_only_the_layers_a_host_lacks_move(target: Host, tmp_path: Path) -> None:
+def test_only_the_layers_a_host_lacks_move(lab: Lab, target: Host, tmp_path: Path) -> None:
     extra = file_layer({"www/extra.txt": b"only in v2\n" * 100})
     v1, v2 = tmp_path / "v1.tar", tmp_path / "v2.tar"
     id1 = write_docker_archive(v1, SPEC, TAG_V1, [base_layer(), app_layer(SPEC)])
     id2 = write_docker_archive(v2, SPEC, TAG_V2, [base_layer(), app_layer(SPEC), extra])
+    forget(lab, [target.name], id2, id1)
     verified = VerifiedLayers()
 
     async def scenario(client: DockerClient) -> list[Any]:
@@ -178,6 +188,7 @@ def test_apply_delivers_from_an_archive_and_check_follows_it(lab: Lab,
         ImageSpec("fleet-e2e-delivery/web", "v2", "web")
     id1 = write_docker_archive(project_dir / "web-v1.tar", spec_v1, "fleet-e2e-delivery/web:v1",
                                [base_layer(), app_layer(spec_v1)])
+    forget(lab, [h.name for h in aws], id1)
     playbook = write_playbook(project_dir / "deliver.yml", PROJECT, lab.inventory_path,
                               {"web": web_service("v1", "web-v1.tar")})
     plan = fleet("plan", str(playbook), check_rc=2).stdout
@@ -200,6 +211,7 @@ def test_apply_delivers_from_an_archive_and_check_follows_it(lab: Lab,
     layers_v2 = [base_layer(), app_layer(spec_v2), extra]
     id2 = write_docker_archive(project_dir / "web-v2.tar", spec_v2, "fleet-e2e-delivery/web:v2",
                                layers_v2)
+    forget(lab, [h.name for h in aws], id2)
     playbook = write_playbook(project_dir / "deliver.yml", PROJECT, lab.inventory_path,
                               {"web": web_service("v2", "web-v2.tar")})
     check = fleet_json("check", str(playbook), check_rc=2)
@@ -233,18 +245,24 @@ def test_an_unreadable_archive_stops_before_any_host(lab: Lab, project_dir: Path
                                               "{{.Names}}")
 
 
-def test_apply_delivers_what_the_controllers_daemon_built(
-        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`image_source: controller`: the image exists only in the controller's Docker daemon
-    (here a lab host's dockerd stands in for it, through DOCKER_HOST), built there."""
-    builder, target = lab.hosts[-1], lab.hosts[0]
-    socket = docker_socket(host_dir(lab.dir, builder.name))
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+def controller_daemon(lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> LabHost:
+    """The last lab host's dockerd stands in for the controller's Docker daemon (through
+    DOCKER_HOST), holding the base image fleet-e2e-delivery/web:v1 to build on."""
+    builder = lab.hosts[-1]
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{docker_socket(host_dir(lab.dir, builder.name))}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(project_dir / "cache"))
     base = ImageSpec("fleet-e2e-delivery/web", "v1", "web")
     write_docker_archive(project_dir / "base.tar", base, "fleet-e2e-delivery/web:v1",
                          [base_layer(), app_layer(base)])
     docker(lab, builder.name, "load", "-i", str(project_dir / "base.tar"))
+    return builder
+
+
+def test_apply_delivers_what_the_controllers_daemon_built(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`image_source: controller`: the image exists only in the controller's Docker daemon
+    (here a lab host's dockerd stands in for it, through DOCKER_HOST), built there."""
+    builder, target = controller_daemon(lab, project_dir, monkeypatch), lab.hosts[0]
     context = project_dir / "context"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n"
@@ -296,13 +314,7 @@ def test_an_image_the_controllers_daemon_lacks_is_an_error(
 
 def test_a_compose_build_runs_on_the_controller_and_a_failed_one_touches_no_host(
         lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    builder, target = lab.hosts[-1], lab.hosts[0]
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{docker_socket(host_dir(lab.dir, builder.name))}")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(project_dir / "cache"))
-    base = ImageSpec("fleet-e2e-delivery/web", "v1", "web")
-    write_docker_archive(project_dir / "base.tar", base, "fleet-e2e-delivery/web:v1",
-                         [base_layer(), app_layer(base)])
-    docker(lab, builder.name, "load", "-i", str(project_dir / "base.tar"))
+    builder, target = controller_daemon(lab, project_dir, monkeypatch), lab.hosts[0]
     app = project_dir / "app"
     app.mkdir()
     (app / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\nARG GREETING\n"
