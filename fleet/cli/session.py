@@ -295,7 +295,8 @@ def report_json(result: RolloutResult) -> list[dict[str, Any]]:
             "services": [{"service": r.service, "outcome": str(r.outcome), "detail": r.detail}
                          for r in reports],
             "images_loaded": [{"image_id": d.image_id, "layers_sent": d.layers_sent,
-                               "layers_total": d.layers_total, "bytes_sent": d.bytes_sent}
+                               "layers_total": d.layers_total, "bytes_sent": d.bytes_sent,
+                               **({"from_seed": d.seed} if d.seed else {})}
                               for d in result.loaded.get(host, [])],
         })
     return rows

@@ -41,7 +41,7 @@ PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the proble
 
 # fleet's own keys, as `x-fleet:` may hold them.
 TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update",
-            "image_source")
+            "image_source", "seeds")
 SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source")
 RESERVED_KEYS = ("proxy",)  # later versions of fleet; refused as not yet supported
 

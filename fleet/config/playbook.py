@@ -32,6 +32,31 @@ from fleet.config.service import (
 from fleet.config.source import SourceDoc, load_yaml
 from fleet.config.validation import ItemErrors, KeyProblem, problems_from, validate_model
 
+SEED_IMAGE = "registry:2"
+SEED_PORT = 5443
+
+
+class SeedsConfig(Strict):
+    """`seeds:`: per group of hosts (a region), one seed host receives each image from the
+    controller and serves it to the group's other hosts (fleet.core.seeds)."""
+
+    by: str = Field(default="region", min_length=1, max_length=128,
+                    description="The host label whose value groups hosts.")
+    labels: dict[str, str] = Field(
+        default={}, description="Labels a seed must carry (default: any host); the group's "
+                                "first such host by name is its seed.")
+    image: str = Field(default=SEED_IMAGE, min_length=1, max_length=512,
+                       description="The seed's registry (Distribution, as registry:2), taken "
+                                   "from the controller's Docker daemon.")
+    port: int = Field(default=SEED_PORT, ge=1, le=65535,
+                      description="The host port the seed's registry listens on.")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        parse_image_reference(value)  # a ValueError names what is wrong
+        return value
+
 
 class RegistryAuth(Strict):
     """Credentials for one registry; values usually come from `secret()`."""
@@ -138,6 +163,9 @@ class PlaybookFile(Strict):
     proxy: NotYet = None
     image_source: ImageSource | None = Field(
         default=None, description="The default of every service's `image_source`.")
+    seeds: SeedsConfig | None = Field(
+        default=None, description="Images delivered from the controller cross its link once "
+                                  "per group of hosts (a region).")
     models: Annotated[Any, BeforeValidator(_refuse_models)] = None
     services: dict[str, Service] = {}
 

@@ -209,6 +209,22 @@ class PullEvent(Answer):
     errorDetail: ErrorDetail | None = None
 
 
+_Digest = Digest  # PushAux's field has the type's name
+
+
+class PushAux(Answer):
+    Digest: _Digest | None = None
+
+
+class PushEvent(Answer):
+    """One line of `POST /images/{name}/push`'s progress stream."""
+
+    status: Text | None = None
+    aux: PushAux | None = None
+    error: Text | None = None
+    errorDetail: ErrorDetail | None = None
+
+
 class LoadEvent(Answer):
     """One line of `POST /images/load`'s answer."""
 

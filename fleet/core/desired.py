@@ -49,6 +49,7 @@ from fleet.core.refs import (
     resolve_shared,
     shared_services,
 )
+from fleet.core.seeds import SeedPolicy
 from fleet.core.service_files import ServiceFiles, attach_files, file_context
 from fleet.core.service_resources import attach_resources
 
@@ -153,6 +154,7 @@ class DesiredState:
     # host -> the files next to the compose file its containers mount (fleet.core.files),
     # by name: delivered before any container there changes.
     files: dict[str, dict[str, Delivered]] = field(default_factory=dict)
+    seeds: SeedPolicy | None = None  # the playbook's `seeds:` (fleet.core.seeds)
 
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
@@ -426,7 +428,23 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         {v.name: v for v in volumes.values()}, given,
                         frozenset(playbooks.inactive - set(services)),
                         {host: dict(sorted(units.items(), key=lambda u: (u[1].what, u[0])))
-                         for host, units in delivered.items()})
+                         for host, units in delivered.items()},
+                        _seed_policy(playbooks, problems))
+
+
+def _seed_policy(playbooks: PlaybookSet, problems: list[Problem]) -> SeedPolicy | None:
+    """The `seeds:` of the playbooks that set it, which must agree."""
+    found: SeedPolicy | None = None
+    for pb in playbooks.playbooks:
+        config = pb.header.seeds
+        if config is None:
+            continue
+        policy = SeedPolicy(config.by, dict(config.labels), config.image, config.port)
+        if found is not None and policy != found:
+            problems.append(pb.doc.problem(("seeds",), "another playbook of the project sets "
+                                           "other seeds: set them once"))
+        found = found or policy
+    return found
 
 
 def _name_clashes(containers: list[DesiredContainer], docs: Mapping[str, LoadedPlaybook],

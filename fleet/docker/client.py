@@ -36,6 +36,7 @@ from fleet.core.answers import (
     ImageInspect,
     LoadEvent,
     PullEvent,
+    PushEvent,
     VersionAnswer,
     VolumeList,
     VolumeSummary,
@@ -460,6 +461,50 @@ class DockerClient:
         result: JSONObject = await self._call_json(
             "GET", f"/images/{quote(image, safe='/:@')}/json", ImageInspect)
         return result
+
+    async def tag_image(self, image: str, repository: str, tag: str) -> None:
+        """POST /images/{name}/tag: `image` also named repository:tag."""
+        await self._call("POST", f"/images/{quote(image, safe='/:@')}/tag",
+                         params={"repo": repository, "tag": tag})
+
+    async def remove_image(self, reference: str) -> None:
+        """DELETE /images/{name} of one name (a tag or a digest reference) without pruning:
+        the image stays while another name or a container holds it."""
+        await self._call("DELETE", f"/images/{quote(reference, safe='/:@')}",
+                         params={"noprune": True})
+
+    async def push_image(self, repository: str, tag: str, *,
+                         timeout: float = PULL_TIMEOUT) -> str:
+        """POST /images/{repository}/push of one tag; the manifest digest the registry
+        stored. Pushes to registries fleet runs itself (fleet.engine.seeding), which take
+        no credentials: the header the daemon requires carries none."""
+        what = f"push {repository}:{tag}"
+        digest = ""
+        async with self._deadline(what, timeout):
+            response = await self._send(what, "POST",
+                                        f"/images/{quote(repository, safe='/:')}/push",
+                                        versioned=True, params={"tag": tag},
+                                        headers={"X-Registry-Auth": encode_registry_auth({})})
+            try:
+                async for line in self._lines(what, response, MAX_PULL_LINE):
+                    if not line.strip():
+                        continue
+                    try:
+                        event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
+                    except UntrustedJSONError as exc:
+                        raise self._unusable(what, exc) from None
+                    self._validated(what, PushEvent, event)
+                    failure = pull_progress_error(event)
+                    if failure:
+                        raise DockerError(self.host, f"{what}: {failure}")
+                    aux = event.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest = str(aux["Digest"])
+            finally:
+                await response.aclose()
+        if not digest:
+            raise DockerError(self.host, f"{what}: the daemon named no digest")
+        return digest
 
     async def load_image(self, archive: AsyncIterable[bytes], *,
                          timeout: float = PULL_TIMEOUT) -> list[str]:

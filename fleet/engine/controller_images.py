@@ -42,6 +42,8 @@ def delivered_images(state: DesiredState) -> dict[str, ImageOrigin]:
             placement = state.services.get(container.service)
             if placement is not None and placement.image_source.delivered:
                 wanted[str(container.options["image"])] = placement.image_source
+    if wanted and state.seeds is not None:  # the seeds' registry comes from the controller
+        wanted.setdefault(state.seeds.image, ImageOrigin("controller"))
     return wanted
 
 
@@ -55,6 +57,15 @@ class ControllerImages:
         self._ids: dict[str, str] = {}  # reference -> image ID
         self._archives: dict[str, ArchiveImage] = {}  # image ID -> its archive
         self._exports: dict[str, asyncio.Lock] = {}
+        self._sending: dict[tuple[str, str], asyncio.Lock] = {}  # (host, image ID)
+
+    def sending(self, host: str, image_id: str) -> asyncio.Lock:
+        """Held while `image_id` is sent to `host`: one upload of it there at a time."""
+        return self._sending.setdefault((host, image_id), asyncio.Lock())
+
+    def image_id(self, reference: str) -> str | None:
+        """The ID `resolve` read for `reference`."""
+        return self._ids.get(reference)
 
     async def resolve(self) -> dict[str, str]:
         """Reference -> image ID for every wanted image; ControllerImageError (naming the

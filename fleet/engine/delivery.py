@@ -29,6 +29,7 @@ class Delivery:
     layers_sent: int
     layers_total: int
     bytes_sent: int  # the upload as it went over the host's connection (tar framing included)
+    seed: str = ""  # the seed host it was pulled from instead (fleet.engine.seeding)
 
 
 class VerifiedLayers:

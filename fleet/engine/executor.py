@@ -7,6 +7,7 @@ Per host, actions run in plan order; hosts run in parallel (bounded by the calle
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,15 +22,20 @@ from fleet.docker.bodies import create_body, endpoint_config, network_body, volu
 from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.controller_images import ControllerImages
-from fleet.engine.delivery import deliver_image
+from fleet.engine.delivery import Delivery, deliver_image
 from fleet.engine.health import wait_exit, wait_ready
+from fleet.engine.seeding import Seeding
 from fleet.errors import DockerError, FleetError
 from fleet.hoststate.files import FileStore
+from fleet.images.archive import ArchiveImage
 
 LOAD_PROGRESS_STEP = 8 * 1024 * 1024  # a line per 8 MiB an image load sends
 
 
-def mebibytes(count: int) -> str:
+def amount(count: int) -> str:
+    """Bytes as a person reads them in progress lines."""
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
     return f"{count / 1024 / 1024:.1f} MiB"
 
 
@@ -41,6 +47,37 @@ def host_tags(reference: str) -> tuple[str, ...]:
     if ":" not in reference.rsplit("/", 1)[-1]:
         return (f"{reference}:latest",)
     return (reference,)
+
+
+async def send_image(docker: DockerClient, images: ControllerImages, archive: ArchiveImage,
+                     tags: tuple[str, ...], report: Reporter, what: str) -> Delivery:
+    """The image sent from the controller to the host, what it lacks of it (one upload at a
+    time per host and image: a second sender then sends only the names); progress every
+    8 MiB and a summary, with the rate."""
+    host = docker.host
+    shown = [0]  # the last 8 MiB step reported
+    started = time.monotonic()
+
+    def rate(sent: int) -> str:
+        seconds = time.monotonic() - started
+        return f"{amount(int(sent / seconds))}/s" if seconds > 0 else "-"
+
+    def progress(sent: int, total: int) -> None:
+        step_reached = sent // LOAD_PROGRESS_STEP
+        if step_reached > shown[0]:
+            shown[0] = step_reached
+            report(host, f"{what}: {amount(sent)} of {amount(total)}, {rate(sent)}")
+
+    async with images.sending(host, archive.image_id):
+        delivery = await deliver_image(docker, archive, tags=tags, verified=images.verified,
+                                       progress=progress)
+    images.delivered(host, delivery)
+    if not delivery.bytes_sent and not tags:
+        return delivery  # a seed that had it already: nothing to tell
+    report(host, f"{what}: {delivery.layers_sent} of {delivery.layers_total} layers sent, "
+                 f"{amount(delivery.bytes_sent)}"
+                 + (f", {rate(delivery.bytes_sent)}" if delivery.bytes_sent else ""))
+    return delivery
 
 
 class StepFailed(FleetError):
@@ -71,6 +108,7 @@ class Executor:
     files: FileStore | None = None  # the host's delivered files (deliver steps)
     files_root: str | None = None  # their directory, absolute, as the host's dockerd sees it
     images: ControllerImages | None = None  # the run's images from the controller (load)
+    seeding: Seeding | None = None  # the run's region seeds, if it uses any
 
     async def run(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
         result = ExecutionResult(host)
@@ -183,26 +221,26 @@ class Executor:
                 await docker.update_container(target, update_body(step.container.options))
 
     async def _load(self, step: Step) -> None:
-        """Send the image from the controller: only the layers the host lacks."""
+        """Send the image from the controller: only the layers the host lacks; or, where a
+        seed serves the host's group, have the host pull it from the seed."""
         if self.images is None or step.digest is None:
             raise StepFailed(f"cannot load {step.image}: it was not read on the controller")
         host = self.docker.host
         archive = await self.images.archive(step.digest)
-        shown = [0]  # the last 8 MiB step reported
-
-        def progress(sent: int, total: int) -> None:
-            step_reached = sent // LOAD_PROGRESS_STEP
-            if step_reached > shown[0]:
-                shown[0] = step_reached
-                self.report(host, f"load {step.image}: {mebibytes(sent)} of "
-                                  f"{mebibytes(total)}")
-
-        delivery = await deliver_image(self.docker, archive, tags=host_tags(step.image),
-                                       verified=self.images.verified, progress=progress)
-        self.images.delivered(host, delivery)
-        self.report(host, f"load {step.image}: {delivery.layers_sent} of "
-                          f"{delivery.layers_total} layers sent, "
-                          f"{mebibytes(delivery.bytes_sent)}")
+        tags = host_tags(step.image)
+        seed = self.seeding.seed_for(host, step.digest) if self.seeding else None
+        if self.seeding is not None and seed is not None:
+            try:
+                delivery = await self.seeding.deliver(host, archive, tags)
+            except (FleetError, OSError) as exc:
+                self.report(host, f"load {step.image}: through seed {seed}: {exc}; sending "
+                                  "it from the controller")
+            else:
+                self.images.delivered(host, delivery)
+                self.report(host, f"load {step.image}: pulled from seed {seed}")
+                return
+        await send_image(self.docker, self.images, archive, tags, self.report,
+                         f"load {step.image}")
 
     async def _create_volume(self, step: Step) -> None:
         """Create the volume; the Engine answers a name already taken with the volume that

@@ -27,12 +27,15 @@ from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
 from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
+from fleet.core.seeds import seed_of_groups, seeded_deliveries
 from fleet.engine.delivery import Delivery
-from fleet.engine.executor import ExecutionResult, Executor
+from fleet.engine.executor import ExecutionResult, Executor, send_image
 from fleet.engine.health import health_gate, wait_condition
 from fleet.engine.journaling import JournalBook
 from fleet.engine.run import Run
+from fleet.engine.seeding import SeedHost, Seeding
 from fleet.errors import DockerError, FleetError, LockLost
+from fleet.images.archive import ArchiveImage
 
 
 @dataclass
@@ -64,6 +67,34 @@ class Rollout:
         self.journal = journal or JournalBook(run, command, self.report)
         self.waits: dict[str, dict[str, Dependency]] = {}
         self.preparing: dict[str, asyncio.Task[None]] = {}  # host -> its preparations
+        self.seeding = self._seeding()
+
+    def _seeding(self) -> Seeding | None:
+        """The run's region seeds, if the playbook sets them and a group of hosts would
+        receive an image from the controller more than once without."""
+        policy, images = self.run.state.seeds, self.run.images
+        registry_image = images.image_id(policy.image) if policy is not None else None
+        if policy is None or registry_image is None:
+            return None
+        needs: dict[str, set[str]] = {}
+        for host_plan in self.plan.hosts:
+            for action in host_plan.actions:
+                if action.kind == ActionKind.LOAD and action.digest:
+                    needs.setdefault(action.digest, set()).add(host_plan.host)
+        connected = [self.run.hosts[name] for name in self.run.pool.connected]
+        through = seeded_deliveries(needs, seed_of_groups(connected, policy))
+        if not through:
+            return None
+
+        def host(name: str) -> SeedHost:
+            return SeedHost(name, self.run.hosts[name].address, self.run.docker(name),
+                            self.run.pool.connected[name], self.run.hosts[name].state_dir)
+
+        async def send(name: str, image: ArchiveImage) -> Delivery:
+            return await send_image(self.run.docker(name), images, image, (), self.report,
+                                    f"seed: load {(image.repo_tags or (image.image_id[:19],))[0]}")
+
+        return Seeding(policy, through, host, registry_image, images.archive, send)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -80,7 +111,7 @@ class Rollout:
         executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
                             self.run.auth, self.run.state.project, self.report,
                             self.run.file_store(host), self.run.file_root(host),
-                            self.run.images)
+                            self.run.images, self.seeding)
         result = await executor.run(host, actions)
         if result.failed is not None:
             self.journal.note(host, result.failed, "failed", result.error or "")
@@ -181,6 +212,9 @@ class Rollout:
         finally:
             # nothing is left running; a preparation's own crash is raised below
             ended = await asyncio.gather(*self.preparing.values(), return_exceptions=True)
+            if self.seeding is not None:
+                for host, problem in await self.seeding.close():
+                    self.report(host, problem)
             await self.journal.flush()
         for outcome in ended:
             if isinstance(outcome, BaseException):

@@ -30,7 +30,7 @@ TREE_DIR_MODE = 0o755
 MIN_BYTES_PER_SECOND = 1024 * 1024
 SECONDS_PER_FILE = 0.05
 
-__all__ = ["FileStore", "FilesOnHost", "delivery_deadline"]
+__all__ = ["FileStore", "FilesOnHost", "checked_bind_source", "delivery_deadline"]
 
 
 def delivery_deadline(item: Delivered) -> float:
@@ -47,7 +47,8 @@ class FileStore:
         """The absolute files directory and what it holds (created if missing)."""
         async with sftp_session(self.connection, f"cannot list {self.directory}") as sftp:
             await ensure_dir(sftp, self.directory)
-            root = _checked_root(self.connection.name, await sftp.realpath(self.directory))
+            root = checked_bind_source(self.connection.name, await sftp.realpath(self.directory),
+                                          "the project's files directory")
             names: set[str] = set()
             async for entry in sftp.scandir(self.directory):
                 name = str(entry.filename)
@@ -77,16 +78,15 @@ class FileStore:
         return written
 
 
-def _checked_root(host: str, root: object) -> str:
-    """The host's answer for the files directory: it becomes a bind source of every container
-    that mounts a delivered file (and, in Binds, `SOURCE:TARGET:MODES`), so it must be a
-    plain absolute path."""
+def checked_bind_source(host: str, root: object, what: str) -> str:
+    """The host's answer for a directory fleet mounts into containers (in Binds,
+    `SOURCE:TARGET:MODES`), which must be a plain absolute path."""
     text = root if isinstance(root, str) else ""
     if not text.startswith("/") or len(text) > MAX_ROOT or any(c in text for c in ":,") or \
             not text.isprintable():
-        raise HostStateError(host, f"the host gave {text[:100]!r} as the absolute path of the "
-                                   "project's files directory: not a plain absolute path "
-                                   "(fleet needs one without ':' or ',' to mount its files)")
+        raise HostStateError(host, f"the host gave {text[:100]!r} as the absolute path of "
+                                   f"{what}: not a plain absolute path (fleet needs one "
+                                   "without ':' or ',' to mount it)")
     return text
 
 

@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import platform
+import re
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,22 @@ def app_layer(spec: ImageSpec) -> bytes:
     return _tar(entries)
 
 
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")  # Debian's docker-registry (Distribution)
+SEED_REGISTRY = ImageSpec("lab/registry", "2.8", "registry")  # what seeds run in the lab
+
+
+def registry_layer() -> bytes:
+    """Debian's Distribution binary as /bin/registry, with the shared libraries it links:
+    the lab's stand-in for registry:2 (the lab has no network to pull that)."""
+    libraries = re.findall(r"(/\S+) \(0x", run(["ldd", str(REGISTRY_BINARY)]).stdout)
+    entries: list[tuple[str, bytes | str | None, int]] = [
+        ("bin/registry", REGISTRY_BINARY.read_bytes(), 0o755),
+        *((path.lstrip("/"), Path(path).read_bytes(), 0o755) for path in sorted(set(libraries))),
+        ("var/lib/registry", None, 0o755),
+    ]
+    return _tar(entries)
+
+
 def _architecture() -> str:
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
@@ -155,6 +172,10 @@ def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
     }
     if spec.kind == "web":
         container["ExposedPorts"] = {"8080/tcp": {}}
+    if spec.kind == "registry":  # as registry:2 takes it: `CMD` names the config file
+        container["Entrypoint"] = ["/bin/registry", "serve"]
+        container["Cmd"] = ["/etc/docker/registry/config.yml"]
+        container["Env"] = ["PATH=/bin"]
     config = {
         "architecture": _architecture(),
         "os": "linux",

@@ -407,7 +407,8 @@ def lab_exec(
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` inside a lab host's namespaces (as its sshd would), e.g. to make drift by hand.
 
-    The process sees the host's network, /var/run/docker.sock and /var/lib/docker.
+    The process sees the host's network, /var/run/docker.sock and /var/lib/docker (and
+    not the caller's DOCKER_HOST, which a login there would not have either).
     """
     host = lab.host(host_name)
     state = HostState(
@@ -422,6 +423,7 @@ def lab_exec(
     result = subprocess.run(
         in_host(state, list(argv)),
         input=input,
+        env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"},
         capture_output=True,
         text=True,
         timeout=timeout,

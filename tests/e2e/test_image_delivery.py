@@ -29,10 +29,12 @@ from fleet.lab import Lab, lab_exec
 from fleet.lab.daemons import docker_socket
 from fleet.lab.hosts import host_dir
 from fleet.lab.images import (
+    SEED_REGISTRY,
     ImageSpec,
     app_layer,
     base_layer,
     file_layer,
+    registry_layer,
     sha256_digest,
     write_docker_archive,
 )
@@ -370,3 +372,103 @@ def test_a_compose_build_runs_on_the_controller_and_a_failed_one_touches_no_host
     assert inspect["Image"] == built and inspect["State"]["Running"]  # untouched
     docker(lab, builder.name, "rmi", "-f", f"{PROJECT}-web", "fleet-e2e-delivery/web:v1")
     (app / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n")
+
+
+SEED_PORT = 18443
+
+
+def regions_inventory(lab: Lab, path: Path, hosts: list[LabHost]) -> dict[str, list[str]]:
+    """The lab's inventory with `hosts` grouped in two regions (first half, second half):
+    region -> its hosts by name (the seed is the first)."""
+    doc = yaml.safe_load(lab.inventory_path.read_text())
+    half = (len(hosts) + 1) // 2
+    regions: dict[str, list[str]] = {}
+    doc["hosts"] = {}
+    for index, host in enumerate(hosts):
+        region = "r1" if index < half else "r2"
+        regions.setdefault(region, []).append(host.name)
+        doc["hosts"][host.name] = {"address": host.address,
+                                   "labels": {"cloud": "lab", "region": region}}
+    path.write_text(yaml.safe_dump(doc))
+    return {region: sorted(names) for region, names in regions.items()}
+
+
+def test_a_region_seed_carries_each_image_over_the_controller_link_once(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builder = controller_daemon(lab, project_dir, monkeypatch)
+    hosts = [h for h in lab.hosts if h.name != builder.name]
+    if len(hosts) < 3:
+        pytest.skip("needs a lab of 4 hosts or more (two regions, one of two hosts)")
+    write_docker_archive(project_dir / "registry.tar", SEED_REGISTRY, "lab/registry:2.8",
+                         [base_layer(), registry_layer()])
+    docker(lab, builder.name, "load", "-i", str(project_dir / "registry.tar"))
+    regions = regions_inventory(lab, project_dir / "regions.yml", hosts)
+    context = project_dir / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n"
+                                        "COPY hello.txt /www/hello.txt\n")
+
+    def build(text: str) -> str:
+        (context / "hello.txt").write_text(text)
+        docker(lab, builder.name, "build", "-q", "-t", "fleet-e2e-delivery/seeded:v1",
+               str(context))
+        return docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}",
+                      "fleet-e2e-delivery/seeded:v1").strip()
+
+    service = {"image": "fleet-e2e-delivery/seeded:v1", "image_source": "controller",
+               "ports": [f"{PORT}:8080"], "hosts": "all"}
+    playbook = write_playbook(project_dir / "seeded.yml", PROJECT, project_dir / "regions.yml",
+                              {"web": service},
+                              seeds={"image": "lab/registry:2.8", "port": SEED_PORT})
+
+    def deliveries(result: dict[str, Any], image_id: str) -> dict[str, dict[str, Any]]:
+        found = {host: [d for d in sent if d["image_id"] == image_id]
+                 for host, sent in loaded(result).items()}
+        return {host: sent[0] for host, sent in found.items() if sent}
+
+    def no_seed_left() -> None:
+        for host in hosts:
+            names = docker(lab, host.name, "ps", "-a", "--format", "{{.Names}}").split()
+            assert "fleet-seed-registry" not in names
+            certs = host_dir(lab.dir, host.name) / "etc-docker" / "certs.d"
+            assert not any(certs.glob("*")) if certs.exists() else True
+
+    built = build(f"seeded {project_dir.name}\n")  # new to every host
+    forget(lab, [h.name for h in hosts], built)
+    first = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    sent = deliveries(first, built)
+    for members in regions.values():
+        seed, *peers = members
+        assert "from_seed" not in sent[seed] and sent[seed]["bytes_sent"] > 0
+        for peer in peers:  # over the controller's link: nothing; from the seed: the image
+            assert sent[peer]["from_seed"] == seed and sent[peer]["bytes_sent"] == 0
+    for host in hosts:
+        inspect = json.loads(docker(lab, host.name, "inspect", f"{PROJECT}-web-1"))[0]
+        assert inspect["Image"] == built
+        with urllib.request.urlopen(f"http://{host.address}:{PORT}/hello.txt",
+                                    timeout=5) as answer:
+            assert answer.read() == f"seeded {project_dir.name}\n".encode()
+    no_seed_left()
+    fleet("check", str(playbook), check_rc=0)
+
+    # A seed whose registry cannot start (its port taken): its region is sent the image
+    # from the controller, as without seeds, and converges all the same.
+    seed_r1 = regions["r1"][0]
+    docker(lab, seed_r1, "run", "-d", "--name", "e2e-seed-blocker", "-p",
+           f"{SEED_PORT}:8080", built)
+    try:
+        rebuilt = build(f"seeded again {project_dir.name}\n")
+        second = fleet_json("apply", "--yes", str(playbook), check_rc=0)
+    finally:
+        docker(lab, seed_r1, "rm", "-f", "e2e-seed-blocker")
+    sent = deliveries(second, rebuilt)
+    for peer in regions["r1"]:
+        assert "from_seed" not in sent[peer] and 0 < sent[peer]["bytes_sent"] < 16 * 1024
+    seed_r2, *peers_r2 = regions["r2"]
+    assert all(sent[peer]["from_seed"] == seed_r2 for peer in peers_r2)
+    for host in hosts:
+        inspect = json.loads(docker(lab, host.name, "inspect", f"{PROJECT}-web-1"))[0]
+        assert inspect["Image"] == rebuilt
+    no_seed_left()
+    fleet("check", str(playbook), check_rc=0)
+    docker(lab, builder.name, "rmi", "-f", "fleet-e2e-delivery/seeded:v1", "lab/registry:2.8")
