@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.config.inventory import Host
+from fleet.config.problems import ConfigError
 from fleet.config.project import ProjectFiles, read_project
 from fleet.core.desired import DesiredState, desired_state
 from fleet.core.seeds import (
@@ -22,7 +23,6 @@ from fleet.core.seeds import (
     seed_reference,
     seeded_deliveries,
 )
-from fleet.config.problems import ConfigError
 from fleet.images.seed_tls import SeedAuthority
 
 
