@@ -416,7 +416,8 @@ def test_a_region_seed_carries_each_image_over_the_controller_link_once(
                       "fleet-e2e-delivery/seeded:v1").strip()
 
     service = {"image": "fleet-e2e-delivery/seeded:v1", "image_source": "controller",
-               "ports": [f"{PORT}:8080"], "hosts": "all"}
+               "ports": [f"{PORT}:8080"], "hosts": "all",
+               "update": {"batch": "100%", "monitor": "0s"}}
     playbook = write_playbook(project_dir / "seeded.yml", PROJECT, project_dir / "regions.yml",
                               {"web": service},
                               seeds={"image": "lab/registry:2.8", "port": SEED_PORT})
