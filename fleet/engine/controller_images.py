@@ -83,11 +83,11 @@ class ControllerImages:
                 self._ids[reference] = await asyncio.to_thread(_daemon_image_id, reference)
         return dict(self._ids)
 
-    def _read(self, path: Path, reference: str) -> ArchiveImage:
+    def _read(self, path: Path, reference: str | None) -> ArchiveImage:
         try:
             return read_archive(path, reference)
         except ArchiveError as exc:
-            raise ControllerImageError(f"image {reference}: {exc}") from None
+            raise ControllerImageError(f"image {reference or path.stem}: {exc}") from None
 
     async def archive(self, image_id: str) -> ArchiveImage:
         """The archive holding `image_id`, exported from the controller's daemon on first
@@ -97,13 +97,15 @@ class ControllerImages:
         lock = self._exports.setdefault(image_id, asyncio.Lock())
         async with lock:
             if image_id not in self._archives:
+                # None: an image of an earlier revision (a rollback), which fleet's cache or
+                # the controller's daemon may still hold by its ID.
                 reference = next((r for r, i in self._ids.items() if i == image_id), None)
-                if reference is None:
-                    raise ControllerImageError(f"image {image_id} was not read on the "
-                                               "controller")
                 path = await asyncio.to_thread(_export, reference, image_id)
-                self._archives[image_id] = await asyncio.to_thread(self._read, path,
-                                                                   reference)
+                image = await asyncio.to_thread(self._read, path, reference)
+                if image.image_id != image_id:
+                    raise ControllerImageError(f"image {image_id}: {path} holds "
+                                               f"{image.image_id} instead")
+                self._archives[image_id] = image
         return self._archives[image_id]
 
     def delivered(self, host: str, delivery: Delivery) -> None:
@@ -161,7 +163,7 @@ def _build(reference: str, build: BuildSpec) -> str:
     return str(image.id)
 
 
-def _export(reference: str, image_id: str) -> Path:
+def _export(reference: str | None, image_id: str) -> Path:
     """`docker save` of the image into the cache (kept by image ID: an ID names its bytes)."""
     import docker
 
@@ -169,6 +171,7 @@ def _export(reference: str, image_id: str) -> Path:
     path = directory / f"{image_id.removeprefix('sha256:')}.tar"
     if path.exists():
         return path
+    named_as = reference or image_id
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False) as out:
         try:
@@ -176,12 +179,17 @@ def _export(reference: str, image_id: str) -> Path:
             # The tag the daemon lists for `reference` (a bare name is its :latest), so the
             # archive names it; an image found by ID alone is saved unnamed.
             tagged = next((t for t in image.tags if t in (reference, f"{reference}:latest")),
-                          False)
+                          False) if reference else False
             for chunk in image.save(named=tagged):
                 out.write(chunk)
+        except docker.errors.ImageNotFound:
+            os.unlink(out.name)
+            raise ControllerImageError(
+                f"image {named_as}: neither fleet's cache ({directory}) nor the controller's "
+                "Docker daemon holds it any more") from None
         except docker.errors.DockerException as exc:
             os.unlink(out.name)
-            raise ControllerImageError(f"image {reference}: exporting it from the "
+            raise ControllerImageError(f"image {named_as}: exporting it from the "
                                        f"controller's Docker daemon failed: {exc}") from None
     os.replace(out.name, path)
     return path

@@ -29,6 +29,7 @@ from e2e_helpers import docker, fleet, write_playbook
 
 from fleet.lab import Lab, lab_exec, lab_up
 from fleet.lab.daemons import in_host, sshd_answers, start_dockerd
+from fleet.lab.images import ImageSpec, app_layer, base_layer, write_docker_archive
 from fleet.lab.state import HostState, read_state
 
 PROJECT = "e2efault"
@@ -343,3 +344,33 @@ def test_sshd_killed_during_a_rollback_fails_that_host_alone(lab: Lab, playbook:
 
 def container_id(lab: Lab, host: str) -> str:
     return docker(lab, host, "inspect", "-f", "{{.Id}}", f"{PROJECT}-web-1").strip()
+
+
+def test_a_full_disk_during_an_image_load_blocks_that_host_only(lab: Lab, playbook: Path,
+                                                                 tmp_path: Path) -> None:
+    """The same with v2 delivered from the controller (an archive): the host's daemon
+    refuses the load, that host's error says why, its old container keeps serving."""
+    full = lab.hosts[-1].name
+    _restart_dockerd_on_small_disk(lab, full, "48m")
+    docker(lab, full, "run", "-d", "--name", FOREIGN, f"{lab.registry}/demo/web:v1")
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    spec = ImageSpec("demo/web", "v2", "web")
+    write_docker_archive(tmp_path / "web-v2.tar", spec, "e2e-faults/web:v2",
+                         [base_layer(), app_layer(spec)])
+    services = web(lab, "v2")
+    services["web"].update(image="e2e-faults/web:v2", image_source={"archive": "web-v2.tar"})
+    lab_exec(lab, full, ["sh", "-c", "dd if=/dev/zero of=/var/lib/docker/filler bs=1M "
+                                     "2>/dev/null; true"])
+    write_playbook(playbook, PROJECT, lab.inventory_path, services)
+    code, result, _ = finish(start_apply(playbook))
+    assert code == 1
+    found = outcomes(result)
+    assert found[full] in ("blocked", "failed"), found
+    error = next(h["error"] for h in result["hosts"] if h["host"] == full)
+    assert "no space left on device" in error.lower(), error
+    assert {o for h, o in found.items() if h != full} == {"changed"}, found
+    assert page(lab, full) == "v1"  # the old container keeps serving
+    assert_still_serving(lab, set())
+    lab_exec(lab, full, ["rm", "-f", "/var/lib/docker/filler"])
+    assert_converges(lab, playbook)
+    assert page(lab, full) == "v2"

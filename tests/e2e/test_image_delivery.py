@@ -322,6 +322,18 @@ def test_apply_delivers_what_the_controllers_daemon_built(
     assert sent["image_id"] == rebuilt and sent["layers_sent"] == 1
     assert sent["bytes_sent"] < 16 * 1024
     fleet("check", str(playbook), check_rc=0)
+
+    # Back to the first build, which the host no longer holds and the controller's daemon
+    # has no tag for: sent again from fleet's cache, by the image ID the journal recorded.
+    docker(lab, target.name, "rmi", built)
+    back = fleet_json("rollback", "--yes", "--service", "web", str(playbook), check_rc=0)
+    [sent] = loaded(back)[target.name]
+    assert sent["image_id"] == built and sent["layers_sent"] == 1
+    inspect = json.loads(docker(lab, target.name, "inspect", f"{PROJECT}-web-1"))[0]
+    assert inspect["Image"] == built
+    with urllib.request.urlopen(f"http://{target.address}:{PORT}/hello.txt",
+                                timeout=5) as answer:
+        assert answer.read() == b"built on the controller\n"
     docker(lab, builder.name, "rmi", "-f", "fleet-e2e-delivery/built:v1",
            "fleet-e2e-delivery/web:v1")
 

@@ -163,3 +163,33 @@ def test_the_upload_carries_only_the_layers_from_the_first_missing(tmp_path: Pat
     assert len(chain_ids([sha256_digest(x) for x in (BASE, APP, V2)])) == 3
     nothing, _ = upload(archive(tmp_path, BASE, APP, V2), first=3)
     assert len(nothing) <= 5 * 1024  # the index and the config alone
+
+
+def test_an_earlier_revisions_image_comes_from_the_cache_by_its_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollback to a delivered image the host no longer holds: the controller sends it
+    again from fleet's cache (or its daemon), found by the image ID the journal recorded."""
+    from fleet.engine import controller_images
+    from fleet.engine.controller_images import ControllerImageError, ControllerImages, cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = archive(tmp_path, file_layer({"a": b"1"}))
+    image_id = read_archive(source).image_id
+    cache_dir().mkdir(parents=True)
+    (cache_dir() / f"{image_id.removeprefix('sha256:')}.tar").write_bytes(source.read_bytes())
+    images = ControllerImages({})  # the playbook names other images now
+    assert asyncio.run(images.archive(image_id)).image_id == image_id
+
+    class NoSuchImage:
+        class images:  # the SDK's shape: client.images.get
+            @staticmethod
+            def get(name: str) -> None:
+                import docker
+                raise docker.errors.ImageNotFound(name)
+
+    monkeypatch.setattr(controller_images, "_daemon", NoSuchImage)
+    gone = "sha256:" + "0" * 64
+    with pytest.raises(ControllerImageError, match=r"neither fleet's cache .* nor the "
+                                                   r"controller's Docker daemon holds it"):
+        asyncio.run(ControllerImages({}).archive(gone))
+    assert not list(cache_dir().glob("*.partial"))
