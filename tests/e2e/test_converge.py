@@ -40,8 +40,11 @@ def services(registry: str) -> dict[str, Any]:
 def project(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("reconcile")
     (base / "secrets.env").write_text("TOKEN=s3cr3t-value\n")
+    # Every host at once and no monitoring: what is tested is convergence, not the rollout
+    # policy (tests/e2e/test_rollout.py), and the default waits 5 s per host.
     playbook = write_playbook(base / "e2e.yml", PROJECT, lab.inventory_path,
-                              services(lab.registry), secrets_file="secrets.env")
+                              services(lab.registry), secrets_file="secrets.env",
+                              update={"batch": "100%", "monitor": "0s"})
     yield playbook
     # Leave the lab clean: an empty playbook prunes every container of the project.
     empty = write_playbook(base / "empty.yml", PROJECT, lab.inventory_path, {})

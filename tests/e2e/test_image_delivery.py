@@ -181,12 +181,13 @@ def test_an_upload_cut_midway_leaves_no_image_and_the_host_usable(target: Host,
 
 PROJECT = "e2edeliver"
 PORT = "18093"
+QUICK = {"batch": "100%", "monitor": "0s"}  # the rollout policy is not what is tested here
 
 
 def web_service(tag: str, archive: str) -> dict[str, Any]:
     return {"image": f"fleet-e2e-delivery/web:{tag}", "image_source": {"archive": archive},
             "ports": [f"{PORT}:8080"], "hosts": "cloud=aws",
-            "environment": {"HOST_NAME": "{{ host.name }}"}}
+            "environment": {"HOST_NAME": "{{ host.name }}"}, "update": QUICK}
 
 
 @pytest.fixture()
@@ -302,7 +303,7 @@ def test_apply_delivers_what_the_controllers_daemon_built(
 
     built = build("built on the controller\n")
     service = {"image": "fleet-e2e-delivery/built:v1", "image_source": "controller",
-               "ports": [f"{PORT}:8080"], "hosts": target.name}
+               "ports": [f"{PORT}:8080"], "hosts": target.name, "update": QUICK}
     playbook = write_playbook(project_dir / "built.yml", PROJECT, lab.inventory_path,
                               {"web": service})
     first = fleet_json("apply", "--yes", str(playbook), check_rc=0)
@@ -363,7 +364,7 @@ def test_a_compose_build_runs_on_the_controller_and_a_failed_one_touches_no_host
             "name": PROJECT, "x-fleet": {"inventory": str(lab.inventory_path)},
             "services": {"web": {"build": {"context": "./app", "args": {"GREETING": greeting}},
                                  "ports": [f"{PORT}:8080"],
-                                 "x-fleet": {"hosts": target.name}}}}))
+                                 "x-fleet": {"hosts": target.name, "update": QUICK}}}}))
 
     write_compose("built by compose")
     plan = fleet("plan", str(compose), check_rc=2).stdout
@@ -428,8 +429,7 @@ def test_a_region_seed_carries_each_image_over_the_controller_link_once(
                       "fleet-e2e-delivery/seeded:v1").strip()
 
     service = {"image": "fleet-e2e-delivery/seeded:v1", "image_source": "controller",
-               "ports": [f"{PORT}:8080"], "hosts": "all",
-               "update": {"batch": "100%", "monitor": "0s"}}
+               "ports": [f"{PORT}:8080"], "hosts": "all", "update": QUICK}
     playbook = write_playbook(project_dir / "seeded.yml", PROJECT, project_dir / "regions.yml",
                               {"web": service},
                               seeds={"image": "lab/registry:2.8", "port": SEED_PORT})
