@@ -31,6 +31,7 @@ from fleet.cli.session import (
 from fleet.cli.terminal import echo, one_line
 from fleet.core.diff import Kind
 from fleet.core.plan import Plan
+from fleet.core.seed_plan import plan_seeds
 from fleet.engine.run import Observation, Run, RunOptions
 
 if TYPE_CHECKING:  # the rollout's modules load only for a command that changes hosts
@@ -47,16 +48,17 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
     state = load_state(inventories, playbooks, limit, as_json)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
 
-    async def go() -> tuple[Plan, dict[str, str]]:
+    async def go() -> tuple[Plan, dict[str, str], dict[tuple[str, str], str]]:
         async with session(state, options, "planning", as_json,
                            for_changes=True) as (run, observation):
-            return await plan_changes(run, observation), observation.digest_failures
+            plan_ = await plan_changes(run, observation)
+            return plan_, observation.digest_failures, plan_seeds(plan_, run.hosts, state.seeds)
 
-    plan_, failures = run_async(go())
+    plan_, failures, seeds = run_async(go())
     if as_json:
-        print_json(plan_json(plan_))
+        print_json(plan_json(plan_, seeds))
     else:
-        print_plan(plan_, failures)
+        print_plan(plan_, failures, seeds)
     if plan_.unreachable or not state.targeted_hosts:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if plan_.has_changes else EXIT_OK)
@@ -85,7 +87,8 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
                             lock="apply", lock_wait=lock_wait) as (run, observation):
             plan_ = await plan_changes(run, observation)
             if not as_json:
-                print_plan(plan_, observation.digest_failures)
+                print_plan(plan_, observation.digest_failures,
+                           plan_seeds(plan_, run.hosts, state.seeds))
             if not plan_.has_changes:
                 return plan_, RolloutResult()
             await confirm(yes)

@@ -32,6 +32,7 @@ from fleet.core.plan import ActionKind, HostPlan, Plan
 from fleet.core.policy import PREPARATIONS
 from fleet.core.releases import ReleaseChoice, choose_release
 from fleet.core.revisions import choose_revision, desired_from_entry, revision_of_release
+from fleet.core.seed_plan import plan_seeds
 from fleet.engine.rollout import RolloutResult
 from fleet.engine.run import RunOptions
 from fleet.errors import FleetError
@@ -192,7 +193,7 @@ def rollback(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[s
             plan_ = only_service(run.plan(pinned), service)
             if not as_json:
                 _announce(service, targets.release)
-                print_plan(plan_, {})
+                print_plan(plan_, {}, plan_seeds(plan_, run.hosts, run.state.seeds))
             if not plan_.actions:
                 return plan_, RolloutResult()
             await confirm(yes)

@@ -9,7 +9,7 @@ import dataclasses
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -26,8 +26,9 @@ from fleet.cli.terminal import echo, one_line
 from fleet.config.project import read_project
 from fleet.config.units import parse_duration
 from fleet.core.desired import DesiredState, desired_state
-from fleet.core.plan import Action, Plan, Step
+from fleet.core.plan import Action, Plan, Step, short_id
 from fleet.core.policy import HostOutcome, HostReport
+from fleet.core.seed_plan import seed_summary
 from fleet.engine.run import Observation, Run, RunOptions
 from fleet.errors import FleetError, LockHeld
 from fleet.hoststate.multi import fleet_lock, state_dirs
@@ -169,7 +170,8 @@ def unreachable_json(unreachable: dict[str, str]) -> list[dict[str, str]]:
     return [{"host": h, "error": e} for h, e in sorted(unreachable.items())]
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, seeds: Mapping[tuple[str, str], str] | None = None
+              ) -> dict[str, Any]:
     return {
         "project": plan.project,
         "changes": plan.has_changes,
@@ -180,6 +182,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                        {"field": c.field, "observed": c.observed, "desired": c.desired}
                        for c in f.changes]} for f in h.drift]} for h in plan.hosts],
         "unreachable": unreachable_json(dict(plan.unreachable)),
+        "seeds": [{"seed": seed, "image_id": image_id, "hosts": peers}
+                  for seed, image_id, peers in seed_summary(seeds or {})],
     }
 
 
@@ -202,10 +206,14 @@ def _no_changes(plan: Plan) -> str:
             "so nothing is known of them.")
 
 
-def print_plan(plan: Plan, digest_failures: dict[str, str]) -> None:
+def print_plan(plan: Plan, digest_failures: dict[str, str],
+               seeds: Mapping[tuple[str, str], str] | None = None) -> None:
     out = console()
     warn_unresolved(digest_failures)
     out.print(printable(plan.text() or _no_changes(plan)), markup=False)
+    for seed, image_id, peers in seed_summary(seeds or {}):
+        out.print(printable(f"seed {seed}: receives {short_id(image_id)} and serves it to "
+                            f"{', '.join(peers)}"), markup=False)
     for host, error in sorted(plan.unreachable.items()):
         echo(one_line(f"{host}: unreachable: {error}"), err=True)
     if plan.actions:

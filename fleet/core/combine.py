@@ -77,7 +77,9 @@ def combine(reports: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
                    "hosts_checked": sum(int(r.get("hosts_checked", 0)) for r in reports),
                    "order": list(orders.pop()) if len(orders) == 1 else
                    list(dict.fromkeys(s for o in sorted(orders) for s in o)),
-                   "hosts": _by_host(_all(reports, "hosts")), "unreachable": unreachable}
+                   "hosts": _by_host(_all(reports, "hosts")), "unreachable": unreachable,
+                   # each shard's seeds serve its own hosts (a shard by region: its region's)
+                   "seeds": [seed for r in reports for seed in r.get("seeds") or []]}
         code = EXIT_ERROR if unreachable else (EXIT_CHANGES if changes else EXIT_OK)
     elif command == "apply":
         stopped = [str(r["stopped"]) for r in reports if r.get("stopped")]

@@ -27,7 +27,7 @@ from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
 from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
-from fleet.core.seeds import seed_of_groups, seeded_deliveries
+from fleet.core.seed_plan import plan_seeds
 from fleet.engine.delivery import Delivery
 from fleet.engine.executor import ExecutionResult, Executor, send_image
 from fleet.engine.health import health_gate, wait_condition
@@ -76,13 +76,7 @@ class Rollout:
         registry_image = images.image_id(policy.image) if policy is not None else None
         if policy is None or registry_image is None:
             return None
-        needs: dict[str, set[str]] = {}
-        for host_plan in self.plan.hosts:
-            for action in host_plan.actions:
-                if action.kind == ActionKind.LOAD and action.digest:
-                    needs.setdefault(action.digest, set()).add(host_plan.host)
-        connected = [self.run.hosts[name] for name in self.run.pool.connected]
-        through = seeded_deliveries(needs, seed_of_groups(connected, policy))
+        through = plan_seeds(self.plan, self.run.hosts, policy)
         if not through:
             return None
 

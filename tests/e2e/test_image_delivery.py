@@ -448,6 +448,9 @@ def test_a_region_seed_carries_each_image_over_the_controller_link_once(
 
     built = build(f"seeded {project_dir.name}\n")  # new to every host
     forget(lab, [h.name for h in hosts], built)
+    planned = fleet_json("plan", str(playbook), check_rc=2)["seeds"]
+    assert {(s["seed"], tuple(s["hosts"])) for s in planned} == {
+        (members[0], tuple(members[1:])) for members in regions.values() if len(members) > 1}
     first = fleet_json("apply", "--yes", str(playbook), check_rc=0)
     sent = deliveries(first, built)
     for members in regions.values():

@@ -135,3 +135,20 @@ def test_a_bad_seeds_key_is_an_error_naming_it(tmp_path: Path, seeds: str, said:
     with pytest.raises(ConfigError) as caught:
         load_project([playbook])
     assert said in str(caught.value) and "p.yml:3" in str(caught.value)
+
+
+def test_the_plan_names_each_seed_and_the_hosts_it_serves() -> None:
+    from fleet.core.plan import HostPlan, Plan, load_action
+    from fleet.core.seed_plan import plan_seeds, seed_summary
+
+    image = "sha256:" + "ab" * 32
+    hosts = {h.name: h for h in [host("a", "eu"), host("b", "eu"), host("c", "eu"),
+                                 host("x", "us")]}
+    loads = {name: (load_action(name, "shop/web:1", image, "shop-web-1"),)
+             for name in ("b", "c", "x")}
+    plan = Plan("shop", tuple(HostPlan(name, (), loads.get(name, ())) for name in hosts))
+    through = plan_seeds(plan, hosts, SeedPolicy())
+    # "a" needs nothing itself: it relays for "b" and "c"; "x" is alone in its region.
+    assert through == {("b", image): "a", ("c", image): "a"}
+    assert seed_summary(through) == [("a", image, ["b", "c"])]
+    assert plan_seeds(plan, hosts, None) == {}
