@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ruff check fleet tests benchmarks
 mypy
 lint-imports --no-cache >/dev/null || lint-imports --no-cache
-# Two workers, each with its own lab (tests/e2e/conftest.py): e2e tests mostly wait on
-# containers, so two labs halve the wall time. FLEET_TEST_WORKERS=0 runs in one process.
-python -m pytest -n "${FLEET_TEST_WORKERS:-2}" --dist loadfile "$@"
+# Three workers, each with its own lab of 6 hosts (tests/e2e/conftest.py; ≈ 0.75 GiB each):
+# e2e tests mostly wait on containers, so on two cores three labs still cut the wall time
+# (the longest modules each get a worker). FLEET_TEST_WORKERS=0 runs in one process.
+python -m pytest -n "${FLEET_TEST_WORKERS:-3}" --dist loadfile "$@"
