@@ -486,17 +486,7 @@ class DockerClient:
                                         versioned=True, params={"tag": tag},
                                         headers={"X-Registry-Auth": encode_registry_auth({})})
             try:
-                async for line in self._lines(what, response, MAX_PULL_LINE):
-                    if not line.strip():
-                        continue
-                    try:
-                        event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
-                    except UntrustedJSONError as exc:
-                        raise self._unusable(what, exc) from None
-                    self._validated(what, PushEvent, event)
-                    failure = pull_progress_error(event)
-                    if failure:
-                        raise DockerError(self.host, f"{what}: {failure}")
+                async for event in self._events(what, response, PushEvent):
                     aux = event.get("aux")
                     if isinstance(aux, dict) and aux.get("Digest"):
                         digest = str(aux["Digest"])
@@ -520,23 +510,30 @@ class DockerClient:
                                         params={"quiet": True}, body=archive,
                                         headers={"Content-Type": "application/x-tar"})
             try:
-                async for line in self._lines(what, response, MAX_PULL_LINE):
-                    if not line.strip():
-                        continue
-                    try:
-                        event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
-                    except UntrustedJSONError as exc:
-                        raise self._unusable(what, exc) from None
-                    self._validated(what, LoadEvent, event)
-                    failure = pull_progress_error(event)
-                    if failure:
-                        raise DockerError(self.host, f"{what}: {failure}")
+                async for event in self._events(what, response, LoadEvent):
                     said = str(event.get("stream") or "").strip()
                     if said:
                         loaded.append(said)
             finally:
                 await response.aclose()
         return loaded
+
+    async def _events(self, what: str, response: Response, model: type[BaseModel]
+                      ) -> AsyncIterator[JSONObject]:
+        """The JSON-lines progress stream of a push or load, each line bounded and checked
+        against `model`; a line carrying an error ends it as a DockerError."""
+        async for line in self._lines(what, response, MAX_PULL_LINE):
+            if not line.strip():
+                continue
+            try:
+                event = parse_json(line, max_bytes=MAX_PULL_LINE, max_depth=16)
+            except UntrustedJSONError as exc:
+                raise self._unusable(what, exc) from None
+            self._validated(what, model, event)
+            failure = pull_progress_error(event)
+            if failure:
+                raise DockerError(self.host, f"{what}: {failure}")
+            yield event
 
     async def _lines(self, what: str, response: Response, limit: int
                      ) -> AsyncIterator[bytes]:

@@ -284,11 +284,9 @@ def controller_daemon(lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPat
     return builder
 
 
-def test_apply_delivers_what_the_controllers_daemon_built(
-        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`image_source: controller`: the image exists only in the controller's Docker daemon
-    (here a lab host's dockerd stands in for it, through DOCKER_HOST), built there."""
-    builder, target = controller_daemon(lab, project_dir, monkeypatch), lab.hosts[0]
+def builder_of(lab: Lab, builder: LabHost, project_dir: Path, tag: str) -> Callable[[str], str]:
+    """build(text): `tag` built on the controller's daemon from fleet-e2e-delivery/web:v1
+    with /www/hello.txt holding `text`; the image ID."""
     context = project_dir / "context"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n"
@@ -296,10 +294,17 @@ def test_apply_delivers_what_the_controllers_daemon_built(
 
     def build(text: str) -> str:
         (context / "hello.txt").write_text(text)
-        docker(lab, builder.name, "build", "-q", "-t", "fleet-e2e-delivery/built:v1",
-               str(context))
-        return docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}",
-                      "fleet-e2e-delivery/built:v1").strip()
+        docker(lab, builder.name, "build", "-q", "-t", tag, str(context))
+        return docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}", tag).strip()
+    return build
+
+
+def test_apply_delivers_what_the_controllers_daemon_built(
+        lab: Lab, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`image_source: controller`: the image exists only in the controller's Docker daemon
+    (here a lab host's dockerd stands in for it, through DOCKER_HOST), built there."""
+    builder, target = controller_daemon(lab, project_dir, monkeypatch), lab.hosts[0]
+    build = builder_of(lab, builder, project_dir, "fleet-e2e-delivery/built:v1")
 
     built = build("built on the controller\n")
     service = {"image": "fleet-e2e-delivery/built:v1", "image_source": "controller",
@@ -416,17 +421,7 @@ def test_a_region_seed_carries_each_image_over_the_controller_link_once(
                          [base_layer(), registry_layer()])
     docker(lab, builder.name, "load", "-i", str(project_dir / "registry.tar"))
     regions = regions_inventory(lab, project_dir / "regions.yml", hosts)
-    context = project_dir / "context"
-    context.mkdir()
-    (context / "Dockerfile").write_text("FROM fleet-e2e-delivery/web:v1\n"
-                                        "COPY hello.txt /www/hello.txt\n")
-
-    def build(text: str) -> str:
-        (context / "hello.txt").write_text(text)
-        docker(lab, builder.name, "build", "-q", "-t", "fleet-e2e-delivery/seeded:v1",
-               str(context))
-        return docker(lab, builder.name, "image", "inspect", "-f", "{{.Id}}",
-                      "fleet-e2e-delivery/seeded:v1").strip()
+    build = builder_of(lab, builder, project_dir, "fleet-e2e-delivery/seeded:v1")
 
     service = {"image": "fleet-e2e-delivery/seeded:v1", "image_source": "controller",
                "ports": [f"{PORT}:8080"], "hosts": "all", "update": QUICK}
