@@ -308,6 +308,53 @@ def test_a_full_disk_during_the_pull_blocks_that_host_only(lab: Lab, playbook: P
     _a_full_disk_blocks_that_host_only(lab, playbook, web(lab, "v2"))
 
 
+def test_a_corrupted_journal_is_read_around_and_appended_to(lab: Lab, playbook: Path) -> None:
+    torn = lab.hosts[0].name
+    journal = lab.dir / "hosts" / torn / "root" / ".fleet" / PROJECT / "journal.jsonl"
+    with journal.open("ab") as damage:  # a torn last line, then garbage
+        damage.write(b'{"command": "apply", "service": "web", "rev')
+        damage.write(b"\n\x00\xff not json at all\n[1, 2\n")
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
+    code, _, stderr = finish(start_apply(playbook))
+    assert code == 0, stderr
+    assert f"warning: {torn}: " in stderr and "skipped" in stderr
+    history = json.loads(fleet("history", "--json", str(playbook), check_rc=0).stdout)
+    entries = next(h["entries"] for h in history["hosts"] if h["host"] == torn)
+    assert [(e["image"].rsplit(":", 1)[-1], e["outcome"]) for e in entries][-2:] == [
+        ("v1", "ok"), ("v2", "ok")]
+    made = [e["revision"] for e in entries if e["outcome"] == "ok"]
+    assert made == sorted(set(made)), made  # no revision number made twice
+    assert_converges(lab, playbook)
+
+
+def test_sshd_killed_during_a_rollback_fails_that_host_alone(lab: Lab, playbook: Path) -> None:
+    write_playbook(playbook, PROJECT, lab.inventory_path, web(lab, "v2"))
+    fleet("apply", "--yes", str(playbook), check_rc=0)
+    process = subprocess.Popen([sys.executable, "-m", "fleet", "rollback", "--service", "web",
+                                "--yes", "--json", str(playbook)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    victim = wait_for(first_with(lab, "DOWN"))  # its return to v1 is under way
+    kill_in_host(lab, victim, "sshd")
+    code, result, _ = finish(process)
+    found = outcomes(result)
+    assert code == 1 and result["rolled_back"] is False and found[victim] != "changed", found
+    assert_still_serving(lab, {victim})
+    restore(lab)
+    returned = {h: container_id(lab, h) for h, outcome in found.items() if outcome == "changed"}
+    assert returned, found
+    # Run again, the rollback keeps its target: the victim returns to v1, the hosts already
+    # returned are left alone (not sent forward to v2).
+    again = fleet("rollback", "--service", "web", "--yes", "--json", str(playbook), check_rc=0)
+    assert json.loads(again.stdout)["rolled_back"] is True
+    assert {h.name: page(lab, h.name) for h in lab.hosts} == {h.name: "v1" for h in lab.hosts}
+    assert {h: container_id(lab, h) for h in returned} == returned
+    assert_converges(lab, playbook)  # apply converges to the playbook (v2) from either
+
+
+def container_id(lab: Lab, host: str) -> str:
+    return docker(lab, host, "inspect", "-f", "{{.Id}}", f"{PROJECT}-web-1").strip()
+
+
 def test_a_full_disk_during_an_image_load_blocks_that_host_only(lab: Lab, playbook: Path,
                                                                  tmp_path: Path) -> None:
     """The same with v2 delivered from the controller (an archive): the host's daemon
