@@ -30,6 +30,7 @@ from fleet.core.seeds import (
     seed_reference,
 )
 from fleet.docker.client import DockerClient
+from fleet.docker.wire import split_image_reference
 from fleet.engine.delivery import Delivery
 from fleet.errors import DockerError, DockerNotFoundError, FleetError
 from fleet.hoststate.seed_files import certs_dir, remove_files, seed_dir, write_files
@@ -104,8 +105,7 @@ class Seeding:
             raise SeedError(f"the pull from seed {seed.name} did not give image "
                             f"{image.image_id}")
         for tag in tags:
-            repository, _, name = tag.rpartition(":")
-            await peer.docker.tag_image(image.image_id, repository, name)
+            await peer.docker.tag_image(image.image_id, *split_image_reference(tag))
         if tags:  # named as configured now: the seed's name goes (the image stays)
             with contextlib.suppress(DockerError):
                 await peer.docker.remove_image(reference)
