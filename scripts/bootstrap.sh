@@ -27,6 +27,19 @@ for unit in docker.service docker.socket docker-registry.service; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
 
+# The lab's proxy image holds Debian's caddy binary. The package is only downloaded and
+# unpacked (installed, it would start a Caddy of its own on port 80 of this machine).
+CADDY_ROOT=/var/cache/fleet-lab/caddy
+if [ ! -x "$CADDY_ROOT/usr/bin/caddy" ]; then
+    echo "bootstrap: unpacking Debian's caddy for the lab's proxy image"
+    download=$(mktemp -d)
+    (cd "$download" && apt-get download -qq caddy >/dev/null 2>&1) \
+        || { apt-get update -qq && (cd "$download" && apt-get download -qq caddy >/dev/null); }
+    mkdir -p "$CADDY_ROOT"
+    dpkg-deb -x "$download"/caddy_*.deb "$CADDY_ROOT"
+    rm -rf "$download"
+fi
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

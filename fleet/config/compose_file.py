@@ -41,9 +41,9 @@ PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the proble
 
 # fleet's own keys, as `x-fleet:` may hold them.
 TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update",
-            "image_source", "seeds")
-SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source")
-RESERVED_KEYS = ("proxy",)  # later versions of fleet; refused as not yet supported
+            "image_source", "seeds", "proxy")
+SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source", "proxy")
+RESERVED_KEYS: tuple[str, ...] = ()  # later versions of fleet; refused as not yet supported
 
 _PROFILE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 

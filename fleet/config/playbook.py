@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from fleet.config.compose_fields import NotYet
 from fleet.config.compose_file import (
     PLACEHOLDER_PROJECT,
     ComposeContext,
@@ -25,6 +24,7 @@ from fleet.config.service import (
     NAME_PATTERN,
     NETWORK_NAME,
     ImageSource,
+    ProxySettings,
     Service,
     Strict,
     UpdatePolicy,
@@ -160,7 +160,8 @@ class PlaybookFile(Strict):
         default={}, description="Compose's top-level secrets: delivered to the hosts of the "
                                 "services they are granted to, as files readable by their "
                                 "owner only.")
-    proxy: NotYet = None
+    proxy: ProxySettings | None = Field(
+        default=None, description="The per-host proxy of the services with `proxy:`.")
     image_source: ImageSource | None = Field(
         default=None, description="The default of every service's `image_source`.")
     seeds: SeedsConfig | None = Field(

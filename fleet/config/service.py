@@ -850,6 +850,50 @@ class UpdatePolicy(Strict):
     probe: Probe | None = None
 
 
+_PROXY_HOSTNAME = re.compile(r"^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+                             r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+_PROXY_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()+,;=:@%/-]*$")
+
+
+def _proxy_hostname(value: str) -> str:
+    if len(value) > 253 or not _PROXY_HOSTNAME.match(value):
+        raise ValueError(f"bad host name {value!r}: RFC 1123 labels of letters, digits and "
+                         "'-', optionally after '*.'")
+    return value.lower()
+
+
+def _proxy_path(value: str) -> str:
+    if len(value) > 1024 or not _PROXY_PATH.match(value):
+        raise ValueError(f"bad path prefix {value!r}: it starts with '/' and holds no spaces, "
+                         "'*' or '?'")
+    return value.rstrip("/") or "/"
+
+
+class ServiceProxy(Strict):
+    """`proxy:`: the service is served through the host's proxy (fleet.core.proxy), which
+    owns the host ports; its containers publish none and are swapped without a gap."""
+
+    ports: Annotated[list[PortNumber], Field(min_length=1, max_length=16)] = Field(
+        default=[80], description="The host ports the proxy serves the service on.")
+    container_port: PortNumber = Field(description="The port the containers listen on.")
+    hostnames: Annotated[list[Annotated[str, AfterValidator(_proxy_hostname)]],
+                         Field(max_length=100)] = Field(
+        default=[], description="Requests for these host names only (default: any).")
+    paths: Annotated[list[Annotated[str, AfterValidator(_proxy_path)]],
+                     Field(max_length=100)] = Field(
+        default=[], description="Requests under these path prefixes only (default: any).")
+    drain: Duration = Field(default=5.0, ge=0, le=3600, description=(
+        "How long a replaced container keeps serving the requests it has, once the proxy "
+        "sends it no new ones, before it is stopped."))
+
+
+class ProxySettings(Strict):
+    """The playbook's `proxy:`: how the per-host proxy itself runs."""
+
+    image: str = Field(default="caddy:2.6", min_length=1, max_length=1024, description=(
+        "The proxy's image (templates allowed): Caddy 2.6 or newer, with `sh`."))
+
+
 class Service(ContainerOptions):
     """A service: container options plus placement, replica count and rollout policy."""
 
@@ -877,7 +921,9 @@ class Service(ContainerOptions):
                                                    "container's output.")
     configs: Annotated[list[dict[str, Any]], fields.grants("configs")] = []
     secrets: Annotated[list[dict[str, Any]], fields.grants("secrets")] = []
-    proxy: fields.NotYet = None
+    proxy: ServiceProxy | None = Field(default=None, description=(
+        "Served through the host's proxy: swaps move traffic before the old container "
+        "stops."))
     image_source: ImageSource | None = Field(default=None, description=IMAGE_SOURCE_HELP)
     build: Annotated[BuildSection, _before(_build_section, str | dict[str, Any])] | None = \
         Field(default=None, description="Built by the controller's Docker daemon and delivered "
@@ -914,6 +960,8 @@ class Service(ContainerOptions):
         if conflicts is not None:
             errors += conflicts.items
         replicas = updates.get("replicas", self.replicas)
+        if self.proxy is not None:
+            errors += self._proxy_problems()
         if self.container_name and replicas > 1:
             errors.append(("container_name", ValueError(
                 f"container_name gives every container the same name, so it allows one "
@@ -927,6 +975,19 @@ class Service(ContainerOptions):
                 updates[policy] = UpdatePolicy.model_validate(updates[policy])
         done = self.model_copy(update={**updates, "deploy": None, "scale": None, "gpus": []})
         return done._checked_cpus()
+
+    def _proxy_problems(self) -> list[tuple[int | str, Exception]]:
+        """What a proxied service can't also have: the proxy owns the host ports, and
+        reaches the containers on its own network."""
+        if self.ports:
+            return [("ports", ValueError(
+                "a service with 'proxy' publishes no host port: the proxy serves it on "
+                "proxy.ports; remove 'ports'"))]
+        if self.network_mode:
+            return [("network_mode", ValueError(
+                "a service with 'proxy' joins the proxy's network: it cannot have a "
+                "network_mode"))]
+        return []
 
     def _checked_cpus(self) -> Service:
         if self.cpus and (self.cpu_period or self.cpu_quota):

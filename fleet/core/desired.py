@@ -23,11 +23,14 @@ from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.patterns import PatternError, select_hosts
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
+from fleet.config.references import parse_image_reference
 from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
 from fleet.config.service import (
     HOST_INDEPENDENT_KEYS,
     ArchiveSource,
+    ProxySettings,
     Service,
+    ServiceNetwork,
     UpdatePolicy,
 )
 from fleet.config.shards import in_shard
@@ -36,11 +39,23 @@ from fleet.config.validation import lookup, problems_from
 from fleet.core.dependencies import dependency_problems, job_services, project_waits
 from fleet.core.files import Delivered
 from fleet.core.host_resources import (
+    DEFAULT_NETWORK,
     NetworkSpec,
     VolumeSpec,
     project_networks,
     project_volumes,
     same_names,
+)
+from fleet.core.proxy import (
+    PORTS_SERVICE,
+    PROXY_NETWORK,
+    PROXY_SERVICE,
+    PROXY_SERVICES,
+    HostProxy,
+    Route,
+    holder_service,
+    proxy_service,
+    route_clashes,
 )
 from fleet.core.refs import (
     ServiceRefs,
@@ -155,6 +170,8 @@ class DesiredState:
     # by name: delivered before any container there changes.
     files: dict[str, dict[str, Delivered]] = field(default_factory=dict)
     seeds: SeedPolicy | None = None  # the playbook's `seeds:` (fleet.core.seeds)
+    # host -> its proxy, where services are served through one (fleet.core.proxy)
+    proxies: dict[str, HostProxy] = field(default_factory=dict)
 
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
@@ -305,8 +322,13 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     services: dict[str, ServicePlacement] = {}
     context = base_context(project, secrets, environ)
     per_host = _Collector()
-    networks = project_networks(project, {name: definition for pb in playbooks.playbooks
-                                          for name, definition in pb.header.networks.items()})
+    declared_networks = {name: definition for pb in playbooks.playbooks
+                         for name, definition in pb.header.networks.items()}
+    proxied_anywhere = any("proxy" in pb.raw_service(name) for name, pb in playbooks.services())
+    if proxied_anywhere:
+        problems.extend(_reserved_proxy_names(playbooks))
+        declared_networks.setdefault(PROXY_NETWORK, None)
+    networks = project_networks(project, declared_networks)
     volumes = project_volumes(project, {name: definition for pb in playbooks.playbooks
                                         for name, definition in pb.header.volumes.items()})
     problems.extend(_resource_name_clashes(playbooks, networks, volumes))
@@ -331,6 +353,7 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
     made: dict[str, list[tuple[str, LoadedPlaybook, Service, dict[str, Any],
                                ServiceFiles]]] = {}
     files = file_context(playbooks, source.local_files, source.variables, secrets, hidden)
+    proxied: dict[str, _Proxied] = {}  # host -> the routes of its proxied services
     for name, pb, placement in placed:
         raw = pb.raw_service(name)
         base: KeyPath = ("services", name)
@@ -364,6 +387,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         f"{port}; leave the host port out for an ephemeral one, or use 1 replica"),
                         name, host.name)
             options = service.container_options()
+            if service.proxy is not None:
+                _join_proxy_network(options)
             found = attach_resources(options, service, raw, networks, volumes, pb.refused)
             if found:
                 for path, message in found:
@@ -383,6 +408,11 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                     name, host.name)
                 continue
             made.setdefault(host.name, []).append((name, pb, service, options, attached))
+            if service.proxy is not None and service.replicas:
+                proxied.setdefault(host.name, _Proxied(host, pb)).routes.extend(
+                    Route(name, port, service.proxy.container_port,
+                          tuple(service.proxy.hostnames), tuple(service.proxy.paths),
+                          service.proxy.drain) for port in service.proxy.ports)
     delivered: dict[str, dict[str, Delivered]] = {}
     given_files: dict[str, set[str]] = {}  # host -> the secrets its files carry
     mounted: dict[str, set[str]] = {}  # service -> the delivered files it mounts, anywhere
@@ -410,6 +440,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                     image_source="controller" if services[name].image_source.delivered
                     else "registry"))
         _name_clashes(containers[host_name], known, per_host)
+    proxies = _place_proxies(proxied, containers, services, networks, volumes, context,
+                             secrets, per_host, playbooks)
     problems.extend(per_host.problems())
     for name, units in mounted.items():  # a changed file is a new release of its service
         services[name] = replace(services[name], definition=with_files(
@@ -429,7 +461,115 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         frozenset(playbooks.inactive - set(services)),
                         {host: dict(sorted(units.items(), key=lambda u: (u[1].what, u[0])))
                          for host, units in delivered.items()},
-                        _seed_policy(playbooks, problems))
+                        _seed_policy(playbooks, problems), proxies)
+
+
+@dataclass
+class _Proxied:
+    """A host's proxied services, as found: the routes its proxy serves."""
+
+    host: Host
+    playbook: LoadedPlaybook
+    routes: list[Route] = field(default_factory=list)
+
+
+def _proxy_image(playbooks: PlaybookSet, ctx: Mapping[str, Any],
+                 report: Any) -> str | None:
+    """The proxy's image for a host: the playbook's `proxy.image` (rendered), or Caddy's."""
+    for pb in playbooks.playbooks:
+        if pb.header.proxy is not None:
+            try:
+                image = str(render_value(pb.header.proxy.image, ctx, ("proxy", "image")))
+                parse_image_reference(image)
+            except (TemplateError, ValueError) as exc:
+                report(pb.doc.problem(("proxy", "image"), str(exc)))
+                return None
+            return image
+    return ProxySettings().image
+
+
+def _place_proxies(proxied: Mapping[str, _Proxied],
+                   containers: dict[str, list[DesiredContainer]],
+                   services: dict[str, ServicePlacement], networks: Mapping[str, NetworkSpec],
+                   volumes: Mapping[str, VolumeSpec], context: Mapping[str, Any],
+                   secrets: SecretStore, per_host: _Collector,
+                   playbooks: PlaybookSet) -> dict[str, HostProxy]:
+    """Each host's proxy and its two containers (fleet.core.proxy), as services of the
+    project: the proxied services roll out after it, on each host."""
+    proxies: dict[str, HostProxy] = {}
+    project = playbooks.project
+    for host_name, found in proxied.items():
+        pb = found.playbook
+
+        def report(problem: Problem, host: str = host_name) -> None:
+            per_host.add(problem, PROXY_SERVICE, host)
+
+        ctx = {**context, **_host_context(found.host, pb.header.vars)}
+        image = _proxy_image(playbooks, ctx, report)
+        if image is None:
+            continue
+        for service, message in route_clashes(found.routes):
+            report(pb.doc.problem(("services", service, "proxy"), message))
+        proxy = HostProxy(image, tuple(sorted(found.routes, key=lambda r: r.id)))
+        made: list[DesiredContainer] = []
+        holder_name = container_name(project, PORTS_SERVICE, 1)
+        for name, raw in ((PORTS_SERVICE, holder_service(proxy)),
+                          (PROXY_SERVICE, proxy_service(proxy, holder_name))):
+            try:
+                model = Service.model_validate(raw)
+            except ValidationError as exc:
+                for problem in problems_from(exc, Service, raw, pb.doc, ("proxy",)):
+                    report(problem)
+                break
+            options = model.container_options()
+            if attach_resources(options, model, raw, networks, volumes):
+                break  # the proxy's own network is always declared: not reached
+            made.append(DesiredContainer(host_name, project, name, 1, options,
+                                         spec_hash(options, secrets)))
+        else:
+            proxies[host_name] = proxy
+            containers[host_name].extend(made)
+    if not proxies:
+        return proxies
+    hosts = tuple(h for h in containers if h in proxies)  # in the inventory's order
+    policy = UpdatePolicy(batch="100%", monitor=2.0)
+    services[PORTS_SERVICE] = ServicePlacement(PORTS_SERVICE, hosts, 1, policy)
+    services[PROXY_SERVICE] = ServicePlacement(
+        PROXY_SERVICE, hosts, 1, policy,
+        refs=ServiceRefs({PORTS_SERVICE: Dependency()}))
+    for name in proxied_services(proxies):
+        refs = services[name].refs
+        services[name] = replace(services[name], refs=replace(
+            refs, depends_on={**refs.depends_on, PROXY_SERVICE: Dependency()}))
+    return proxies
+
+
+def proxied_services(proxies: Mapping[str, HostProxy]) -> list[str]:
+    return sorted(set().union(*(p.services for p in proxies.values())))
+
+
+def _join_proxy_network(options: dict[str, Any]) -> None:
+    """A proxied service's containers join the proxy's network beside their own (the
+    project's default one if they name none, as Compose would)."""
+    joined = dict(options.get("networks") or {})
+    if not joined:
+        joined[DEFAULT_NETWORK] = ServiceNetwork().model_dump(mode="json")
+    joined.setdefault(PROXY_NETWORK, ServiceNetwork().model_dump(mode="json"))
+    options["networks"] = joined
+
+
+def _reserved_proxy_names(playbooks: PlaybookSet) -> list[Problem]:
+    """The proxy's service and network names, taken by the playbook."""
+    problems = []
+    for name, pb in playbooks.services():
+        if name in PROXY_SERVICES:
+            problems.append(pb.doc.problem(("services", name), f"'{name}' is the name of "
+                                           "fleet's proxy service: rename this service"))
+    for pb in playbooks.playbooks:
+        if PROXY_NETWORK in pb.header.networks:
+            problems.append(pb.doc.problem(("networks", PROXY_NETWORK), f"'{PROXY_NETWORK}' is "
+                                           "the proxy's network: rename this network"))
+    return problems
 
 
 def _seed_policy(playbooks: PlaybookSet, problems: list[Problem]) -> SeedPolicy | None:

@@ -2,7 +2,7 @@
 
 Pure and deterministic. Kinds (a contract of `fleet check --json`):
 in_sync, missing, stopped, unhealthy, config_changed, image_changed, file_missing, extra,
-orphan, conflict.
+orphan, conflict, routes_changed.
 Only containers labelled with the project are ever ours; anything else in the way is a
 conflict, never a target.
 """
@@ -36,6 +36,9 @@ class Kind(StrEnum):
     EXTRA = "extra"
     ORPHAN = "orphan"
     CONFLICT = "conflict"
+    # The host's proxy routes other requests, or to other containers, than the playbook and
+    # the running containers say (fleet.core.proxy_plan): its routes are loaded again.
+    ROUTES_CHANGED = "routes_changed"
 
 
 @dataclass(frozen=True)

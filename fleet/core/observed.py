@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.config.references import parse_image_reference, pinned_image
 from fleet.core import labels
@@ -33,6 +33,9 @@ from fleet.core.answers import (
 from fleet.core.files import FilesOnHost
 from fleet.core.resources import resources_from_host_config
 from fleet.core.untrusted import KiB, UntrustedJSONError, parse_json
+
+if TYPE_CHECKING:
+    from fleet.core.proxy import LiveProxy
 
 RUNNING = "running"
 MAX_SPEC_LABEL = 256 * KiB  # a service's normalized spec is a few KiB
@@ -204,6 +207,10 @@ class HostSnapshot:
     api_version: str = ""  # the Engine API version fleet speaks with the host ("" unknown)
     # The project's delivered files there (fleet.core.files); None when not looked at.
     files: FilesOnHost | None = None
+    # Its proxy's routes as its admin API gives them (fleet.core.proxy), when it has one,
+    # or why they could not be read.
+    proxy: LiveProxy | None = None
+    proxy_error: str = ""
 
     def of_project(self, project: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.project == project]

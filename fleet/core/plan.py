@@ -35,6 +35,7 @@ from fleet.core.host_resources import (
     static_addresses,
 )
 from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.core.proxy import Route
 from fleet.core.pulls import NEVER, ImageIndex
 from fleet.text import one_line
 
@@ -56,6 +57,7 @@ class ActionKind(StrEnum):
     NETWORK = "network"  # create a network of the project
     VOLUME = "volume"  # create a named volume of the project
     DELIVER = "deliver"  # write a file next to the compose file to the host (fleet.core.files)
+    ROUTES = "routes"  # give the host's proxy the routes it lacks (fleet.core.proxy)
 
 
 class StepKind(StrEnum):
@@ -73,6 +75,11 @@ class StepKind(StrEnum):
     RENAME = "rename"
     REMOVE = "remove"
     UPDATE = "update"
+    # The host's proxy (fleet.core.proxy_plan): its admin API, not the Engine API.
+    GATE = "gate"  # the service's health gate, before the container takes traffic
+    ROUTE = "route"  # the proxy sends the service's requests to this container, not that one
+    DRAIN = "drain"  # the requests in flight on the container taken out finish
+    PROXY_LOAD = "proxy-load"  # a proxy's whole config (its routes and their upstreams)
 
 
 class Order(StrEnum):
@@ -113,6 +120,9 @@ class Step:
     platform: str = ""  # pull, create: Compose's `platform` (os/arch), when set
     timeout: float | None = None  # stop: grace seconds; wait-ready: seconds
     tolerate: frozenset[int] = frozenset()  # statuses that mean "already so"
+    routes: tuple[Route, ...] = ()  # route: the service's routes on the host's proxy
+    replaces: str = ""  # route: the container (id) taken out of them; `target` goes in
+    config: str = ""  # proxy-load: the config, as JSON
     undo: tuple[Step, ...] = ()
     commit: bool = False
 
@@ -146,6 +156,17 @@ class Step:
                 return f"stop {container} (grace {self.timeout:g}s)"
             case StepKind.RENAME:
                 return f"rename {container} -> {self.name}"
+            case StepKind.GATE:
+                return f"gate {container} (health, then monitor)"
+            case StepKind.ROUTE:
+                ports = ", ".join(f":{r.port}" for r in self.routes)
+                moves = [f"{container} in" if self.target else "",
+                         f"{self.replaces[:12]} out" if self.replaces else ""]
+                return f"route {ports}: {', '.join(m for m in moves if m)}"
+            case StepKind.DRAIN:
+                return f"drain {self.replaces[:12] or container} ({self.timeout:g}s)"
+            case StepKind.PROXY_LOAD:
+                return f"proxy-load {container}: its routes"
             case _:
                 return f"{self.kind} {container}"
 

@@ -119,9 +119,11 @@ def waited_ready(done: Sequence[Action]) -> frozenset[str]:
 
 def gated_names(done: Sequence[Action]) -> list[str]:
     """The containers a health gate watches after these actions. Not a one-shot job's: it
-    was done when it exited with code 0 (its wait-exit step), and is not meant to stay up."""
+    was done when it exited with code 0 (its wait-exit step), and is not meant to stay up;
+    nor a proxied container's that passed its gate before it took traffic (a gate step)."""
     return sorted({a.desired.name for a in done if a.desired is not None
                    and not a.desired.job
+                   and not any(s.kind == StepKind.GATE for s in a.steps)
                    and a.kind in (ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START,
                                   ActionKind.RESTART, ActionKind.RENAME)})
 

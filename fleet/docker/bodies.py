@@ -15,6 +15,7 @@ from fleet.core.desired import DesiredContainer
 from fleet.core.files import host_source, is_delivered, is_on_host_files
 from fleet.core.host_resources import NetworkSpec, VolumeSpec, network_order
 from fleet.core.labels import fleet_labels
+from fleet.core.proxy import PROXY_SERVICE, REVISION_ENV
 from fleet.core.resources import NS, update_body
 
 
@@ -224,10 +225,13 @@ def create_body(container: DesiredContainer, secrets: SecretStore, image_digest:
         first = network_order(options["networks"])[0]
         host_config["NetworkMode"] = first
         networking = {"EndpointsConfig": {first: endpoint_config(container, first)}}
+    environment = dict(options["environment"])
+    if container.service == PROXY_SERVICE:  # its own admin socket (fleet.core.proxy)
+        environment[REVISION_ENV] = str(revision)
     body: dict[str, Any] = {
         "Image": pinned_image(options["image"], image_digest,
                               by_id=container.image_source == "controller"),
-        "Env": [f"{k}={v}" for k, v in sorted(options["environment"].items())],
+        "Env": [f"{k}={v}" for k, v in sorted(environment.items())],
         "Labels": {**options["labels"],
                    **fleet_labels(container, secrets, image_digest, revision)},
         "ExposedPorts": exposed,

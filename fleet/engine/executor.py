@@ -7,15 +7,19 @@ Per host, actions run in plan order; hosts run in parallel (bounded by the calle
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleet.config.secrets import SecretStore
 from fleet.core import labels
+from fleet.core.answers import AnswerShapeError
 from fleet.core.files import revealed
-from fleet.core.observed import volume_from_answer
+from fleet.core.observed import containers_from_list, volume_from_answer
 from fleet.core.plan import Action, Step, StepKind
+from fleet.core.proxy import swapped, upstream
 from fleet.core.reporting import Reporter, silent
 from fleet.core.resources import update_body
 from fleet.docker.bodies import create_body, endpoint_config, network_body, volume_body
@@ -24,12 +28,14 @@ from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.controller_images import ControllerImages
 from fleet.engine.delivery import Delivery, deliver_image
 from fleet.engine.health import wait_exit, wait_ready
+from fleet.engine.proxy_admin import ProxyAdmin, running_proxies
 from fleet.engine.seeding import Seeding
 from fleet.errors import DockerError, FleetError
 from fleet.hoststate.files import FileStore
 from fleet.images.archive import ArchiveImage
 
 LOAD_PROGRESS_STEP = 8 * 1024 * 1024  # a line per 8 MiB an image load sends
+Gate = Callable[[str], Awaitable[str | None]]
 
 
 def amount(count: int) -> str:
@@ -109,6 +115,9 @@ class Executor:
     files_root: str | None = None  # their directory, absolute, as the host's dockerd sees it
     images: ControllerImages | None = None  # the run's images from the controller (load)
     seeding: Seeding | None = None  # the run's region seeds, if it uses any
+    proxy: ProxyAdmin | None = None  # the host's proxies (route, proxy-load steps)
+    # The health gate of the action's service (gate steps): why the container failed it
+    gate: Gate | None = None
 
     async def run(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
         result = ExecutionResult(host)
@@ -219,6 +228,41 @@ class Executor:
             case StepKind.UPDATE:
                 assert step.container is not None
                 await docker.update_container(target, update_body(step.container.options))
+            case StepKind.GATE:
+                failure = await self.gate(target) if self.gate is not None else None
+                if failure:
+                    raise StepFailed(failure)
+            case StepKind.ROUTE:
+                await self._route(step, target if step.target else "")
+            case StepKind.DRAIN:
+                await asyncio.sleep(step.timeout or 0.0)
+            case StepKind.PROXY_LOAD:
+                if self.proxy is None:
+                    raise StepFailed("the host's proxy can't be reached: its directory on "
+                                     "the host is not known")
+                await self.proxy.load(step.revision, json.loads(step.config))
+
+    async def _route(self, step: Step, container_id: str) -> None:
+        """The service's routes on every proxy that runs on the host (two, while the proxy
+        itself is replaced): `container_id` in, `step.replaces` out, one change each."""
+        if self.proxy is None:
+            raise StepFailed("the host's proxy can't be reached: its directory on the host "
+                             "is not known")
+        try:
+            listed = containers_from_list(await self.docker.list_containers(all=True))
+        except AnswerShapeError as exc:
+            raise StepFailed(f"Docker's list of containers is unusable: {exc}") from None
+        proxies = running_proxies(listed, self.project)
+        if not proxies:
+            raise StepFailed("the host's proxy is not running (fleet-proxy)")
+        for proxy in proxies:
+            for route in step.routes:
+                dials = await self.proxy.upstreams(proxy.revision, route.id)
+                new = swapped(dials, step.replaces or None,
+                              upstream(container_id, route.container_port)
+                              if container_id else None)
+                if new != dials:
+                    await self.proxy.set_upstreams(proxy.revision, route.id, new)
 
     async def _load(self, step: Step) -> None:
         """Send the image from the controller: only the layers the host lacks; or, where a

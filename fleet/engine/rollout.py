@@ -24,12 +24,13 @@ from fleet.core.dependencies import rollout_order
 from fleet.core.desired import DesiredContainer
 from fleet.core.plan import Action, ActionKind, HostPlan, Plan
 from fleet.core.policy import PREPARATIONS, HostOutcome, HostReport, Next
+from fleet.core.proxy_plan import with_routes
 from fleet.core.releases import AUTOMATIC_ROLLBACK
 from fleet.core.reporting import Reporter, silent
 from fleet.core.schedule import Batch, schedule
 from fleet.core.seed_plan import plan_seeds
 from fleet.engine.delivery import Delivery
-from fleet.engine.executor import ExecutionResult, Executor, send_image
+from fleet.engine.executor import ExecutionResult, Executor, Gate, send_image
 from fleet.engine.health import health_gate, wait_condition
 from fleet.engine.journaling import JournalBook
 from fleet.engine.run import Run
@@ -96,16 +97,17 @@ class Rollout:
         placement = self.run.state.services.get(service)
         return placement.update if placement else UpdatePolicy()
 
-    async def _execute(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+    async def _execute(self, host: str, actions: Sequence[Action],
+                       gate: Gate | None = None) -> ExecutionResult:
         async with self.run.forks:
-            return await self._execute_holding_fork(host, actions)
+            return await self._execute_holding_fork(host, actions, gate)
 
-    async def _execute_holding_fork(self, host: str,
-                                    actions: Sequence[Action]) -> ExecutionResult:
+    async def _execute_holding_fork(self, host: str, actions: Sequence[Action],
+                                    gate: Gate | None = None) -> ExecutionResult:
         executor = Executor(self.run.docker(host), self.run.state.secrets_for(host),
                             self.run.auth, self.run.state.project, self.report,
                             self.run.file_store(host), self.run.file_root(host),
-                            self.run.images, self.seeding)
+                            self.run.images, self.seeding, self.run.proxy_admin(host), gate)
         result = await executor.run(host, actions)
         if result.failed is not None:
             self.journal.note(host, result.failed, "failed", result.error or "")
@@ -121,13 +123,14 @@ class Rollout:
         except LockLost as exc:
             self.result.stopped = f"the project's lock was lost: {exc}"
 
-    async def _execute_service(self, host: str, actions: Sequence[Action]) -> ExecutionResult:
+    async def _execute_service(self, host: str, actions: Sequence[Action],
+                               gate: Gate | None = None) -> ExecutionResult:
         """A service's actions on one host, in order; but the replicas of a service that
         does not run here yet (only creates: nothing to keep up) start side by side."""
         if len(actions) < 2 or any(a.kind != ActionKind.CREATE for a in actions):
-            return await self._execute(host, actions)
+            return await self._execute(host, actions, gate)
         async with self.run.forks:
-            results = await asyncio.gather(*(self._execute_holding_fork(host, [action])
+            results = await asyncio.gather(*(self._execute_holding_fork(host, [action], gate)
                                              for action in actions))
         merged = ExecutionResult(host)
         for result in results:  # in the plan's order: the first failure is the one told
@@ -136,6 +139,15 @@ class Rollout:
             if result.error is not None and merged.error is None:
                 merged.error, merged.failed = result.error, result.failed
         return merged
+
+    def _gate_before_traffic(self, service: str, host: str, policy: UpdatePolicy,
+                             monitor: float) -> Gate:
+        """The gate a proxied container passes before the proxy sends it requests."""
+        async def gate(container: str) -> str | None:
+            self.report(host, f"{service}: health gate ({monitor:g}s) before it takes traffic")
+            return await self._gate(host, [container], policy, monitor,
+                                    settled=frozenset({container}))
+        return gate
 
     async def _gate(self, host: str, names: list[str], policy: UpdatePolicy,
                     monitor: float, settled: frozenset[str] = frozenset()) -> str | None:
@@ -323,13 +335,14 @@ class Rollout:
         unrecorded = await self.journal.start(host, actions)
         if unrecorded:
             return HostReport(host, service, HostOutcome.BLOCKED, unrecorded)
-        result = await self._execute_service(host, actions)
+        monitor = decide.monitor_seconds(policy, batch.canary)
+        result = await self._execute_service(
+            host, actions, self._gate_before_traffic(service, host, policy, monitor))
         report = HostReport(host, service, HostOutcome.CHANGED, "", result.done,
                             result.created, previous_kept=result.previous_kept)
         failure = result.error or ""
         names = decide.gated_names(result.done)
         if not failure and names:
-            monitor = decide.monitor_seconds(policy, batch.canary)
             self.report(host, f"{service}: health gate ({monitor:g}s)")
             failure = await self._gate(host, names, policy, monitor,
                                        settled=decide.waited_ready(result.done)) or ""
@@ -406,9 +419,13 @@ class Rollout:
         host = report.host
         undo, errors = decide.undo_plan(report, self.run.state.project,
                                         self.run.state.secrets_for(host), policy.timeout)
+        proxy = self.run.state.proxies.get(host)
+        if proxy is not None:  # the previous revision takes traffic back through the proxy
+            undo = [with_routes(a, proxy.routes_of(a.service or "")) for a in undo]
+        gate = self._gate_before_traffic(report.service, host, policy, min(policy.monitor, 2.0))
         done: list[Action] = []
         for action in undo:
-            result = await self._execute(host, [action])
+            result = await self._execute(host, [action], gate)
             if result.error:
                 errors.append(result.error)
                 continue

@@ -9,15 +9,17 @@ worked on at once.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from dataclasses import dataclass, field, replace
 
 from fleet.core.dependencies import rollout_order
 from fleet.core.desired import DesiredState
 from fleet.core.diff import DiffContext, Finding, diff_host
-from fleet.core.files import FilesOnHost, needs_files
+from fleet.core.files import DATA_DIR, FilesOnHost, needs_files
 from fleet.core.journal import JournalEntry
 from fleet.core.observed import HostSnapshot
-from fleet.core.plan import Plan, plan_host
+from fleet.core.plan import HostPlan, Plan, plan_host
+from fleet.core.proxy_plan import route_findings, routed_plan
 from fleet.core.pulls import images_to_resolve
 from fleet.core.reporting import Reporter, silent
 from fleet.core.resource_drift import HostResources
@@ -25,6 +27,7 @@ from fleet.docker.client import DockerClient
 from fleet.docker.registry_auth import RegistryAuth
 from fleet.engine.controller_images import ControllerImages, delivered_images
 from fleet.engine.observe import observe_host, resolve_digests
+from fleet.engine.proxy_admin import ProxyAdmin, running_proxies
 from fleet.errors import FleetError, HostError
 from fleet.hoststate.files import FileStore
 from fleet.hoststate.journal import Journal
@@ -79,6 +82,7 @@ class Run:
                                    handshakes=options.handshakes, on_result=self._connected)
         self.forks = asyncio.Semaphore(max(1, options.forks))
         self._docker: dict[str, DockerClient] = {}
+        self._proxy_admins: dict[str, ProxyAdmin] = {}
         # host -> its delivered files, looked at where containers mount them (observe)
         self.files: dict[str, FilesOnHost] = {}
 
@@ -92,6 +96,42 @@ class Run:
         """The project's delivered files on the host, over its connection (SFTP)."""
         return FileStore(self.pool.connected[host], self.state.project,
                          self.hosts[host].state_dir)
+
+    def proxy_admin(self, host: str) -> ProxyAdmin | None:
+        """The admin APIs of the host's proxies, once its files directory was looked at
+        (their sockets are in the project's data directory beside it)."""
+        root = self.file_root(host)
+        if root is None or host not in self.state.proxies:
+            return None
+        if host not in self._proxy_admins:
+            self._proxy_admins[host] = ProxyAdmin(
+                host, self.pool.connected[host].ssh,
+                posixpath.join(posixpath.dirname(root), DATA_DIR))
+        return self._proxy_admins[host]
+
+    async def look_at_proxies(self, observation: Observation) -> None:
+        """The live routes of the proxy of every observed host that has one, into its
+        snapshot (what can't be read is said there: the routes are then loaded again)."""
+        async def one(host: str) -> None:
+            snapshot = observation.snapshots[host]
+            running = running_proxies(snapshot.containers, self.state.project)
+            admin = self.proxy_admin(host)
+            if not running or admin is None:
+                return
+            async with self.forks:
+                try:
+                    async with asyncio.timeout(self.options.host_timeout):
+                        live = await admin.config(running[0].revision)
+                except TimeoutError:
+                    found = replace(snapshot, proxy_error=self._too_slow("its proxy's routes"))
+                except (FleetError, OSError) as exc:
+                    found = replace(snapshot, proxy_error=f"cannot read its routes: {exc}")
+                else:
+                    found = replace(snapshot, proxy=live)
+            observation.snapshots[host] = found
+
+        await asyncio.gather(*(one(host) for host in list(observation.snapshots)
+                               if host in self.state.proxies))
 
     def file_root(self, host: str) -> str | None:
         """The host's delivered files directory, once looked at (absolute)."""
@@ -152,7 +192,9 @@ class Run:
 
     async def __aexit__(self, *exc: object) -> None:
         clients, self._docker = list(self._docker.values()), {}
-        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+        admins, self._proxy_admins = list(self._proxy_admins.values()), {}
+        await asyncio.gather(*(client.aclose() for client in clients),
+                             *(admin.aclose() for admin in admins), return_exceptions=True)
         await self.pool.close()
 
     async def observe(self, *, for_changes: bool = False, with_journals: bool = False,
@@ -181,6 +223,7 @@ class Run:
         await asyncio.gather(*(one(host) for host in self.pool.connected))
         if with_files:
             await self.look_at_files(result)
+            await self.look_at_proxies(result)
         policies = {name: s.pull_policy for name, s in self.state.services.items()}
         images: dict[str, set[str]] = {}
         for host, snapshot in result.snapshots.items():
@@ -249,25 +292,37 @@ class Run:
     def diff(self, observation: Observation) -> dict[str, list[Finding]]:
         services = frozenset(self.state.services)
         resources = HostResources(self.state.project, self.state.networks, self.state.volumes)
-        return {host: diff_host(self.state.containers[host], snapshot,
-                                DiffContext(self.state.project, services,
-                                            self.state.secrets_for(host),
-                                            self._digests(observation, host),
-                                            resources, self.state.files.get(host, {}),
-                                            self.state.inactive_services))
-                for host, snapshot in observation.snapshots.items()}
+        found = {host: diff_host(self.state.containers[host], snapshot,
+                                 DiffContext(self.state.project, services,
+                                             self.state.secrets_for(host),
+                                             self._digests(observation, host),
+                                             resources, self.state.files.get(host, {}),
+                                             self.state.inactive_services))
+                 for host, snapshot in observation.snapshots.items()}
+        for host, proxy in self.state.proxies.items():
+            if host in found:
+                found[host] += route_findings(proxy, observation.snapshots[host],
+                                              self.state.project, found[host])
+        return found
+
+    def _with_proxy(self, host_plan: HostPlan, snapshot: HostSnapshot) -> HostPlan:
+        proxy = self.state.proxies.get(host_plan.host)
+        if proxy is None:
+            return host_plan
+        return routed_plan(host_plan, proxy, snapshot, self.state.project)
 
     def plan(self, observation: Observation) -> Plan:
         policies = {name: s.update for name, s in self.state.services.items()}
         pulls = {name: s.pull_policy for name, s in self.state.services.items()}
         findings = self.diff(observation)
         waits = self.state.waits()
-        hosts = tuple(
+        hosts = tuple(self._with_proxy(
             plan_host(findings[h.name], observation.snapshots[h.name], self.state.project,
                       self._digests(observation, h.name), prune=self.options.prune,
                       policies=policies, networks=self.state.networks,
                       volumes=self.state.volumes, pull_policies=pulls,
-                      files=self.state.files.get(h.name, {}), waits=waits)
+                      files=self.state.files.get(h.name, {}), waits=waits),
+            observation.snapshots[h.name])
             for h in self.state.targeted_hosts if h.name in observation.snapshots)
         order = rollout_order(list(self.state.services), waits) if any(
             waits.values()) else []

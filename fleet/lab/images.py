@@ -132,6 +132,9 @@ def app_layer(spec: ImageSpec) -> bytes:
         entries += [("www", None, 0o755), ("www/index.html", spec.tag.encode(), 0o644)]
         if spec.healthy:
             entries.append(("www/health", b"ok\n", 0o644))
+        # A request that takes its time (`/cgi-bin/slow?SECONDS`): one in flight across a swap.
+        entries += [("www/cgi-bin", None, 0o755),
+                    ("www/cgi-bin/slow", _asset("slow.cgi"), 0o755)]
     return _tar(entries)
 
 
@@ -147,6 +150,27 @@ def registry_layer() -> bytes:
         ("bin/registry", REGISTRY_BINARY.read_bytes(), 0o755),
         *((path.lstrip("/"), Path(path).read_bytes(), 0o755) for path in sorted(set(libraries))),
         ("var/lib/registry", None, 0o755),
+    ]
+    return _tar(entries)
+
+
+CADDY_ROOT = Path("/var/cache/fleet-lab/caddy")  # Debian's caddy, unpacked by bootstrap.sh
+CADDY_BINARY = CADDY_ROOT / "usr/bin/caddy"
+# The lab's proxy (fleet.core.proxy): Debian's Caddy on busybox, as the official image is
+# Caddy on Alpine (both have the `sh` the proxy's entrypoint runs).
+PROXY_IMAGE = ImageSpec("lab/caddy", "2.6", "caddy")
+
+
+def caddy_layer() -> bytes:
+    """Debian's caddy as /usr/bin/caddy, with the shared libraries it links."""
+    if not CADDY_BINARY.is_file():
+        raise LabError(f"{CADDY_BINARY} is missing: run scripts/bootstrap.sh (it unpacks "
+                       "Debian's caddy package for the lab's proxy image)")
+    libraries = re.findall(r"(/\S+) \(0x", run(["ldd", str(CADDY_BINARY)]).stdout)
+    entries: list[tuple[str, bytes | str | None, int]] = [
+        ("usr", None, 0o755), ("usr/bin", None, 0o755),
+        ("usr/bin/caddy", CADDY_BINARY.read_bytes(), 0o755),
+        *((path.lstrip("/"), Path(path).read_bytes(), 0o755) for path in sorted(set(libraries))),
     ]
     return _tar(entries)
 
@@ -172,6 +196,10 @@ def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
     }
     if spec.kind == "web":
         container["ExposedPorts"] = {"8080/tcp": {}}
+    if spec.kind == "caddy":  # as caddy:2 takes it
+        container["Entrypoint"] = ["caddy"]
+        container["Cmd"] = ["run"]
+        container["Env"] = ["PATH=/bin:/usr/bin"]
     if spec.kind == "registry":  # as registry:2 takes it: `CMD` names the config file
         container["Entrypoint"] = ["/bin/registry", "serve"]
         container["Cmd"] = ["/etc/docker/registry/config.yml"]
@@ -193,7 +221,7 @@ def image_config(spec: ImageSpec, diff_ids: list[str]) -> bytes:
 
 
 def build_image(spec: ImageSpec) -> BuiltImage:
-    layers = [base_layer(), app_layer(spec)]
+    layers = [base_layer(), caddy_layer() if spec.kind == "caddy" else app_layer(spec)]
     config = image_config(spec, [sha256_digest(layer) for layer in layers])
     return BuiltImage(
         spec=spec,

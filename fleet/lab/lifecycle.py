@@ -33,7 +33,7 @@ from fleet.lab.daemons import (
     start_sshd,
     wait_for_sockets,
 )
-from fleet.lab.images import DEMO_IMAGES, seed_image
+from fleet.lab.images import DEMO_IMAGES, PROXY_IMAGE, seed_image
 from fleet.lab.inventory import ensure_key, render_inventory, render_known_hosts, write_if_changed
 from fleet.lab.leftovers import host_is_reusable, plan_cleanup
 from fleet.lab.simulator.config import render_config
@@ -213,7 +213,8 @@ def _ensure_simulator(state: LabState, latencies: Latencies, report: Progress) -
 
 def _seed_images(registry: str, report: Progress) -> None:
     report("images", "seeding", False)
-    pushed = [f"{i.repository}:{i.tag}" for i in DEMO_IMAGES if seed_image(registry, i)]
+    pushed = [f"{i.repository}:{i.tag}" for i in (*DEMO_IMAGES, PROXY_IMAGE)
+              if seed_image(registry, i)]
     report("images", f"pushed {', '.join(pushed)}" if pushed else "up to date", True)
 
 

@@ -88,6 +88,9 @@ class FakeRun:
     def file_store(self, host: str) -> None:
         return None  # no delivered files in these plans
 
+    def proxy_admin(self, host: str) -> None:
+        return None
+
     def file_root(self, host: str) -> None:
         return None
 
