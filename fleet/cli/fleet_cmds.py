@@ -157,17 +157,23 @@ def status(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str
 
     async def go() -> Observation:
         async with session(state, options, "reading", as_json,
-                           with_files=False) as (_, observation):
+                           with_files=False) as (run, observation):
+            if state.proxies:  # their routes: admin sockets beside the hosts' files
+                await run.look_at_files(observation)
+                await run.look_at_proxies(observation)
             return observation
 
     observation = run_async(go())
-    from fleet.cli.status_view import status_table  # rich's tables: for this command only
+    from fleet.cli.status_view import routes_table, status_table  # rich: this command only
     table, rows = status_table(state, observation)
+    routes, route_rows = routes_table(state, observation)
     if as_json:
-        print_json({"project": state.project, "containers": rows,
+        print_json({"project": state.project, "containers": rows, "routes": route_rows,
                     "unreachable": unreachable_json(observation.unreachable)})
     else:
         console().print(table)
+        if route_rows:
+            console().print(routes)
         for host, error in sorted(observation.unreachable.items()):
             echo(one_line(f"{host}: unreachable: {error}"), err=True)
     sys.exit(EXIT_ERROR if observation.unreachable else EXIT_OK)

@@ -63,3 +63,30 @@ def status_table(state: DesiredState, observation: Observation
             table.add_row(cell(f"  {host.name}"), cell(c.name), cell(c.state, color), cell(image),
                           cell(c.health or "-"), up, str(c.revision))
     return table, rows
+
+
+def routes_table(state: DesiredState, observation: Observation
+                 ) -> tuple[Table, list[dict[str, Any]]]:
+    """What each host's proxy routes where (fleet.core.proxy), its upstreams by name."""
+    table = Table(title="proxy routes")
+    for column in ("host", "route", "listen", "to"):
+        table.add_column(column, no_wrap=True)
+    rows: list[dict[str, Any]] = []
+    for host in state.targeted_hosts:
+        snapshot = observation.snapshots.get(host.name)
+        if host.name not in state.proxies or snapshot is None:
+            continue
+        if snapshot.proxy is None:
+            why = snapshot.proxy_error or "not running"
+            rows.append({"host": host.name, "error": why})
+            table.add_row(cell(host.name), "-", "-", cell(why, "red"))
+            continue
+        names = {c.id[:12]: c.name for c in snapshot.of_project(state.project)}
+        for route in snapshot.proxy.routes.values():
+            to = [names.get(dial.split(":")[0], dial) for dial in route.upstreams]
+            rows.append({"host": host.name, "route": route.id, "listen": list(route.listen),
+                         "upstreams": list(route.upstreams), "containers": to})
+            table.add_row(cell(host.name), cell(route.id), cell(",".join(route.listen)),
+                          cell(", ".join(to) or "(no container)",
+                               "green" if to else "red"))
+    return table, rows

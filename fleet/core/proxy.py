@@ -183,7 +183,10 @@ def caddy_config(proxy: HostProxy, upstreams: Mapping[str, Sequence[str]],
         servers[f"port{port}"] = {
             "listen": [f":{port}"],
             "automatic_https": {"disable": True},
-            "routes": [route_config(r, upstreams.get(r.id, ())) for r in routes]}
+            # What no route takes is not found (Caddy's own answer would be an empty 200).
+            "routes": [*(route_config(r, upstreams.get(r.id, ())) for r in routes),
+                       {"handle": [{"handler": "static_response", "status_code": 404,
+                                    "body": "not found\n"}]}]}
     return {"admin": {"listen": admin_listen(revision)},
             "apps": {"http": {"grace_period": f"{proxy.grace:g}s", "servers": servers}}}
 
