@@ -869,6 +869,19 @@ def _proxy_path(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+_GRANT_NAME = r"^[a-zA-Z0-9._-]+$"
+
+
+class ProxyTLS(Strict):
+    """`proxy.tls`: the certificate the proxy serves the service's host names with."""
+
+    certificate: str = Field(pattern=_GRANT_NAME, max_length=256, description=(
+        "A top-level `secrets:` entry (a file or an environment variable) holding the PEM "
+        "certificate chain."))
+    key: str = Field(pattern=_GRANT_NAME, max_length=256, description=(
+        "A top-level `secrets:` entry holding its PEM private key."))
+
+
 class ServiceProxy(Strict):
     """`proxy:`: the service is served through the host's proxy (fleet.core.proxy), which
     owns the host ports; its containers publish none and are swapped without a gap."""
@@ -885,6 +898,9 @@ class ServiceProxy(Strict):
     drain: Duration = Field(default=5.0, ge=0, le=3600, description=(
         "How long a replaced container keeps serving the requests it has, once the proxy "
         "sends it no new ones, before it is stopped."))
+    tls: ProxyTLS | None = Field(default=None, description=(
+        "Serve HTTPS on `ports` with this certificate (by SNI, among the others on the "
+        "port)."))
 
 
 class ProxySettings(Strict):

@@ -53,6 +53,7 @@ from fleet.core.proxy import (
     PROXY_SERVICES,
     HostProxy,
     Route,
+    data_mount,
     holder_service,
     proxy_service,
     route_clashes,
@@ -412,7 +413,10 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                 proxied.setdefault(host.name, _Proxied(host, pb)).routes.extend(
                     Route(name, port, service.proxy.container_port,
                           tuple(service.proxy.hostnames), tuple(service.proxy.paths),
-                          service.proxy.drain) for port in service.proxy.ports)
+                          service.proxy.drain,
+                          (service.proxy.tls.certificate, service.proxy.tls.key)
+                          if service.proxy.tls else None)
+                    for port in service.proxy.ports)
     delivered: dict[str, dict[str, Delivered]] = {}
     given_files: dict[str, set[str]] = {}  # host -> the secrets its files carry
     mounted: dict[str, set[str]] = {}  # service -> the delivered files it mounts, anywhere
@@ -441,7 +445,8 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                     else "registry"))
         _name_clashes(containers[host_name], known, per_host)
     proxies = _place_proxies(proxied, containers, services, networks, volumes, context,
-                             secrets, per_host, playbooks)
+                             secrets, per_host, playbooks,
+                             _ProxyFiles(files, delivered, given_files))
     problems.extend(per_host.problems())
     for name, units in mounted.items():  # a changed file is a new release of its service
         services[name] = replace(services[name], definition=with_files(
@@ -488,12 +493,32 @@ def _proxy_image(playbooks: PlaybookSet, ctx: Mapping[str, Any],
     return ProxySettings().image
 
 
+@dataclass
+class _ProxyFiles:
+    """What the proxy's certificates need: the project's file context, and the units each
+    host is given (and the secrets they carry), filled in."""
+
+    context: Any  # fleet.core.service_files.FileContext
+    delivered: dict[str, dict[str, Delivered]]
+    given: dict[str, set[str]]
+
+    def attach(self, options: dict[str, Any], service: Service, pb: LoadedPlaybook,
+               host: str) -> list[tuple[KeyPath, str]]:
+        """The certificates (secret grants) mounted, beside the proxy's own directory."""
+        attached = attach_files(options, service, pb, PROXY_SERVICE, self.context)
+        for unit in attached.units:
+            self.delivered.setdefault(host, {}).setdefault(unit.name, unit)
+        self.given.setdefault(host, set()).update(attached.secrets)
+        options["volumes"] = [*options["volumes"], data_mount()]
+        return attached.problems
+
+
 def _place_proxies(proxied: Mapping[str, _Proxied],
                    containers: dict[str, list[DesiredContainer]],
                    services: dict[str, ServicePlacement], networks: Mapping[str, NetworkSpec],
                    volumes: Mapping[str, VolumeSpec], context: Mapping[str, Any],
                    secrets: SecretStore, per_host: _Collector,
-                   playbooks: PlaybookSet) -> dict[str, HostProxy]:
+                   playbooks: PlaybookSet, files: _ProxyFiles) -> dict[str, HostProxy]:
     """Each host's proxy and its two containers (fleet.core.proxy), as services of the
     project: the proxied services roll out after it, on each host."""
     proxies: dict[str, HostProxy] = {}
@@ -524,6 +549,16 @@ def _place_proxies(proxied: Mapping[str, _Proxied],
             options = model.container_options()
             if attach_resources(options, model, raw, networks, volumes):
                 break  # the proxy's own network is always declared: not reached
+            if name == PROXY_SERVICE:
+                found_problems = files.attach(options, model, pb, host_name)
+                for _, message in found_problems:  # a certificate's secret, unknown...
+                    for route in proxy.routes:
+                        if route.tls:
+                            report(pb.doc.problem(("services", route.service, "proxy", "tls"),
+                                                  message))
+                            break
+                if found_problems:
+                    break
             made.append(DesiredContainer(host_name, project, name, 1, options,
                                          spec_hash(options, secrets)))
         else:

@@ -63,6 +63,7 @@ class Route:
     hostnames: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     drain: float = 5.0
+    tls: tuple[str, str] | None = None  # (certificate, key): top-level secrets' names
 
     @property
     def id(self) -> str:
@@ -97,12 +98,25 @@ class HostProxy:
     def routes_of(self, service: str) -> tuple[Route, ...]:
         return tuple(r for r in self.routes if r.service == service)
 
+    @property
+    def tls_ports(self) -> frozenset[int]:
+        return frozenset(r.port for r in self.routes if r.tls)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets its certificates come from: mounted at /run/secrets/NAME."""
+        return tuple(sorted({name for r in self.routes if r.tls for name in r.tls}))
+
 
 def route_clashes(routes: Sequence[Route]) -> list[tuple[str, str]]:
     """(service, why) for each route that takes the same requests as another's."""
     seen: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
     found = []
+    secure = {r.port for r in routes if r.tls}
     for route in routes:
+        if route.port in secure and not route.tls:
+            found.append((route.service, f"port {route.port} serves HTTPS for another "
+                                         "service: give this one 'tls' too, or another port"))
         key = (route.port, tuple(sorted(route.hostnames)), tuple(sorted(route.paths)))
         other = seen.setdefault(key, route.service)
         if other != route.service:
@@ -136,12 +150,21 @@ def holder_service(proxy: HostProxy) -> dict[str, Any]:
 
 
 def proxy_service(proxy: HostProxy, holder_name: str) -> dict[str, Any]:
-    """Caddy as a Compose service, in the holder's network namespace."""
-    return {"image": proxy.image, "entrypoint": ["sh", "-c", PROXY_SCRIPT],
-            "network_mode": f"container:{holder_name}", "restart": "unless-stopped",
-            "stop_grace_period": f"{int(proxy.grace + STOP_MARGIN)}s",
-            "volumes": [{"type": "bind", "source": f"fleet-data:{PROXY_DATA}",
-                         "target": PROXY_ROOT}]}
+    """Caddy as a Compose service, in the holder's network namespace (its directory on the
+    host is mounted by fleet: `data_mount`)."""
+    service: dict[str, Any] = {
+        "image": proxy.image, "entrypoint": ["sh", "-c", PROXY_SCRIPT],
+        "network_mode": f"container:{holder_name}", "restart": "unless-stopped",
+        "stop_grace_period": f"{int(proxy.grace + STOP_MARGIN)}s"}
+    if proxy.secrets:
+        service["secrets"] = list(proxy.secrets)
+    return service
+
+
+def data_mount() -> dict[str, Any]:
+    """The proxy's directory on the host (fleet.core.files' data directory), as a mount."""
+    return {"type": "bind", "source": f"fleet-data:{PROXY_DATA}", "target": PROXY_ROOT,
+            "read_only": False, "bind": None, "volume": None, "tmpfs": None}
 
 
 # -- the config Caddy is given ---------------------------------------------------------------
@@ -182,13 +205,20 @@ def caddy_config(proxy: HostProxy, upstreams: Mapping[str, Sequence[str]],
         routes = sorted((r for r in proxy.routes if r.port == port), key=_specificity)
         servers[f"port{port}"] = {
             "listen": [f":{port}"],
+            # fleet's certificates only (ACME would be Caddy's automatic HTTPS: README)
             "automatic_https": {"disable": True},
+            **({"tls_connection_policies": [{}]} if port in proxy.tls_ports else {}),
             # What no route takes is not found (Caddy's own answer would be an empty 200).
             "routes": [*(route_config(r, upstreams.get(r.id, ())) for r in routes),
                        {"handle": [{"handler": "static_response", "status_code": 404,
                                     "body": "not found\n"}]}]}
-    return {"admin": {"listen": admin_listen(revision)},
-            "apps": {"http": {"grace_period": f"{proxy.grace:g}s", "servers": servers}}}
+    apps: dict[str, Any] = {"http": {"grace_period": f"{proxy.grace:g}s", "servers": servers}}
+    pairs = sorted({r.tls for r in proxy.routes if r.tls})
+    if pairs:
+        apps["tls"] = {"certificates": {"load_files": [
+            {"certificate": f"/run/secrets/{cert}", "key": f"/run/secrets/{key}"}
+            for cert, key in pairs]}}
+    return {"admin": {"listen": admin_listen(revision)}, "apps": apps}
 
 
 # -- what a host's proxy says ----------------------------------------------------------------

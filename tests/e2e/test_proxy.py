@@ -170,3 +170,58 @@ def test_two_services_share_the_proxy_by_host_name(lab: Lab, tmp_path: Path,
     assert {(r["host"], r["route"], tuple(r["containers"])) for r in routes} == {
         (host.name, f"fleet-{service}-{PORT}", (f"{PROJECT}-{service}-1",))
         for host in lab.hosts for service in ("shop", "blog")}
+
+
+def _certificate(directory: Path, name: str) -> None:
+    """A self-signed certificate for `name` (cert.pem, key.pem), and nothing else trusted."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+
+def _https_get(address: str, port: int, name: str, cafile: Path) -> str:
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection((address, port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200"), head
+    return body.strip()
+
+
+def test_tls_from_files_is_served_by_host_name(lab: Lab, tmp_path: Path, empty: Path) -> None:
+    _certificate(tmp_path, "shop.example.test")
+    service = web(lab.registry, "v2", hostnames=["shop.example.test"], ports=[8443],
+                  tls={"certificate": "shop_cert", "key": "shop_key"})
+    path = write_playbook(tmp_path / "tls.yml", PROJECT, lab.inventory_path, {"shop": service},
+                          proxy={"image": f"{lab.registry}/lab/caddy:2.6"},
+                          secrets={"shop_cert": {"file": "cert.pem"},
+                                   "shop_key": {"file": "key.pem"}})
+    fleet("apply", "--yes", str(path), check_rc=0)
+    for host in lab.hosts[:2]:
+        assert _https_get(host.address, 8443, "shop.example.test", tmp_path / "cert.pem") == "v2"
+    fleet("check", str(path), check_rc=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config_support import load, only_error, playbook
+from config_support import load, only_error, playbook, write
 
 from fleet.core.proxy import PORTS_SERVICE, PROXY_SERVICE
 
@@ -70,3 +70,29 @@ def test_a_bad_proxy_image_is_an_error_at_its_key(tmp_path: Path) -> None:
         web: {image: shop/web:1, proxy: {container_port: 8080}}
         """, header="project: shop\nproxy: {image: 'Bad Image'}\n"))
     assert problem.path == ("proxy", "image")
+
+
+def test_a_certificate_comes_from_a_secret_given_to_the_proxy_only(tmp_path: Path) -> None:
+    write(tmp_path, "cert.pem", "CERT\n")
+    write(tmp_path, "key.pem", "KEY\n")
+    state = load(tmp_path, playbook(tmp_path, """\
+        web:
+          image: shop/web:1
+          hosts: web1
+          proxy: {ports: [443], container_port: 8080,
+                  tls: {certificate: shop_cert, key: shop_key}}
+        """, header="project: shop\nsecrets:\n  shop_cert: {file: cert.pem}\n"
+                    "  shop_key: {file: key.pem}\n"))
+    [proxy] = [c for c in state.containers["web1"] if c.service == PROXY_SERVICE]
+    targets = [v["target"] for v in proxy.options["volumes"]]
+    assert targets == ["/run/secrets/shop_cert", "/run/secrets/shop_key", "/fleet-proxy"]
+    assert len(state.files["web1"]) == 2
+
+
+def test_a_certificate_names_a_declared_secret(tmp_path: Path) -> None:
+    problem = only_error(tmp_path, playbook(tmp_path, """\
+        web:
+          image: shop/web:1
+          proxy: {container_port: 8080, tls: {certificate: nope, key: nope}}
+        """))
+    assert problem.path == ("services", "web", "proxy", "tls")

@@ -136,3 +136,16 @@ def test_a_proxy_whose_routes_differ_gets_them_loaded_again() -> None:
 def test_steps_read_as_a_person_would() -> None:
     step = Step(StepKind.ROUTE, "shop-web-1--r2", "x", routes=(WEB,), replaces=OLD)
     assert step.what() == "route :80: shop-web-1--r2 in, aaaaaaaaaaaa out"
+
+
+def test_a_tls_port_loads_its_certificates_and_refuses_plain_routes() -> None:
+    secure = Route("shop", 443, 8080, hostnames=("shop.example.com",),
+                   tls=("shop_cert", "shop_key"))
+    proxy = HostProxy("caddy:2.6", (secure, WEB))
+    config = caddy_config(proxy, {}, 1)
+    assert config["apps"]["tls"]["certificates"]["load_files"] == [
+        {"certificate": "/run/secrets/shop_cert", "key": "/run/secrets/shop_key"}]
+    assert config["apps"]["http"]["servers"]["port443"]["tls_connection_policies"] == [{}]
+    assert "tls_connection_policies" not in config["apps"]["http"]["servers"]["port80"]
+    assert proxy.secrets == ("shop_cert", "shop_key")
+    assert route_clashes([secure, Route("blog", 443, 80, hostnames=("b.example.com",))])
