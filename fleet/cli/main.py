@@ -27,6 +27,10 @@ COMMANDS = {
     "lock": "fleet.cli.state_cmds:lock",
     "lab": "fleet.cli.lab_cmds:lab",
     "combine": "fleet.cli.combine_cmd:combine_reports",
+    "logs": "fleet.cli.ops_cmds:logs",
+    "exec": "fleet.cli.ops_cmds:exec_",
+    "init": "fleet.cli.init_cmds:init",
+    "completion": "fleet.cli.init_cmds:completion",
 }
 
 

@@ -60,7 +60,7 @@ def run_options(func: F) -> F:
     return func
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+def duration_value(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -70,7 +70,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 def _remember_host_timeout(ctx: click.Context, param: click.Parameter, value: str) -> None:
-    seconds = _duration(ctx, param, value)
+    seconds = duration_value(ctx, param, value)
     if seconds is None or seconds <= 0:
         raise click.BadParameter("must be a positive duration, e.g. 30s")
     ctx.meta[_HOST_TIMEOUT] = seconds
@@ -84,7 +84,7 @@ def with_host_timeout(options: RunOptions) -> RunOptions:
 
 
 def lock_wait_option(func: F) -> F:
-    return click.option("--lock-wait", metavar="DURATION", callback=_duration,
+    return click.option("--lock-wait", metavar="DURATION", callback=duration_value,
                         help="If another run holds the project's lock, wait up to this long "
                              "(e.g. 5m) instead of failing at once.")(func)
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import click
 from rich.table import Table
@@ -17,69 +14,17 @@ from fleet.cli.common import (
     print_json,
     project_options,
 )
-from fleet.cli.progress import HostProgress
-from fleet.cli.session import load_state, run_options, warn_hosts, with_host_timeout
+from fleet.cli.per_host import on_every_host
+from fleet.cli.session import load_state, run_options, warn_hosts
 from fleet.cli.terminal import cell, echo, one_line
 from fleet.config.inventory import Host
-from fleet.core.desired import DesiredState
 from fleet.core.journal import JournalEntry, settled
 from fleet.core.lease import LockInfo, iso, utc_now
-from fleet.engine.run import RunOptions
 from fleet.errors import HostError, LockHeld
 from fleet.hoststate import HostLock, Journal, current_operator
-from fleet.transport import ConnectionPool
 from fleet.transport.ssh import HostConnection
 
 EXIT_OK, EXIT_ERROR = 0, 1
-T = TypeVar("T")
-
-
-@dataclass
-class PerHost(Generic[T]):
-    """One read or change on every targeted host: results in inventory order, and failures."""
-
-    results: dict[str, T] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def failed_json(self) -> list[dict[str, str]]:
-        return [{"host": h, "error": e} for h, e in sorted(self.failed.items())]
-
-
-def _on_every_host(state: DesiredState, forks: int, connect_timeout: float, quiet: bool,
-                   work: Callable[[Host, HostConnection], Awaitable[T]]) -> PerHost[T]:
-    """Connect to the targeted hosts and run `work` on each (at most `forks` at once)."""
-    hosts = state.targeted_hosts
-    outcome: PerHost[T] = PerHost()
-    host_timeout = with_host_timeout(RunOptions()).host_timeout
-
-    async def go() -> None:
-        with HostProgress("reading", len(hosts), quiet=quiet, plain_lines=False) as progress:
-            async with ConnectionPool(hosts, forks=forks,
-                                      connect_timeout=connect_timeout) as pool:
-                limit = asyncio.Semaphore(forks)
-
-                async def one(host: Host) -> None:
-                    connection = pool.connected.get(host.name)
-                    try:
-                        if connection is None:
-                            outcome.failed[host.name] = pool.failed[host.name].reason
-                            return
-                        async with limit, asyncio.timeout(host_timeout):
-                            outcome.results[host.name] = await work(host, connection)
-                    except TimeoutError:
-                        outcome.failed[host.name] = (f"no answer within {host_timeout:g}s "
-                                                     "(--host-timeout)")
-                    except HostError as exc:
-                        outcome.failed[host.name] = exc.reason
-                    finally:
-                        progress.host_done(host.name)
-
-                await asyncio.gather(*(one(h) for h in hosts))
-
-    asyncio.run(go())
-    order = [h.name for h in hosts]
-    outcome.results = {h: outcome.results[h] for h in order if h in outcome.results}
-    return outcome
 
 
 def _report_failures(failed: dict[str, str]) -> None:
@@ -128,7 +73,7 @@ def history(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[st
         entries = [e for e in entries if service is None or e.service == service]
         return entries[-last:] if last else entries
 
-    outcome = _on_every_host(state, forks, connect_timeout, as_json, read)
+    outcome = on_every_host(state.targeted_hosts, forks, connect_timeout, as_json, read)
     warn_hosts(skipped)
     if as_json:
         print_json({"project": state.project,
@@ -178,7 +123,7 @@ def lock_status(inventories: tuple[str, ...], limit: str | None, playbooks: tupl
     async def read(host: Host, connection: HostConnection) -> LockInfo | None:
         return await HostLock(connection, state.project, host.state_dir).read()
 
-    outcome = _on_every_host(state, forks, connect_timeout, as_json, read)
+    outcome = on_every_host(state.targeted_hosts, forks, connect_timeout, as_json, read)
     if as_json:
         print_json({"project": state.project, "now": iso(utc_now()),
                     "hosts": [{"host": h, "lock": _lease_json(info)}
@@ -214,7 +159,7 @@ def lock_release(inventories: tuple[str, ...], limit: str | None, playbooks: tup
             raise HostError(host.name, f"not released: held by {exc.info.describe()}, "
                                        f"not {operator}; use --force") from exc
 
-    outcome = _on_every_host(state, forks, connect_timeout, as_json, release)
+    outcome = on_every_host(state.targeted_hosts, forks, connect_timeout, as_json, release)
     if as_json:
         print_json({"project": state.project,
                     "hosts": [{"host": h, "released": _lease_json(info)}

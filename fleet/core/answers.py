@@ -191,6 +191,19 @@ class CreatedAnswer(Answer):
     Warnings: list[Text] | None = None
 
 
+class ExecCreated(Answer):
+    """POST /containers/{id}/exec."""
+
+    Id: ContainerId
+
+
+class ExecInspect(Answer):
+    """GET /exec/{id}/json: how the command ended (no ExitCode while it runs)."""
+
+    ExitCode: Int64 | None = None
+    Running: bool | None = None
+
+
 class WarningsAnswer(Answer):
     """POST /containers/{id}/update."""
 

@@ -33,6 +33,8 @@ from fleet.core.answers import (
     ContainerInspect,
     CreatedAnswer,
     DistributionAnswer,
+    ExecCreated,
+    ExecInspect,
     ImageInspect,
     LoadEvent,
     PullEvent,
@@ -47,6 +49,8 @@ from fleet.core.untrusted import KiB, MiB, UntrustedJSONError, parse_json, size_
 from fleet.docker.wire import (
     MAX_API_VERSION,
     ContainerOutput,
+    FrameDecoder,
+    StreamChunk,
     demultiplex_stream,
     encode_registry_auth,
     error_message,
@@ -72,6 +76,7 @@ MAX_LIST_ANSWER = 8 * MiB  # GET /containers/json, /images/json, /networks: ~200
 MAX_OBJECT_ANSWER = 2 * MiB  # an inspect, /version, a create or update answer
 MAX_SMALL_BODY = 64 * KiB  # error bodies and answers fleet does not read: cut, not refused
 MAX_LOGS = 1 * MiB  # a container's log tail: cut
+MAX_EXEC_OUTPUT = 1 * MiB  # what `fleet exec` keeps of one replica's output: cut
 MAX_PULL_LINE = 64 * KiB  # one line of a pull's progress stream (~200 bytes in practice)
 
 JSONObject = dict[str, Any]
@@ -361,6 +366,71 @@ class DockerClient:
                   "tail": "all" if tail is None else tail}
         response, data = await self._call("GET", path, params=params, limit=MAX_LOGS)
         return await self._split_output(response, data, container)
+
+    @contextlib.asynccontextmanager
+    async def log_stream(self, container: str, *, tty: bool, follow: bool,
+                         since: float | None = None, tail: int | None = None
+                         ) -> AsyncIterator[AsyncIterator[StreamChunk]]:
+        """The container's stdout and stderr, each line prefixed with its time, as chunks
+        while they arrive; with `follow`, until the container stops or the caller leaves.
+        `tty`: the container's Config.Tty (API 1.41 does not label the stream's kind).
+        Only the answer's head has a deadline: a followed log waits as long as it is read."""
+        what = f"GET /containers/{container[:64]}/logs"
+        params: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True,
+                                  "follow": follow, "tail": "all" if tail is None else tail}
+        if since is not None:
+            params["since"] = f"{since:.6f}"
+        async with self._deadline(what, None):
+            response = await self._send(what, "GET", f"/containers/{_segment(container)}/logs",
+                                        versioned=True, params=params)
+        try:
+            yield self._stream_chunks(what, response, multiplexed=not tty)
+        finally:
+            await response.aclose()
+
+    async def _stream_chunks(self, what: str, response: Response, *, multiplexed: bool
+                             ) -> AsyncIterator[StreamChunk]:
+        decoder = FrameDecoder()
+        try:
+            async for data in self._chunks(what, response):
+                if multiplexed:
+                    for chunk in decoder.feed(data):
+                        yield chunk
+                elif data:
+                    yield StreamChunk("stdout", data)
+        except TransportError as exc:
+            raise DockerError(self.host, f"{what}: the stream broke "
+                                         f"({exc or type(exc).__name__})") from exc
+
+    async def create_exec(self, container: str, argv: Sequence[str], *, user: str = "",
+                          workdir: str = "", env: Sequence[str] = ()) -> str:
+        """POST /containers/{id}/exec: `argv` as it is (no shell); returns the exec's id."""
+        body = {"AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+                "Tty": False, "Cmd": list(argv), "Env": list(env),
+                **({"User": user} if user else {}), **({"WorkingDir": workdir} if workdir else {})}
+        result = await self._call_json("POST", f"/containers/{_segment(container)}/exec",
+                                       ExecCreated, body=body)
+        return str(result["Id"])
+
+    async def start_exec(self, exec_id: str, *, timeout: float,
+                         limit: int = MAX_EXEC_OUTPUT) -> tuple[ContainerOutput, bool]:
+        """POST /exec/{id}/start, attached: its output until the command ends (the daemon
+        then closes the stream), cut at `limit` bytes. Returns (output, whether cut)."""
+        what = "POST /exec/{id}/start"
+        async with self._deadline(what, timeout):
+            response = await self._send(what, "POST", f"/exec/{_segment(exec_id)}/start",
+                                        versioned=True, body={"Detach": False, "Tty": False})
+            try:
+                data = await self._read(what, response, limit + 1, cut=True)
+            finally:
+                await response.aclose()
+        cut = len(data) > limit
+        return demultiplex_stream(data[:limit]), cut
+
+    async def inspect_exec(self, exec_id: str) -> JSONObject:
+        result: JSONObject = await self._call_json("GET", f"/exec/{_segment(exec_id)}/json",
+                                                   ExecInspect)
+        return result
 
     async def _split_output(self, response: Response, data: bytes,
                             container: str) -> ContainerOutput:

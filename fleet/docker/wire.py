@@ -188,3 +188,37 @@ def pull_progress_error(line: Mapping[str, Any]) -> str | None:
     if line.get("error"):
         return str(line["error"])
     return None
+
+
+class FrameDecoder:
+    """Docker's multiplexed stream decoded as it arrives (logs followed, exec output): frames
+    are returned whole; one claiming more than `max_frame` bytes is cut to it, and its excess
+    skipped as it arrives, so a hostile length costs nothing but the bytes sent."""
+
+    def __init__(self, max_frame: int = 1024 * 1024) -> None:
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+        self._skip = 0
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
+        self._buffer += data
+        chunks: list[StreamChunk] = []
+        while len(self._buffer) >= _FRAME_HEADER.size:
+            stream_id, length = _FRAME_HEADER.unpack_from(self._buffer)
+            kept = min(length, self._max_frame)
+            if len(self._buffer) < _FRAME_HEADER.size + kept:
+                break
+            start = _FRAME_HEADER.size
+            chunks.append(StreamChunk(_STREAM_NAMES.get(stream_id, "stdout"),
+                                      bytes(self._buffer[start:start + kept])))
+            excess = length - kept
+            available = len(self._buffer) - start - kept
+            del self._buffer[:start + kept + min(excess, available)]
+            self._skip = max(0, excess - available)
+            if self._skip:
+                break
+        return chunks
