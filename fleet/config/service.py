@@ -908,6 +908,10 @@ class ProxySettings(Strict):
 
     image: str = Field(default="caddy:2.6", min_length=1, max_length=1024, description=(
         "The proxy's image (templates allowed): Caddy 2.6 or newer, with `sh`."))
+    migrate_connections: bool = Field(default=True, description=(
+        "Set net.ipv4.tcp_migrate_req=1 in the proxy's network namespace, so connections "
+        "queued on an old proxy's listener when it stops go to the new one instead of being "
+        "reset (Linux 5.14 and newer; false on older kernels)."))
 
 
 class Service(ContainerOptions):

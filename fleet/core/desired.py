@@ -478,9 +478,10 @@ class _Proxied:
     routes: list[Route] = field(default_factory=list)
 
 
-def _proxy_image(playbooks: PlaybookSet, ctx: Mapping[str, Any],
-                 report: Any) -> str | None:
-    """The proxy's image for a host: the playbook's `proxy.image` (rendered), or Caddy's."""
+def _proxy_settings(playbooks: PlaybookSet, ctx: Mapping[str, Any],
+                    report: Any) -> tuple[str, ProxySettings] | None:
+    """The proxy's image for a host (the playbook's `proxy.image` rendered, or Caddy's) and
+    the rest of its `proxy:`."""
     for pb in playbooks.playbooks:
         if pb.header.proxy is not None:
             try:
@@ -489,8 +490,8 @@ def _proxy_image(playbooks: PlaybookSet, ctx: Mapping[str, Any],
             except (TemplateError, ValueError) as exc:
                 report(pb.doc.problem(("proxy", "image"), str(exc)))
                 return None
-            return image
-    return ProxySettings().image
+            return image, pb.header.proxy
+    return ProxySettings().image, ProxySettings()
 
 
 @dataclass
@@ -530,12 +531,13 @@ def _place_proxies(proxied: Mapping[str, _Proxied],
             per_host.add(problem, PROXY_SERVICE, host)
 
         ctx = {**context, **_host_context(found.host, pb.header.vars)}
-        image = _proxy_image(playbooks, ctx, report)
-        if image is None:
+        settings = _proxy_settings(playbooks, ctx, report)
+        if settings is None:
             continue
         for service, message in route_clashes(found.routes):
             report(pb.doc.problem(("services", service, "proxy"), message))
-        proxy = HostProxy(image, tuple(sorted(found.routes, key=lambda r: r.id)))
+        proxy = HostProxy(settings[0], tuple(sorted(found.routes, key=lambda r: r.id)),
+                          migrate_connections=settings[1].migrate_connections)
         made: list[DesiredContainer] = []
         holder_name = container_name(project, PORTS_SERVICE, 1)
         for name, raw in ((PORTS_SERVICE, holder_service(proxy)),

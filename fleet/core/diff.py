@@ -19,6 +19,7 @@ from fleet.config.secrets import SecretStore, digest_secrets, reveal
 from fleet.core.desired import DesiredContainer
 from fleet.core.files import Delivered, delivered_names
 from fleet.core.observed import HostSnapshot, ObservedContainer
+from fleet.core.proxy import PORTS_SERVICE
 from fleet.core.resource_drift import HostResources
 from fleet.core.resources import UPDATABLE_FIELDS, update_body
 
@@ -149,13 +150,18 @@ def _compare(desired: DesiredContainer, container: ObservedContainer,
 
     image = str(desired.options["image"])
     digest = ctx.digests.get(image)
-    if container.image_ref != image:
+    # The proxy's port holder runs only a wait: whatever image it was made from does that,
+    # and replacing it would drop every connection to the host's ports. A new proxy image
+    # replaces Caddy (start-first), never the holder.
+    image_matters = desired.service != PORTS_SERVICE
+    if image_matters and container.image_ref != image:
         return finding(Kind.IMAGE_CHANGED, f"image {container.image_ref or '?'} -> {image}")
-    if digest and container.image_digest and container.image_digest != digest:
+    if image_matters and digest and container.image_digest and \
+            container.image_digest != digest:
         return finding(Kind.IMAGE_CHANGED, f"{image} now resolves to {digest[:19]} "
                               f"(running {container.image_digest[:19]})")
     expected_image = container.pin
-    if container.config_image and container.config_image != expected_image:
+    if image_matters and container.config_image and container.config_image != expected_image:
         return finding(Kind.IMAGE_CHANGED,
                        f"container runs {container.config_image}, not {expected_image}")
     changes: list[FieldChange] = []

@@ -39,6 +39,7 @@ PROXY_DATA = "proxy"  # the project's data directory (fleet.core.files) the prox
 PROXY_ROOT = "/fleet-proxy"  # ...as the proxy's containers see it
 REVISION_ENV = "FLEET_PROXY_REVISION"  # set at create: names the container's own directory
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a live config read from a host
+MIGRATE_SYSCTL = "net.ipv4.tcp_migrate_req"
 STOP_MARGIN = 5.0  # seconds past the longest drain the old Caddy gets to finish
 
 # The holder: a wait that ends on SIGTERM (sleep as PID 1 would ignore it).
@@ -82,6 +83,7 @@ class HostProxy:
 
     image: str
     routes: tuple[Route, ...]
+    migrate_connections: bool = True  # net.ipv4.tcp_migrate_req in its namespace
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -143,10 +145,16 @@ def admin_listen(revision: int) -> str:
 
 def holder_service(proxy: HostProxy) -> dict[str, Any]:
     """The holder as a Compose service (validated and rendered like the playbook's)."""
-    return {"image": proxy.image, "entrypoint": ["sh", "-c", HOLDER_SCRIPT],
-            "ports": [f"{port}:{port}" for port in proxy.ports],
-            "networks": [PROXY_NETWORK], "restart": "unless-stopped",
-            "stop_grace_period": "2s", "labels": {}}
+    service: dict[str, Any] = {
+        "image": proxy.image, "entrypoint": ["sh", "-c", HOLDER_SCRIPT],
+        "ports": [f"{port}:{port}" for port in proxy.ports],
+        "networks": [PROXY_NETWORK], "restart": "unless-stopped",
+        "stop_grace_period": "2s", "labels": {}}
+    if proxy.migrate_connections:
+        # The namespace is the holder's, and Caddy shares it: when an old Caddy closes its
+        # listeners, the connections in their queues go to the new one's (SO_REUSEPORT).
+        service["sysctls"] = {MIGRATE_SYSCTL: "1"}
+    return service
 
 
 def proxy_service(proxy: HostProxy, holder_name: str) -> dict[str, Any]:

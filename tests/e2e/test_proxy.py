@@ -9,13 +9,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import docker, fleet, fleet_json, write_playbook
+from e2e_helpers import container_labels, docker, fleet, fleet_json, write_playbook
 
 from fleet.lab import Lab
+from fleet.lab.images import PROXY_IMAGE, seed_image
 
 PROJECT = "e2eproxy"
 PORT = 8081  # not the other tests' 8080: a leftover of theirs can't be in the way
@@ -153,6 +155,39 @@ def test_a_killed_proxy_is_drift_and_apply_heals_it(lab: Lab, tmp_path: Path,
     fleet("apply", "--yes", str(path), check_rc=0)
     assert get(host.address) == (200, "v1")  # it came back with its routes (--resume)
     fleet("check", str(path), check_rc=0)
+
+
+def holders(lab: Lab) -> dict[str, str]:
+    """Each host's holder of the proxy's ports, by container id."""
+    return {h.name: docker(lab, h.name, "inspect", "--format", "{{.Id}}",
+                           f"{PROJECT}-fleet-proxy-ports-1").strip() for h in lab.hosts}
+
+
+def test_a_new_proxy_image_takes_over_without_dropping_a_request(lab: Lab, tmp_path: Path,
+                                                                 empty: Path) -> None:
+    # A second build of the lab's Caddy (its version label differs, so its digest does).
+    seed_image(lab.registry, replace(PROXY_IMAGE, tag="2.6-next"))
+    services = {"web": web(lab.registry, "v1")}
+    first = playbook(lab, tmp_path / "first.yml", services)
+    fleet("apply", "--yes", str(first), check_rc=0)
+    newer = write_playbook(tmp_path / "newer.yml", PROJECT, lab.inventory_path, services,
+                           proxy={"image": f"{lab.registry}/lab/caddy:2.6-next"})
+    held = holders(lab)
+    plan = fleet_json("plan", str(newer), check_rc=2)
+    # Caddy is replaced start-first; the holder of the ports is not touched.
+    assert {a["target"] for h in plan["hosts"] for a in h["actions"]
+            if a["kind"] != "pull"} == {f"{PROJECT}-fleet-proxy-1"}
+    with Load(lab) as load:
+        time.sleep(1)
+        fleet("apply", "--yes", str(newer), check_rc=0)
+        time.sleep(1)
+    assert load.failures() == {}, load.answers
+    assert load.bodies() == {"v1"}
+    for host in lab.hosts:
+        labels = container_labels(lab, host.name, f"{PROJECT}-fleet-proxy-1")
+        assert labels["fleet.image"].endswith("/lab/caddy:2.6-next"), (host.name, labels)
+    assert holders(lab) == held  # the holders of the ports were never replaced
+    fleet("check", str(newer), check_rc=0)
 
 
 def test_two_services_share_the_proxy_by_host_name(lab: Lab, tmp_path: Path,

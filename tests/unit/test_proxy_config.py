@@ -96,3 +96,12 @@ def test_a_certificate_names_a_declared_secret(tmp_path: Path) -> None:
           proxy: {container_port: 8080, tls: {certificate: nope, key: nope}}
         """))
     assert problem.path == ("services", "web", "proxy", "tls")
+
+
+def test_queued_connections_move_to_a_new_proxy_unless_turned_off(tmp_path: Path) -> None:
+    def holder(header: str) -> dict[str, object]:
+        state = load(tmp_path, playbook(tmp_path, PROXIED, header=header))
+        return next(c.options for c in state.containers["web1"] if c.service == PORTS_SERVICE)
+
+    assert holder("project: shop\n")["sysctls"] == {"net.ipv4.tcp_migrate_req": "1"}
+    assert not holder("project: shop\nproxy: {migrate_connections: false}\n").get("sysctls")
