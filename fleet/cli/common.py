@@ -14,6 +14,7 @@ import click
 from fleet.cli.vault import ansible_vault_decrypter
 from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
+from fleet.config.secret_commands import SecretCommand
 from fleet.config.shards import Shard, parse_shard
 
 if TYPE_CHECKING:
@@ -120,6 +121,12 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
+def _run_secret_command(command: SecretCommand) -> str:
+    from fleet.cli.secret_runner import run_secret_command  # only when a playbook has one
+
+    return run_secret_command(command)
+
+
 def project_files(inventories: Sequence[str], playbooks: Sequence[str],
                   limit: str | None) -> ProjectFiles:
     ctx = click.get_current_context(silent=True)
@@ -128,7 +135,7 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
     shard = _shard(ctx) if ctx is not None else None
     return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
                         shard=shard, env_file=env_file, profiles=list(profiles),
-                        vault=ansible_vault_decrypter())
+                        vault=ansible_vault_decrypter(), secret_runner=_run_secret_command)
 
 
 def console(stderr: bool = False) -> Console:

@@ -40,8 +40,8 @@ Loader = Callable[[str], SourceDoc]  # reads one file (the project's: interpolat
 PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the problem is told)
 
 # fleet's own keys, as `x-fleet:` may hold them.
-TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "registries", "update",
-            "image_source", "seeds", "proxy")
+TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "secret_commands", "registries",
+            "update", "image_source", "seeds", "proxy")
 SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source", "proxy")
 RESERVED_KEYS: tuple[str, ...] = ()  # later versions of fleet; refused as not yet supported
 

@@ -20,6 +20,7 @@ from fleet.config.compose_file import (
 from fleet.config.networks_volumes import NetworkDef, VolumeDef, volume_key_problem
 from fleet.config.problems import Problem
 from fleet.config.references import parse_image_reference
+from fleet.config.secret_commands import SecretCommandEntry
 from fleet.config.service import (
     NAME_PATTERN,
     NETWORK_NAME,
@@ -135,6 +136,8 @@ def _refuse_swarm(key: str) -> Any:
 
 
 _FILE_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")  # a config's or secret's name (Compose's rule)
+# What secret('NAME') may name (fleet.config.secrets' tokens carry it).
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=256)]
 
 
 class PlaybookFile(Strict):
@@ -149,6 +152,10 @@ class PlaybookFile(Strict):
     secrets_file: str | None = Field(
         default=None, description="KEY=VALUE or YAML file of secrets, relative to this file."
     )
+    secret_commands: dict[SecretName, SecretCommandEntry] = Field(
+        default={}, description="Secrets whose value a command prints on the controller "
+                                "(a password manager's CLI), run once per invocation, "
+                                "without a shell.")
     registries: dict[str, RegistryAuth] = {}
     networks: dict[str, NetworkDef | None] = {}
     volumes: dict[str, VolumeDef | None] = {}

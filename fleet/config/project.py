@@ -15,6 +15,7 @@ from fleet.config.loaded import EnvFileReader, FileReader, ProjectInput
 from fleet.config.local_files import LocalFiles, LocalSource
 from fleet.config.playbook import LoadedPlaybook, PlaybookSet, load_playbooks
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
+from fleet.config.secret_commands import SecretCommand, SecretCommands, SecretRunner
 from fleet.config.secrets import SecretStore, load_secrets_file
 from fleet.config.service import HOST_INDEPENDENT_KEYS
 from fleet.config.shards import Shard
@@ -34,6 +35,7 @@ class ProjectFiles:
     env_file: str | None = None  # instead of the .env beside the first playbook
     profiles: Sequence[str] = ()  # --profile (else COMPOSE_PROFILES)
     vault: VaultDecrypt | None = None  # decrypts the inventory's Ansible Vault values
+    secret_runner: SecretRunner | None = None  # runs `secret_commands:` (None: refused)
 
 
 def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[str],
@@ -53,12 +55,17 @@ def _inventory_paths(files: ProjectFiles, playbooks: PlaybookSet) -> tuple[list[
     return list(named), []
 
 
-def _secret_store(playbooks: PlaybookSet) -> tuple[SecretStore, list[Problem]]:
-    """Secrets files of every playbook; a name in two files takes the first file's value."""
+def _secret_store(playbooks: PlaybookSet, runner: SecretRunner | None
+                  ) -> tuple[SecretStore, list[Problem]]:
+    """Secrets files and secret commands of every playbook; a name in two files (or two
+    playbooks' `secret_commands`) takes the first one's."""
     values: dict[str, str] = {}
     sources: list[str] = []
     problems: list[Problem] = []
+    commands: dict[str, SecretCommand] = {}
     for pb in playbooks.playbooks:
+        for name, spec in pb.header.secret_commands.items():
+            commands.setdefault(name, SecretCommand(spec, pb.base))
         if pb.header.secrets_file:
             path = pb.base / pb.header.secrets_file
             try:
@@ -70,7 +77,9 @@ def _secret_store(playbooks: PlaybookSet) -> tuple[SecretStore, list[Problem]]:
                                                f"cannot read secrets file {path}: {reason}"))
                 continue
             sources.append(str(path))
-    return SecretStore(playbooks.project, values, ", ".join(sources) or None), problems
+    store = SecretStore(playbooks.project, values, ", ".join(sources) or None,
+                        commands=SecretCommands(commands, runner))
+    return store, problems
 
 
 def env_file_reader(variables: Mapping[str, str], warnings: list[Problem]) -> EnvFileReader:
@@ -170,7 +179,7 @@ def read_project(files: ProjectFiles, environ: Mapping[str, str] | None = None
     found += inventory_problems
     if errors_in(found):
         raise ConfigError(problems + found)
-    secrets, secret_problems = _secret_store(playbooks)
+    secrets, secret_problems = _secret_store(playbooks, files.secret_runner)
     secrets.environ = environ
     secrets.vaulted = inventory.secrets
     read = problems + found + secret_problems  # env files add their warnings when read

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.config.compose_syntax import parse_env_file
+from fleet.config.secret_commands import SecretCommandFailed, SecretCommands
 from fleet.config.source import located, parse_yaml, read_source
 from fleet.errors import FleetError
 
@@ -42,7 +43,8 @@ class SecretMissing(FleetError, LookupError):
 
 @dataclass
 class SecretStore:
-    """Secret values from the controller's environment, over those of a secrets file."""
+    """Secret values from the commands a playbook declares (`secret_commands:`), else the
+    controller's environment, over those of a secrets file."""
 
     project: str
     file_values: Mapping[str, str] = field(default_factory=dict)
@@ -56,6 +58,8 @@ class SecretStore:
     hidden: Mapping[str, str] = field(default_factory=dict)
     # Values decrypted from the inventory's Ansible Vault values (`vault.VAR.HASH` names).
     vaulted: Mapping[str, str] = field(default_factory=dict)
+    # `secret_commands:`, each run once (the copies `only` makes share what they gave).
+    commands: SecretCommands = field(default_factory=SecretCommands)
 
     def only(self, names: Collection[str]) -> SecretStore:
         """This store, revealing only those of `names` it already may (it never widens)."""
@@ -73,6 +77,11 @@ class SecretStore:
             return self.hidden[name]
         if name in self.vaulted:
             return self.vaulted[name]
+        if name in self.commands:  # declared for this name: the environment doesn't shadow it
+            try:
+                return self.commands.value(name)
+            except SecretCommandFailed as exc:
+                raise SecretMissing(f"secret '{name}' (secret_commands.{name}): {exc}") from None
         if name in self.environ:
             return self.environ[name]
         if name in self.file_values:
@@ -86,10 +95,15 @@ class SecretStore:
         surrogate escapes (fleet.core.service_files), so they come back exactly."""
         return self.value(name).encode("utf-8", "surrogateescape")
 
+    def _hash_key(self) -> str:
+        if HASH_KEY_NAME in self.commands:
+            return self.commands.value(HASH_KEY_NAME)
+        return self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME) or ""
+
     @property
     def keyed(self) -> bool:
         """Whether digests are keyed by FLEET_SECRET_KEY (else a reader can test guesses)."""
-        return bool(self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME))
+        return bool(self._hash_key())
 
     def digest(self, name: str) -> str:
         """A keyed digest of a secret's value, for hashes, labels and journals.
@@ -97,7 +111,7 @@ class SecretStore:
         Keyed by FLEET_SECRET_KEY (from the environment or the secrets file) when set: then
         what hosts store can't be brute-forced back to a weak secret by whoever reads it.
         Every controller of a project must use the same key, or hashes differ."""
-        salt = self.environ.get(HASH_KEY_NAME) or self.file_values.get(HASH_KEY_NAME) or ""
+        salt = self._hash_key()
         key = hashlib.sha256(f"fleet.secret\0{self.project}\0{name}\0{salt}".encode()).digest()
         return hmac.new(key, self.data(name), hashlib.sha256).hexdigest()[:16]
 

@@ -25,7 +25,7 @@ from fleet.config.loaded import FileReader
 from fleet.config.local_files import LocalFileError, LocalSource
 from fleet.config.playbook import FileSource, LoadedPlaybook, PlaybookSet, SecretSource
 from fleet.config.problems import KeyPath
-from fleet.config.secrets import SecretStore
+from fleet.config.secrets import SecretMissing, SecretStore
 from fleet.config.service import Mount, Service
 from fleet.core.files import (
     Delivered,
@@ -150,6 +150,11 @@ def _content(kind: str, key: str, pb: LoadedPlaybook, source: FileSource, ctx: F
     if source.content is not None:
         return source.content.encode()
     if source.environment is not None:
+        if kind == "secrets" and source.environment in ctx.secrets.commands:
+            try:
+                return ctx.secrets.value(source.environment).encode("utf-8", "surrogateescape")
+            except SecretMissing as exc:
+                return f"{what}: {exc}"
         value = ctx.variables.get(source.environment)
         if value is None and kind == "secrets":
             value = ctx.secrets.file_values.get(source.environment)

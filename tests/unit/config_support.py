@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fleet.config.problems import ConfigError, Problem
 from fleet.config.project import ProjectFiles, read_project
+from fleet.config.secret_commands import SecretRunner
 from fleet.core.desired import DesiredState, desired_state
 
 INVENTORY = """\
@@ -36,11 +37,13 @@ def playbook(directory: Path, services: str, *, header: str = "project: shop\n",
 
 
 def load(directory: Path, *playbooks: Path, inventory: str | None = INVENTORY,
-         environ: Mapping[str, str] | None = None, limit: str | None = None) -> DesiredState:
+         environ: Mapping[str, str] | None = None, limit: str | None = None,
+         secret_runner: SecretRunner | None = None) -> DesiredState:
     inventories = []
     if inventory is not None:
         inventories.append(str(write(directory, "inventory.yml", inventory)))
-    files = ProjectFiles([str(p) for p in playbooks], inventories, limit)
+    files = ProjectFiles([str(p) for p in playbooks], inventories, limit,
+                         secret_runner=secret_runner)
     return desired_state(read_project(files, environ=environ if environ is not None else {}))
 
 
