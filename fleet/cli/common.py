@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -16,6 +16,7 @@ from fleet.config.problems import Problem
 from fleet.config.project import ProjectFiles
 from fleet.config.secret_commands import SecretCommand
 from fleet.config.shards import Shard, parse_shard
+from fleet.errors import FleetError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -135,6 +136,43 @@ def project_files(inventories: Sequence[str], playbooks: Sequence[str],
     shard = _shard(ctx) if ctx is not None else None
     return ProjectFiles(playbooks=list(playbooks), inventories=list(inventories), limit=limit,
                         shard=shard, env_file=env_file, profiles=list(profiles),
+                        vault=ansible_vault_decrypter(), secret_runner=_run_secret_command)
+
+
+def targeting_given(inventories: Sequence[str], limit: str | None) -> list[str]:
+    """The project options given on the command line besides the playbooks."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    given = {"-i": bool(inventories), "--limit": limit is not None,
+             "--shard": meta.get(_SHARD) is not None, "--env-file": meta.get(_ENV_FILE)
+             is not None, "--profile": bool(meta.get(PROFILES))}
+    return [flag for flag, on in given.items() if on]
+
+
+def invocation_of(inventories: Sequence[str], playbooks: Sequence[str], limit: str | None
+                  ) -> dict[str, Any]:
+    """The project options as given, files made absolute (a saved plan replays them)."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    env_file = meta.get(_ENV_FILE)
+    return {"playbooks": [os.path.abspath(p) for p in playbooks],
+            "inventories": [os.path.abspath(i) for i in inventories], "limit": limit,
+            "shard": meta.get(_SHARD), "shard_by": meta.get(_SHARD_BY),
+            "env_file": os.path.abspath(env_file) if env_file else None,
+            "profiles": list(meta.get(PROFILES, ()))}
+
+
+def replayed_project_files(invocation: Mapping[str, Any]) -> ProjectFiles:
+    """ProjectFiles from invocation_of's record (validated by the saved plan's model)."""
+    shard = invocation["shard"]
+    try:
+        parsed = parse_shard(shard, invocation["shard_by"]) if shard else None
+    except ValueError as exc:
+        raise FleetError(f"the saved plan's --shard: {exc}") from None
+    return ProjectFiles(playbooks=list(invocation["playbooks"]),
+                        inventories=list(invocation["inventories"]),
+                        limit=invocation["limit"], shard=parsed,
+                        env_file=invocation["env_file"], profiles=list(invocation["profiles"]),
                         vault=ansible_vault_decrypter(), secret_runner=_run_secret_command)
 
 

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fleet.cli.common import console, json_option, print_json, project_options
+from fleet.cli.common import (
+    console,
+    invocation_of,
+    json_option,
+    print_json,
+    project_options,
+    targeting_given,
+)
 from fleet.cli.session import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -42,8 +49,11 @@ if TYPE_CHECKING:  # the rollout's modules load only for a command that changes 
 @project_options
 @run_options
 @json_option
+@click.option("--out", "out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also save the plan, with a fingerprint of each host, for `fleet apply "
+                   "FILE` to apply exactly (or refuse if anything moved).")
 def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, ...],
-         forks: int, connect_timeout: float, as_json: bool) -> None:
+         forks: int, connect_timeout: float, as_json: bool, out: str | None) -> None:
     """Show, per host, what apply would change. Exit 0 no changes, 2 changes, 1 error."""
     state = load_state(inventories, playbooks, limit, as_json)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout)
@@ -52,6 +62,10 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
         async with session(state, options, "planning", as_json,
                            for_changes=True) as (run, observation):
             plan_ = await plan_changes(run, observation)
+            if out is not None:
+                from fleet.cli.saved_plan_cmd import save_plan
+                save_plan(out, state, observation, plan_,
+                          invocation_of(inventories, playbooks, limit))
             return plan_, observation.digest_failures, plan_seeds(plan_, run.hosts, state.seeds)
 
     plan_, failures, seeds = run_async(go())
@@ -76,7 +90,19 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
           forks: int, connect_timeout: float, as_json: bool, yes: bool, no_prune: bool,
           lock_wait: float | None) -> None:
     """Converge the targeted hosts to the playbook, rolling out per each service's `update:`
-    policy. Exit 0 converged, 1 otherwise."""
+    policy. Exit 0 converged, 1 otherwise.
+
+    Given a file saved by `fleet plan --out FILE` instead, apply exactly that plan, without
+    asking, and only if every host still runs what it ran then (else exit 1, nothing
+    changed)."""
+    from fleet.cli.saved_plan_cmd import apply_saved, looks_saved
+    if looks_saved(playbooks):
+        given = targeting_given(inventories, limit) + (["--no-prune"] if no_prune else [])
+        if given:
+            raise click.UsageError(f"a saved plan carries its own playbooks and targeting: "
+                                   f"drop {', '.join(given)}")
+        apply_saved(playbooks[0], forks, connect_timeout, as_json, lock_wait)
+        return
     state = load_state(inventories, playbooks, limit, as_json)
     require_confirmation_possible(yes)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
