@@ -29,6 +29,7 @@ COMMANDS = {
     "combine": "fleet.cli.combine_cmd:combine_reports",
     "logs": "fleet.cli.ops_cmds:logs",
     "exec": "fleet.cli.ops_cmds:exec_",
+    "prune": "fleet.cli.prune_cmd:prune",
     "init": "fleet.cli.init_cmds:init",
     "completion": "fleet.cli.init_cmds:completion",
 }

@@ -46,6 +46,7 @@ class PortSummary(Answer):
 
 class ContainerSummary(Answer):
     Id: ContainerId
+    ImageID: Text | None = None
     Names: list[Text] | None = None
     State: Text | None = None
     Labels: dict[Text, Text] | None = None
