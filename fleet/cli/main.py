@@ -30,6 +30,7 @@ COMMANDS = {
     "logs": "fleet.cli.ops_cmds:logs",
     "exec": "fleet.cli.ops_cmds:exec_",
     "prune": "fleet.cli.prune_cmd:prune",
+    "watch": "fleet.cli.watch_cmd:watch",
     "init": "fleet.cli.init_cmds:init",
     "completion": "fleet.cli.init_cmds:completion",
 }
