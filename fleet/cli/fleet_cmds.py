@@ -20,11 +20,13 @@ from fleet.cli.session import (
     EXIT_ERROR,
     EXIT_OK,
     confirm,
-    converge,
+    converge_with_hooks,
+    hooks_json,
     load_state,
     lock_wait_option,
     plan_changes,
     plan_json,
+    print_hooks,
     print_plan,
     print_report,
     require_confirmation_possible,
@@ -42,6 +44,7 @@ from fleet.core.seed_plan import plan_seeds
 from fleet.engine.run import Observation, Run, RunOptions
 
 if TYPE_CHECKING:  # the rollout's modules load only for a command that changes hosts
+    from fleet.engine.hooks import HookResult
     from fleet.engine.rollout import RolloutResult
 
 
@@ -73,6 +76,7 @@ def plan(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str, 
         print_json(plan_json(plan_, seeds))
     else:
         print_plan(plan_, failures, seeds)
+        print_hooks(state, plan_, {h.host for h in plan_.hosts})
     if plan_.unreachable or not state.targeted_hosts:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if plan_.has_changes else EXIT_OK)
@@ -107,7 +111,7 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
     require_confirmation_possible(yes)
     options = RunOptions(forks=forks, connect_timeout=connect_timeout, prune=not no_prune)
 
-    async def go() -> tuple[Plan, RolloutResult]:
+    async def go() -> tuple[Plan, RolloutResult, list[HookResult]]:
         from fleet.engine.rollout import RolloutResult
         async with session(state, options, "observing", as_json, for_changes=True,
                             lock="apply", lock_wait=lock_wait) as (run, observation):
@@ -115,15 +119,18 @@ def apply(inventories: tuple[str, ...], limit: str | None, playbooks: tuple[str,
             if not as_json:
                 print_plan(plan_, observation.digest_failures,
                            plan_seeds(plan_, run.hosts, state.seeds))
+                print_hooks(state, plan_, observation.snapshots)
             if not plan_.has_changes:
-                return plan_, RolloutResult()
+                return plan_, RolloutResult(), []
             await confirm(yes)
-            return plan_, await converge(run, plan_, as_json, "apply")
+            return (plan_, *await converge_with_hooks(run, observation, plan_, as_json,
+                                                      "apply"))
 
-    plan_, result = run_async(go())
+    plan_, result, hooks = run_async(go())
     converged = result.ok and not plan_.unreachable
     if as_json:
-        print_json({"converged": converged, **rollout_json(plan_, result)})
+        print_json({"converged": converged, **rollout_json(plan_, result),
+                    "hooks": hooks_json(hooks)})
     elif plan_.has_changes:
         print_report(result, dict(plan_.unreachable))
     sys.exit(EXIT_OK if converged else EXIT_ERROR)

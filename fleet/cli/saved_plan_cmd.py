@@ -18,7 +18,8 @@ from fleet.cli.common import print_json, replayed_project_files
 from fleet.cli.session import (
     EXIT_ERROR,
     EXIT_OK,
-    converge,
+    converge_with_hooks,
+    hooks_json,
     plan_changes,
     plan_json,
     print_plan,
@@ -50,6 +51,7 @@ from fleet.errors import FleetError
 
 if TYPE_CHECKING:
     from fleet.core.desired import DesiredState
+    from fleet.engine.hooks import HookResult
     from fleet.engine.rollout import RolloutResult
 
 
@@ -118,7 +120,7 @@ def apply_saved(path: str, forks: int, connect_timeout: float, as_json: bool,
     options = RunOptions(forks=forks, connect_timeout=connect_timeout,
                          prune=saved.invocation.prune)
 
-    async def go() -> tuple[Plan, RolloutResult]:
+    async def go() -> tuple[Plan, RolloutResult, list[HookResult]]:
         from fleet.engine.rollout import RolloutResult
         async with session(state, options, "observing", as_json, for_changes=True,
                            lock="apply", lock_wait=lock_wait) as (run, observation):
@@ -139,13 +141,15 @@ def apply_saved(path: str, forks: int, connect_timeout: float, as_json: bool,
                 print_plan(plan, observation.digest_failures,
                            plan_seeds(plan, run.hosts, state.seeds))
             if not plan.has_changes:
-                return plan, RolloutResult()
-            return plan, await converge(run, plan, as_json, "apply")
+                return plan, RolloutResult(), []
+            return (plan, *await converge_with_hooks(run, observation, plan, as_json,
+                                                     "apply"))
 
-    plan, result = run_async(go())
+    plan, result, hooks = run_async(go())
     converged = result.ok and not plan.unreachable
     if as_json:
-        print_json({"converged": converged, **rollout_json(plan, result)})
+        print_json({"converged": converged, **rollout_json(plan, result),
+                    "hooks": hooks_json(hooks)})
     elif plan.has_changes:
         print_report(result, dict(plan.unreachable))
     sys.exit(EXIT_OK if converged else EXIT_ERROR)

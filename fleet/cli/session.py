@@ -9,7 +9,7 @@ import dataclasses
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -36,6 +36,7 @@ from fleet.text import printable
 from fleet.transport.ssh import DEFAULT_FORKS
 
 if TYPE_CHECKING:  # the rollout's modules load only for a command that changes hosts
+    from fleet.engine.hooks import HookResult
     from fleet.engine.rollout import RolloutResult
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -355,3 +356,61 @@ async def converge(run: Run, plan: Plan, as_json: bool, command: str,
         rollout = Rollout(run, plan, interrupted=interrupted, report=report,
                           command=command, services=services, journal=journal)
         return await rollout.execute()
+
+
+def _tell_hook(result: HookResult, quiet: bool) -> None:
+    if quiet:
+        return
+    where = f" on {result.host}" if result.host else ""
+    verdict = "ok" if result.ok else "failed"
+    echo(one_line(f"hook {result.phase} {result.name}{where}: {verdict}: {result.detail}"),
+         err=not result.ok)
+    for line in result.output.splitlines():
+        echo(f"  {line}", err=True)
+
+
+def hooks_json(results: list[HookResult]) -> list[dict[str, Any]]:
+    return [{"name": r.name, "phase": r.phase, "host": r.host or None, "ok": r.ok,
+             "detail": r.detail, "output": r.output} for r in results]
+
+
+async def converge_with_hooks(run: Run, observation: Observation, plan: Plan, as_json: bool,
+                              command: str) -> tuple[RolloutResult, list[HookResult]]:
+    """The rollout between the hooks its services have: a pre_deploy hook that fails stops
+    it before any host changes; post_deploy hooks run once it succeeded."""
+    from fleet.engine.hooks import due_hooks, run_hooks
+    from fleet.engine.rollout import RolloutResult
+    results: list[HookResult] = []
+    pre = due_hooks(run.state.hooks.get("pre_deploy", ()), plan)
+    if pre:
+        results += await run_hooks(run, observation, pre, "pre_deploy")
+        for result in results:
+            _tell_hook(result, as_json)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            return RolloutResult(stopped=f"pre_deploy hook {failed[0].name} failed: "
+                                         f"{failed[0].detail}; no host was changed"), results
+    rollout = await converge(run, plan, as_json, command)
+    post = due_hooks(run.state.hooks.get("post_deploy", ()), plan)
+    if post and rollout.ok:
+        done = await run_hooks(run, observation, post, "post_deploy")
+        for result in done:
+            _tell_hook(result, as_json)
+        results += done
+        failed = [r for r in done if not r.ok]
+        if failed:
+            rollout.stopped = f"post_deploy hook {failed[0].name} failed: {failed[0].detail}"
+    return rollout, results
+
+
+def print_hooks(state: DesiredState, plan: Plan, reachable: Collection[str]) -> None:
+    """The hooks this plan's rollout would run, and where (as `apply` will choose)."""
+    changed = {a.service for h in plan.hosts for a in h.actions if a.service}
+    for phase in ("pre_deploy", "post_deploy"):
+        for placed in state.hooks.get(phase, ()):
+            if placed.hook.service not in changed:
+                continue
+            hosts = [h for h in placed.hosts if h in reachable]
+            where = f"on {hosts[0]}" if hosts else "on no reachable host (it would fail)"
+            echo(one_line(f"hook {phase} {placed.hook.name}: runs once, in "
+                          f"{placed.hook.service}'s new image, {where}"))

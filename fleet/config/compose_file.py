@@ -41,7 +41,7 @@ PLACEHOLDER_PROJECT = "invalid"  # a file's project when it has none (the proble
 
 # fleet's own keys, as `x-fleet:` may hold them.
 TOP_KEYS = ("project", "inventory", "vars", "secrets_file", "secret_commands", "registries",
-            "update", "image_source", "seeds", "proxy")
+            "update", "image_source", "seeds", "proxy", "hooks")
 SERVICE_KEYS = ("hosts", "replicas", "update", "rollback", "image_source", "proxy")
 RESERVED_KEYS: tuple[str, ...] = ()  # later versions of fleet; refused as not yet supported
 

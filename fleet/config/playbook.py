@@ -24,6 +24,7 @@ from fleet.config.secret_commands import SecretCommandEntry
 from fleet.config.service import (
     NAME_PATTERN,
     NETWORK_NAME,
+    Duration,
     ImageSource,
     ProxySettings,
     Service,
@@ -140,6 +141,35 @@ _FILE_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")  # a config's or secret's name (Co
 SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=256)]
 
 
+class Hook(Strict):
+    """A command run once per rollout, on one host, in a service's new image."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63,
+                      description="Names its container and its journal entries.")
+    service: str = Field(description="Whose image, environment, volumes and networks it runs "
+                                     "with (as that service's new revision); it runs when a "
+                                     "rollout changes this service.")
+    command: Annotated[list[Annotated[str, Field(max_length=65536)]],
+                       Field(min_length=1, max_length=1024)] = Field(
+        description="The argv (no shell), instead of the service's command (its "
+                    "entrypoint is kept, as `docker compose run` does).")
+    entrypoint: Annotated[list[Annotated[str, Field(max_length=65536)]],
+                          Field(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="Instead of the service's entrypoint, e.g. [sh, -c].")
+    timeout: Duration = Field(default=300.0, gt=0, description="How long it may run "
+                              "(default 5m); past it, it is killed and fails.")
+    host: str | None = Field(default=None, max_length=4096, description=(
+        "A host pattern narrowing where it may run (default: any host of the service); the "
+        "first such host by name is chosen."))
+
+
+class Hooks(Strict):
+    pre_deploy: list[Hook] = Field(default=[], max_length=100, description=(
+        "Before any host changes: a failure stops the rollout with nothing changed."))
+    post_deploy: list[Hook] = Field(default=[], max_length=100, description=(
+        "After the rollout succeeded: a failure is reported (the rollout stays)."))
+
+
 class PlaybookFile(Strict):
     """One playbook file. `services` are validated per host after rendering."""
 
@@ -169,6 +199,8 @@ class PlaybookFile(Strict):
                                 "owner only.")
     proxy: ProxySettings | None = Field(
         default=None, description="The per-host proxy of the services with `proxy:`.")
+    hooks: Hooks | None = Field(
+        default=None, description="One-off jobs around a rollout (migrations).")
     image_source: ImageSource | None = Field(
         default=None, description="The default of every service's `image_source`.")
     seeds: SeedsConfig | None = Field(

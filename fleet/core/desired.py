@@ -21,7 +21,7 @@ from fleet.config.compose_syntax import parse_short_port
 from fleet.config.inventory import Host, Inventory
 from fleet.config.loaded import EnvFileReader, ProjectInput
 from fleet.config.patterns import PatternError, select_hosts
-from fleet.config.playbook import LoadedPlaybook, PlaybookSet
+from fleet.config.playbook import Hook, LoadedPlaybook, PlaybookSet
 from fleet.config.problems import ConfigError, KeyPath, Problem, errors_in
 from fleet.config.references import parse_image_reference
 from fleet.config.secrets import SecretStore, digest_secrets, redact, secret_names, token
@@ -173,6 +173,8 @@ class DesiredState:
     seeds: SeedPolicy | None = None  # the playbook's `seeds:` (fleet.core.seeds)
     # host -> its proxy, where services are served through one (fleet.core.proxy)
     proxies: dict[str, HostProxy] = field(default_factory=dict)
+    # The playbooks' `hooks:` by phase (pre_deploy, post_deploy), their services known.
+    hooks: dict[str, tuple[PlacedHook, ...]] = field(default_factory=dict)
 
     def secrets_for(self, host: str) -> SecretStore:
         """The secret store for one host: only the values the playbook gives it."""
@@ -466,7 +468,47 @@ def compile_desired_state(source: ProjectInput) -> DesiredState:
                         frozenset(playbooks.inactive - set(services)),
                         {host: dict(sorted(units.items(), key=lambda u: (u[1].what, u[0])))
                          for host, units in delivered.items()},
-                        _seed_policy(playbooks, problems), proxies)
+                        _seed_policy(playbooks, problems), proxies,
+                        _hooks(playbooks, services, inventory, problems))
+
+
+@dataclass(frozen=True)
+class PlacedHook:
+    hook: Hook
+    hosts: tuple[str, ...]  # where it may run (its service's hosts its `host:` keeps), by name
+
+
+def _hooks(playbooks: PlaybookSet, services: Mapping[str, ServicePlacement],
+           inventory: Inventory, problems: list[Problem]) -> dict[str, tuple[PlacedHook, ...]]:
+    """Every playbook's hooks, in order, by phase; one naming no service is a problem."""
+    found: dict[str, list[PlacedHook]] = {"pre_deploy": [], "post_deploy": []}
+    names: set[str] = set()
+    for pb in playbooks.playbooks:
+        if pb.header.hooks is None:
+            continue
+        for phase, hooks in (("pre_deploy", pb.header.hooks.pre_deploy),
+                             ("post_deploy", pb.header.hooks.post_deploy)):
+            for index, hook in enumerate(hooks):
+                where = ("hooks", phase, index)
+                if hook.service not in services:
+                    problems.append(pb.doc.problem((*where, "service"),
+                                                   f"hook '{hook.name}': no service "
+                                                   f"'{hook.service}' in the playbook"))
+                elif hook.name in names:
+                    problems.append(pb.doc.problem((*where, "name"), f"two hooks are named "
+                                                   f"'{hook.name}'"))
+                else:
+                    hosts = set(services[hook.service].hosts)
+                    if hook.host is not None:
+                        try:
+                            hosts &= set(select_hosts(hook.host, inventory.hosts,
+                                                      inventory.groups).hosts)
+                        except PatternError as exc:
+                            problems.append(pb.doc.problem((*where, "host"), str(exc)))
+                            continue
+                    found[phase].append(PlacedHook(hook, tuple(sorted(hosts))))
+                names.add(hook.name)
+    return {phase: tuple(hooks) for phase, hooks in found.items()}
 
 
 @dataclass
