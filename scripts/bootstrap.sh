@@ -9,7 +9,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-PACKAGES="docker.io openssh-server openssh-client docker-registry busybox-static iproute2 python3-venv docker-compose ansible-core"
+# chromium: the report page is checked in a real browser (tests/e2e/test_report.py).
+PACKAGES="docker.io openssh-server openssh-client docker-registry busybox-static iproute2 python3-venv docker-compose ansible-core chromium"
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -31,6 +31,7 @@ COMMANDS = {
     "exec": "fleet.cli.ops_cmds:exec_",
     "prune": "fleet.cli.prune_cmd:prune",
     "watch": "fleet.cli.watch_cmd:watch",
+    "report": "fleet.cli.report_cmd:report",
     "init": "fleet.cli.init_cmds:init",
     "completion": "fleet.cli.init_cmds:completion",
 }

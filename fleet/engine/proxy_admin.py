@@ -80,19 +80,26 @@ class ProxyAdmin:
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))] \
             if body is not None else []
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                response = await self._pool(revision).send(
-                    Request(method, path, headers=headers, body=data))
-                try:
-                    answer = await response.aread(limit)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise ProxyError(self.host, f"{what}: no answer within {REQUEST_TIMEOUT:g}s") \
-                from None
-        except TransportError as exc:
-            raise ProxyError(self.host, f"{what}: {exc}") from None
+        # Caddy restarts its admin server when its config changes, closing the kept-alive
+        # connections previous requests left: a request that finds one closed is sent again
+        # (each of the pool's two idle connections may be stale; the third try is on a new
+        # one), and every admin request fleet makes is idempotent.
+        for attempt in (1, 2, 3):
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    response = await self._pool(revision).send(
+                        Request(method, path, headers=headers, body=data))
+                    try:
+                        answer = await response.aread(limit)
+                    finally:
+                        await response.aclose()
+                break
+            except TimeoutError:
+                raise ProxyError(self.host, f"{what}: no answer within "
+                                            f"{REQUEST_TIMEOUT:g}s") from None
+            except TransportError as exc:
+                if attempt == 3:
+                    raise ProxyError(self.host, f"{what}: {exc}") from None
         if response.status >= 300:
             said = " ".join(answer[:300].decode(errors="replace").split())
             raise ProxyError(self.host, f"{what}: {response.status} {said}", response.status)
