@@ -22,6 +22,7 @@ from fleet.lab.images import PROXY_IMAGE, seed_image
 PROJECT = "e2eproxy"
 PORT = 8081  # not the other tests' 8080: a leftover of theirs can't be in the way
 RATE = 25  # requests per second per host, each on a new connection
+THREADS_PER_HOST = 3
 
 
 def web(registry: str, version: str, *, drain: str = "2s", **proxy: Any) -> dict[str, Any]:
@@ -57,18 +58,25 @@ class Load:
         self.addresses = [h.address for h in lab.hosts]
         self.answers: Counter[tuple[str, str]] = Counter()  # (address, body or error)
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(a,), daemon=True)
-                        for a in self.addresses]
+        self.lock = threading.Lock()
+        # Open loop: each host's requests are due on a fixed schedule, shared by a few
+        # threads, so a slow answer (a loaded CI machine) doesn't lower the rate.
+        self.threads = [threading.Thread(target=self._run, args=(a, k), daemon=True)
+                        for a in self.addresses for k in range(THREADS_PER_HOST)]
 
-    def _run(self, address: str) -> None:
+    def _run(self, address: str, offset: int) -> None:
+        period = THREADS_PER_HOST / RATE
+        due = time.monotonic() + offset / RATE
         while not self.stop.is_set():
-            started = time.monotonic()
             try:
                 status, body = get(address, timeout=2.0)
-                self.answers[(address, body if status == 200 else f"HTTP {status}")] += 1
+                answer = body if status == 200 else f"HTTP {status}"
             except OSError as exc:
-                self.answers[(address, f"error {type(exc).__name__}")] += 1
-            self.stop.wait(max(0.0, 1 / RATE - (time.monotonic() - started)))
+                answer = f"error {type(exc).__name__}"
+            with self.lock:
+                self.answers[(address, answer)] += 1
+            due += period
+            self.stop.wait(max(0.0, due - time.monotonic()))
 
     def __enter__(self) -> Load:
         for thread in self.threads:
